@@ -1,0 +1,1 @@
+"""The ``perception`` command. Each subcommand lives in its own module with ``add_parser`` and ``run``."""

@@ -1,0 +1,33 @@
+"""Shared test fixtures.
+
+Real nuScenes fixtures are read from ``../shared/data/real`` (beside the repository, as CI has it); no copy
+is committed. A missing shared folder is an error, not a skip: CI always has it.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("M3_SHARED_DIR", REPO.parent / "shared"))
+REAL = SHARED / "data" / "real"
+
+# Keep torch to one thread per test process: deterministic and fair on 2-core machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    assert REAL.is_dir(), f"real nuScenes fixtures not found at {REAL} (set M3_SHARED_DIR)"
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A freshly synthesized 2-scene nuScenes-format dataroot (v1.0-trainval names), built once per run."""
+    from perception.synth.generate import generate_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    generate_dataset(out, scenes=2, samples_per_scene=4, seed=0)
+    return out
