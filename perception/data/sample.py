@@ -52,6 +52,7 @@ class CameraView:
     cam2ego: Optional[np.ndarray] = None
     ego2global: Optional[np.ndarray] = None
     sample_data_token: str = ""
+    sample_token: str = ""  # the keyframe this view belongs to (named in load errors)
     _image: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
@@ -66,7 +67,7 @@ class CameraView:
         if self._image is None:
             from perception.data.io import load_image
 
-            self._image = load_image(self.path)
+            self._image = load_image(self.path, sample_token=self.sample_token)
         return self._image
 
 

@@ -1,0 +1,3 @@
+# tiny, single task: 'map' only.
+_base_ = ["tiny.py"]
+model = dict(tasks=("map",))

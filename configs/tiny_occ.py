@@ -1,0 +1,3 @@
+# tiny, single task: 'occ' only.
+_base_ = ["tiny.py"]
+model = dict(tasks=("occ",))

@@ -1,0 +1,47 @@
+"""``perception eval``: score a model or saved predictions with the official protocols.
+
+Model mode:  ``perception eval CONFIG CHECKPOINT --dataroot D --version V --split S [--out DIR]``
+(inference through ``perception.runtime.Predictor``; under ``torchrun`` each rank infers a shard).
+Saved mode:  ``perception eval --results FILE [--bev-results DIR] [--occ-results DIR] --dataroot D ...``
+(formats: :mod:`perception.eval.results_io`). Both write ``DIR/metrics.json``, print a per-class table and
+save PNG plots under ``DIR/plots``.
+"""
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("eval", help="evaluate detections, BEV maps and occupancy (official protocols)",
+                              description=__doc__)
+    p.add_argument("config", nargs="?", help="model config (model mode)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint .pth (model mode)")
+    p.add_argument("--dataroot", required=True, help="nuScenes dataroot")
+    p.add_argument("--version", default="v1.0-trainval", help="nuScenes version folder")
+    p.add_argument("--split", default="val", help="nuScenes split name (devkit create_splits_scenes)")
+    p.add_argument("--out", default="eval_out", help="output folder for metrics.json and plots")
+    p.add_argument("--results", help="detection submission JSON (global frame)")
+    p.add_argument("--bev-results", help="folder of <sample_token>.npz with bev_probs")
+    p.add_argument("--occ-results", help="folder of <sample_token>.npz with occ_labels")
+    p.add_argument("--allow-partial", action="store_true", help="score only the split samples present")
+    p.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (saved mode)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    saved = args.results or args.bev_results or args.occ_results
+    if saved and (args.config or args.checkpoint):
+        raise ValueError("give either CONFIG CHECKPOINT (model mode) or --results/--bev-results/--occ-results")
+    if not saved and not (args.config and args.checkpoint):
+        raise ValueError("model mode needs CONFIG and CHECKPOINT (or pass --results for saved predictions)")
+    from nuscenes.nuscenes import NuScenes
+
+    from perception.eval import runner
+
+    if not saved:
+        runner.evaluate_checkpoint(args.config, args.checkpoint, args.dataroot, args.version, args.split,
+                                   args.out, allow_partial=args.allow_partial)
+        return 0
+    nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
+    metrics = runner.score_saved(nusc, args.split, args.out, results=args.results, bev_dir=args.bev_results,
+                                 occ_dir=args.occ_results, allow_partial=args.allow_partial,
+                                 with_rays=not args.no_rayiou)
+    print(f"metrics written to {args.out}/metrics.json")
+    return 0 if metrics else 1

@@ -1,0 +1,115 @@
+"""``perception show``: render one sample as a BEV picture and a six-camera sheet.
+
+    perception show SAMPLE_OR_INDEX --out DIR (--info FILE | --dataroot D --version V) [--num-sweeps N]
+    perception show --surroundocc DIR FRAME --out DIR
+
+SAMPLE_OR_INDEX is a sample token or an integer position in the info/index file. Writes
+``DIR/<token>_bev.png`` and ``DIR/<token>_cameras.png`` and prints their paths. With ``--surroundocc`` (the
+``tools/generate_occupancy_with_own_data`` folder of SurroundOcc: LiDAR, per-point semantics and boxes, no
+cameras) only ``DIR/surroundocc_<FRAME>_bev.png`` is written, points coloured by their semantic label.
+"""
+
+import os
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("show", help="render a sample (BEV + cameras) to PNG files")
+    p.add_argument("sample", metavar="SAMPLE_OR_INDEX", help="sample token, integer position, or FRAME with --surroundocc")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--info", help="info/index pickle (perception index or mmdet3d info file)")
+    p.add_argument("--dataroot", help="nuScenes dataroot (sensor paths resolve against it)")
+    p.add_argument("--version", help="nuScenes version (with --dataroot and no --info), e.g. v1.0-mini")
+    p.add_argument("--num-sweeps", type=int, default=10, help="LiDAR sweeps merged into the picture (default 10)")
+    p.add_argument("--surroundocc", metavar="DIR", help="SurroundOcc own-data folder; SAMPLE_OR_INDEX is the frame number")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    os.makedirs(args.out, exist_ok=True)
+    if args.surroundocc:
+        print(render_surroundocc_frame(args.surroundocc, args.sample, args.out))
+        return 0
+    sample = _find_sample(_load_samples(args), args.sample)
+    from perception.viz import layers_from_sample, render_bev, render_cameras
+
+    points = sample.points  # loaded once, drawn in both pictures
+    bev = render_bev(layers_from_sample(sample, points=points), os.path.join(args.out, f"{sample.token}_bev.png"))
+    cams = render_cameras(sample, os.path.join(args.out, f"{sample.token}_cameras.png"), points=points)
+    print(bev)
+    print(cams)
+    return 0
+
+
+def _load_samples(args):
+    """Samples of ``--info`` or of an index built on the fly from ``--dataroot --version``."""
+    from perception.data.info_file import load_info_file
+
+    if args.info:
+        return load_info_file(args.info, data_root=args.dataroot, num_sweeps=args.num_sweeps)
+    if not (args.dataroot and args.version):
+        raise ValueError("perception show: give --info FILE, or --dataroot D and --version V")
+    import tempfile
+
+    from perception.data.nuscenes_index import build_index
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = os.path.join(tmp, "index.pkl")
+        build_index(args.dataroot, args.version, index, num_sweeps=args.num_sweeps, progress=False)
+        return load_info_file(index, data_root=args.dataroot, num_sweeps=args.num_sweeps)
+
+
+def _find_sample(samples, key):
+    """The sample whose token is ``key``, else position ``int(key)``; ValueError naming the key otherwise."""
+    for s in samples:
+        if s.token == key:
+            return s
+    if key.lstrip("-").isdigit() and -len(samples) <= int(key) < len(samples):
+        return samples[int(key)]
+    raise ValueError(f"perception show: no sample with token or position {key!r} among {len(samples)} samples")
+
+
+def load_surroundocc_frame(folder, frame):
+    """One SurroundOcc own-data frame as project arrays (LiDAR frame).
+
+    Returns ``points (N, 4)`` x, y, z, intensity; ``semantic (N,)`` int labels 0..16 (Occ3D class ids);
+    ``boxes (M, 7)`` project convention (converted from SurroundOcc's bottom-centre ``dx, dy`` boxes by
+    ``convert_boxes``); ``labels (M,)`` index into ``DETECTION_CLASSES`` (-1 for non-detection classes).
+    """
+    import numpy as np
+
+    from perception.constants import DETECTION_CLASSES, OCC3D_CLASSES
+    from perception.data.boxes import convert_boxes
+
+    def need(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"SurroundOcc frame {frame}: file not found: {path}")
+        return np.load(path)
+
+    frame = int(frame)
+    points = need(os.path.join(folder, "pc", f"pc{frame}.npy")).astype(np.float32)
+    seman = need(os.path.join(folder, "pc_seman", f"pc_seman_{frame}.npy"))
+    if len(seman) != len(points):
+        raise ValueError(f"SurroundOcc frame {frame}: pc has {len(points)} points but pc_seman {len(seman)}")
+    boxes = convert_boxes(need(os.path.join(folder, "bbox", f"bbox{frame}.npy")), "surroundocc", "lidar")
+    category = need(os.path.join(folder, "bbox", f"object_category{frame}.npy"))
+    # Occ3D class id -> detection class index by name ("others" and stuff classes -> -1).
+    to_det = np.array([DETECTION_CLASSES.index(n) if n in DETECTION_CLASSES else -1 for n in OCC3D_CLASSES])
+    return points, seman[:, 3].astype(np.int64), boxes.astype(np.float32), to_det[category]
+
+
+def render_surroundocc_frame(folder, frame, out_dir):
+    """Render SurroundOcc ``frame`` of ``folder`` to ``out_dir/surroundocc_<frame>_bev.png``; returns the path."""
+    import numpy as np
+
+    from perception.viz import colors
+    from perception.viz.bev import BevLayers, render_bev
+
+    points, semantic, boxes, labels = load_surroundocc_frame(folder, frame)
+    layers = BevLayers(
+        points=points,
+        point_colors=np.asarray(colors.OCC3D_COLORS)[np.clip(semantic, 0, len(colors.OCC3D_COLORS) - 1)],
+        boxes=boxes,
+        labels=labels,
+        title=f"SurroundOcc frame {frame}: points coloured by semantic label",
+    )
+    return render_bev(layers, os.path.join(out_dir, f"surroundocc_{int(frame)}_bev.png"))

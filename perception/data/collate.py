@@ -1,0 +1,83 @@
+"""Batching (:func:`collate`) and modality dropout (:func:`modality_dropout`).
+
+:func:`collate` turns the item dicts of :class:`perception.data.dataset.M3Dataset` into the training batch of
+``docs/architecture.md`` (keys, dtypes and shapes exactly as its table): variable-size data (points, GT boxes,
+labels, meta) stay lists of length B, everything else is stacked into tensors with a leading batch axis.
+"""
+
+import numpy as np
+import torch
+
+# key -> torch dtype of the stacked tensor (batch axis first).
+STACKED = {
+    "lidar_mask": torch.bool,
+    "images": torch.float32,
+    "cam_mask": torch.bool,
+    "intrinsics": torch.float32,
+    "lidar2cam": torch.float32,
+    "lidar2img": torch.float32,
+    "img_aug": torch.float32,
+    "bev_aug": torch.float32,
+    "lidar2ego": torch.float32,
+    "gt_bev": torch.float32,
+    "gt_bev_valid": torch.bool,
+    "gt_occ": torch.int64,
+    "gt_occ_mask": torch.bool,
+    "gt_occ_valid": torch.bool,
+}
+# key -> dtype of each list element.
+LISTED = {"points": torch.float32, "gt_boxes": torch.float32, "gt_labels": torch.int64}
+
+
+def collate(items):
+    """List of B item dicts -> batch dict (see ``docs/architecture.md``). ``meta`` stays a list of dicts."""
+    if not items:
+        raise ValueError("collate: empty list of items")
+    missing = [k for k in (*STACKED, *LISTED, "meta") if k not in items[0]]
+    if missing:
+        raise ValueError(f"collate: items lack keys {missing}")
+    batch = {k: torch.stack([torch.as_tensor(np.asarray(it[k])) for it in items]).to(dt) for k, dt in STACKED.items()}
+    batch.update({k: [torch.as_tensor(np.asarray(it[k])).to(dt) for it in items] for k, dt in LISTED.items()})
+    batch["meta"] = [it["meta"] for it in items]
+    return batch
+
+
+def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lidar, rng):
+    """Randomly mask modalities per sample, returning a new batch (the input is not modified).
+
+    Per sample one draw ``u ~ U(0, 1)`` picks at most one event, in this order of probability mass:
+    drop the LiDAR (``p_drop_lidar``: ``lidar_mask`` False, points emptied), drop all cameras
+    (``p_drop_all_cameras``), drop a random non-empty proper subset of the valid cameras
+    (``p_drop_some_cameras``). Dropped cameras get ``cam_mask`` False and zero images. A drop that would
+    leave the sample with neither LiDAR nor any camera is skipped, so every sample keeps a modality.
+    ``rng``: ``numpy.random.Generator``.
+    """
+    probs = {"p_drop_all_cameras": p_drop_all_cameras, "p_drop_some_cameras": p_drop_some_cameras, "p_drop_lidar": p_drop_lidar}
+    for name, p in probs.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"modality_dropout: {name} must be in [0, 1], got {p}")
+    if sum(probs.values()) > 1.0 + 1e-9:
+        raise ValueError(f"modality_dropout: probabilities must sum to <= 1, got {probs}")
+    out = dict(batch)
+    out["lidar_mask"] = batch["lidar_mask"].clone()
+    out["cam_mask"] = batch["cam_mask"].clone()
+    out["images"] = batch["images"].clone()
+    out["points"] = list(batch["points"])
+    for b in range(len(out["points"])):
+        cams = torch.nonzero(out["cam_mask"][b]).flatten().tolist()
+        has_lidar = bool(out["lidar_mask"][b])
+        u = rng.random()
+        drop = []
+        if u < p_drop_lidar:
+            if cams:
+                out["lidar_mask"][b] = False
+                out["points"][b] = out["points"][b][:0]
+        elif u < p_drop_lidar + p_drop_all_cameras:
+            drop = cams if has_lidar else []
+        elif u < p_drop_lidar + p_drop_all_cameras + p_drop_some_cameras and len(cams) > 1:
+            k = int(rng.integers(1, len(cams)))  # 1 .. len(cams) - 1: at least one camera stays
+            drop = [int(c) for c in rng.choice(cams, size=k, replace=False)]
+        for c in drop:
+            out["cam_mask"][b, c] = False
+            out["images"][b, c] = 0.0
+    return out

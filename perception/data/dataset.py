@@ -1,0 +1,242 @@
+"""The training/evaluation dataset: :class:`Sample` list -> per-sample item dicts for :func:`collate`.
+
+Each item holds the per-sample slices (numpy) of the batch in ``docs/architecture.md``: the same keys, without
+the leading batch dimension (``points (N, 5)``, ``images (N_cam, 3, H, W)``, ``gt_bev (6, 200, 200)``, ...).
+
+Nothing bad is silently dropped: every removal is counted in :attr:`M3Dataset.stats` and logged.
+- missing/unreadable camera image or a camera absent from the sample -> ``cam_mask`` False (image zeros);
+- missing or corrupt LiDAR file (e.g. a truncated ``.pcd.bin``) -> ``lidar_mask`` False, empty points;
+- NaN/inf points removed; GT boxes with a label outside ``DETECTION_CLASSES``, ``num_lidar_pts == 0`` or a
+  centre outside ``point_cloud_range`` (x, y, augmented frame) removed.
+With ``DataLoader(num_workers > 0)`` each worker counts in its own copy of ``stats``.
+"""
+
+import logging
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.data import augment
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+# Errors that mean "this file is missing or unreadable" (loaders raise these with the file name).
+_LOAD_ERRORS = (FileNotFoundError, OSError, ValueError)
+
+
+class M3Dataset(torch.utils.data.Dataset):
+    """Samples -> augmented, ground-truth-filtered items.
+
+    Args:
+        samples: list of :class:`perception.data.sample.Sample`.
+        cameras: camera names to use, a subset of ``CAMERA_NAMES``; the item keeps ``CAMERA_NAMES`` order.
+        image_aug: :class:`perception.data.augment.ImageAugParams` (its ``final_hw`` is the image size H, W).
+        training: draw random augmentations (True) or use the deterministic test-time ones (False).
+        bev_aug: :class:`perception.data.augment.BevAugParams` for training (ignored when not training).
+        num_sweeps: LiDAR sweeps merged with the keyframe (0 = keyframe only; time lag then 0).
+        point_cloud_range: ``(x_min, y_min, z_min, x_max, y_max, z_max)`` metres, augmented LiDAR frame;
+            points outside are cropped, boxes whose centre (x, y) is outside are removed.
+        load_bev: load the BEV map GT (``gt_bev``); load_occ: load the Occ3D GT (``gt_occ``).
+        seed: base seed; item ``i`` in epoch ``e`` uses ``numpy.random.default_rng((seed, e, i))``.
+    """
+
+    def __init__(
+        self,
+        samples,
+        cameras=CAMERA_NAMES,
+        image_aug=augment.ImageAugParams(),
+        training=False,
+        bev_aug=augment.BevAugParams(),
+        num_sweeps=10,
+        point_cloud_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0),
+        load_bev=True,
+        load_occ=True,
+        seed=0,
+    ):
+        unknown = [c for c in cameras if c not in CAMERA_NAMES]
+        if unknown:
+            raise ValueError(f"M3Dataset: cameras {unknown} not in CAMERA_NAMES {CAMERA_NAMES}")
+        if len(point_cloud_range) != 6 or not all(np.asarray(point_cloud_range[:3]) < np.asarray(point_cloud_range[3:])):
+            raise ValueError(f"M3Dataset: point_cloud_range must be (xmin, ymin, zmin, xmax, ymax, zmax), got {point_cloud_range}")
+        if num_sweeps < 0:
+            raise ValueError(f"M3Dataset: num_sweeps must be >= 0, got {num_sweeps}")
+        self.samples = list(samples)
+        self.cameras = tuple(c for c in CAMERA_NAMES if c in cameras)
+        self.image_aug = image_aug
+        self.training = training
+        self.bev_aug = bev_aug
+        self.num_sweeps = num_sweeps
+        self.point_cloud_range = np.asarray(point_cloud_range, dtype=np.float32)
+        self.load_bev = load_bev
+        self.load_occ = load_occ
+        self.seed = seed
+        self.epoch = 0
+        self.stats = Counter()
+
+    def set_epoch(self, epoch):
+        """Change the augmentation draws (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def _count(self, key, n, message):
+        if n:
+            self.stats[key] += n
+            log.warning(message)
+
+    def __getitem__(self, index):
+        sample = self.samples[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        A = augment.sample_bev_aug(self.bev_aug, rng) if self.training else augment.identity_bev_aug()
+
+        points, lidar_ok = self._load_points(sample)
+        points = augment.augment_points(A, points)
+        lo, hi = self.point_cloud_range[:3], self.point_cloud_range[3:]
+        points = points[np.all((points[:, :3] >= lo) & (points[:, :3] < hi), axis=1)]
+
+        boxes, labels = self._filter_boxes(sample, A)
+        cams = self._load_cameras(sample, A, rng)
+        gt_bev, bev_valid = self._load_bev(sample)
+        gt_occ, gt_occ_mask, occ_valid = self._load_occ(sample)
+        return {
+            "points": points.astype(np.float32),
+            "lidar_mask": lidar_ok,
+            **cams,
+            "bev_aug": A.astype(np.float32),
+            "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float32),
+            "gt_boxes": boxes,
+            "gt_labels": labels,
+            "gt_bev": gt_bev,
+            "gt_bev_valid": bev_valid,
+            "gt_occ": gt_occ,
+            "gt_occ_mask": gt_occ_mask,
+            "gt_occ_valid": occ_valid,
+            "meta": {
+                "token": sample.token,
+                "timestamp": sample.timestamp,
+                "scene_name": sample.scene_name,
+                "ego2global": np.asarray(sample.ego2global, dtype=np.float64),
+                "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float64),
+            },
+        }
+
+    # ------------------------------------------------------------------------------------------ LiDAR
+
+    def _load_points(self, sample):
+        """``(N, 5)`` float32 x, y, z, intensity, time lag in the ORIGINAL LiDAR frame, and a validity flag."""
+        try:
+            points = np.asarray(replace(sample, num_sweeps=self.num_sweeps).points, dtype=np.float32)
+            if points.ndim != 2 or points.shape[1] not in (4, 5):
+                raise ValueError(f"points of {sample.lidar_path} have shape {points.shape}, expected (N, 4|5)")
+        except _LOAD_ERRORS as e:
+            self._count("lidar_unreadable", 1, f"sample {sample.token}: LiDAR unreadable, lidar_mask=False: {e}")
+            return np.zeros((0, 5), np.float32), False
+        if points.shape[1] == 4:  # keyframe only: time lag 0
+            points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
+        finite = np.all(np.isfinite(points), axis=1)
+        self._count("nan_points", int((~finite).sum()), f"sample {sample.token}: {(~finite).sum()} NaN/inf points removed")
+        return points[finite], True
+
+    def _filter_boxes(self, sample, A):
+        """GT boxes in the augmented LiDAR frame with invalid labels, empty and out-of-range boxes removed."""
+        boxes = np.asarray(sample.boxes, dtype=np.float32).reshape(-1, 9)
+        labels = np.asarray(sample.labels, dtype=np.int64).reshape(-1)
+        npts = np.asarray(sample.num_lidar_pts, dtype=np.int64).reshape(-1)
+        if len(labels) != len(boxes) or len(npts) not in (0, len(boxes)):
+            raise ValueError(
+                f"sample {sample.token}: boxes ({len(boxes)}), labels ({len(labels)}) and num_lidar_pts ({len(npts)}) differ in length"
+            )
+        keep = (labels >= 0) & (labels < len(DETECTION_CLASSES))
+        self._count("boxes_bad_label", int((~keep).sum()), f"sample {sample.token}: {(~keep).sum()} boxes with labels outside DETECTION_CLASSES removed")
+        if len(npts):
+            empty = keep & (npts == 0)
+            self._count("boxes_no_points", int(empty.sum()), f"sample {sample.token}: {empty.sum()} boxes with num_lidar_pts == 0 removed")
+            keep &= ~empty
+        boxes = augment.augment_boxes(A, boxes) if len(boxes) else boxes
+        lo, hi = self.point_cloud_range[:2], self.point_cloud_range[3:5]
+        outside = keep & ~np.all((boxes[:, :2] >= lo) & (boxes[:, :2] < hi), axis=1)
+        self._count("boxes_out_of_range", int(outside.sum()), f"sample {sample.token}: {outside.sum()} boxes outside point_cloud_range removed")
+        keep &= ~outside
+        return boxes[keep].astype(np.float32), labels[keep]
+
+    # ------------------------------------------------------------------------------------------ cameras
+
+    def _load_cameras(self, sample, A, rng):
+        """Per-camera augmented image and matrices, ``CAMERA_NAMES`` order restricted to ``self.cameras``."""
+        from perception.data.io import load_image
+
+        fH, fW = self.image_aug.final_hw
+        n = len(self.cameras)
+        out = {
+            "images": np.zeros((n, 3, fH, fW), np.float32),
+            "cam_mask": np.zeros((n,), bool),
+            "intrinsics": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+            "lidar2cam": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
+            "lidar2img": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
+            "img_aug": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+        }
+        for i, name in enumerate(self.cameras):
+            cam = sample.cameras.get(name)
+            if cam is None:
+                self._count("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False")
+                continue
+            try:
+                # Read through the loader, not ``cam.image``: that caches the image on the Sample forever.
+                image = cam._image if cam._image is not None else load_image(cam.path)
+            except _LOAD_ERRORS as e:
+                self._count("camera_unreadable", 1, f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}")
+                continue
+            hw = image.shape[:2]
+            P = augment.sample_image_aug(self.image_aug, hw, rng) if self.training else augment.eval_image_aug(self.image_aug, hw)
+            K = augment.augment_intrinsics(cam.intrinsics, P)
+            l2c = augment.augment_lidar2cam(cam.lidar2cam, A)
+            warped = augment.warp_image(image, P, (fH, fW)).astype(np.float32) / 255.0
+            out["images"][i] = ((warped - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+            out["cam_mask"][i] = True
+            out["intrinsics"][i] = K
+            out["lidar2cam"][i] = l2c
+            out["lidar2img"][i] = augment.lidar2img_from(K, l2c)
+            out["img_aug"][i] = P
+        return out
+
+    # ------------------------------------------------------------------------------------------ dense GT
+
+    def _load_bev(self, sample):
+        """``(6, 200, 200)`` float32 on ``BEV_MAP_GRID`` (ORIGINAL LiDAR frame) and a validity flag."""
+        shape = (len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape
+        if not self.load_bev:
+            return np.zeros(shape, np.float32), False
+        bev = sample.bev_map
+        if bev is None:
+            self._count("bev_missing", 1, f"sample {sample.token}: no BEV map GT, gt_bev_valid=False")
+            return np.zeros(shape, np.float32), False
+        bev = np.asarray(bev, dtype=np.float32)
+        if bev.shape != shape:
+            raise ValueError(f"sample {sample.token}: bev_map shape {bev.shape}, expected {shape}")
+        return bev, True
+
+    def _load_occ(self, sample):
+        """Occ3D semantics ``(200, 200, 16)`` int64, ``mask_camera`` bool (ego frame, ORIGINAL), validity flag."""
+        shape = OCC3D_GRID.shape
+        empty = (np.full(shape, OCC3D_FREE, np.int64), np.zeros(shape, bool), False)
+        if not self.load_occ:
+            return empty
+        if sample.occ_path is None:
+            self._count("occ_missing", 1, f"sample {sample.token}: no Occ3D GT, gt_occ_valid=False")
+            return empty
+        try:
+            occ = sample.occupancy
+        except _LOAD_ERRORS as e:
+            self._count("occ_unreadable", 1, f"sample {sample.token}: Occ3D GT unreadable, gt_occ_valid=False: {e}")
+            return empty
+        semantics = np.asarray(occ.semantics, dtype=np.int64)
+        if semantics.shape != shape:
+            raise ValueError(f"sample {sample.token}: occupancy semantics shape {semantics.shape}, expected {shape}")
+        return semantics, np.asarray(occ.mask_camera, dtype=bool), True

@@ -1,0 +1,192 @@
+"""Build the project index from a nuScenes dataroot through nuscenes-devkit (``perception index``).
+
+Output: ONE pickle in the v2 info schema (see :mod:`perception.data.info_file`) holding every keyframe of
+``version``, each with a ``split`` field (the official split of its scene from
+``nuscenes.utils.splits.create_splits_scenes``: ``train``/``val`` for v1.0-trainval, ``test``,
+``mini_train``/``mini_val`` for v1.0-mini; ``None`` for a scene in no official split). Select a split with
+``load_info_file(path, split='val')``.
+
+Per sample: LiDAR keyframe and up to ``num_sweeps`` earlier sweeps with their own ``lidar2ego`` and
+``ego2global``; every camera with ``cam2img``, ``cam2ego``, ``ego2global`` AT THE CAMERA TIMESTAMP and the full
+``lidar2cam`` chain; boxes converted from the annotations (global centre, w l h, quaternion) into the LiDAR
+frame ('mmdet3d' convention) with velocities from ``nusc.box_velocity`` rotated into the LiDAR frame (NaN
+where the devkit has none). Boxes without any LiDAR or radar point are KEPT with ``bbox_3d_isvalid`` False
+and their ``num_lidar_pts`` (training filters). Annotations whose category is not a detection class are
+not boxes here (counted in the report). Paths are relative to the dataroot; timestamps in seconds.
+"""
+
+import os
+from collections import Counter
+
+import numpy as np
+
+from perception.constants import CAMERA_NAMES, DETECTION_CLASSES
+from perception.data.boxes import convert_boxes
+from perception.data.info_file import write_info_file
+from perception.geometry import invert, make_transform
+
+VERSION_SPLITS = {
+    "v1.0-trainval": ("train", "val"),
+    "v1.0-test": ("test",),
+    "v1.0-mini": ("mini_train", "mini_val"),
+}
+
+
+def _scene_splits(version):
+    """scene name -> official split name for ``version``."""
+    from nuscenes.utils.splits import create_splits_scenes
+
+    all_splits = create_splits_scenes()
+    names = VERSION_SPLITS.get(version, tuple(all_splits))
+    return {scene: split for split in names for scene in all_splits[split]}
+
+
+def _pose(nusc, sd):
+    """(sensor2ego, ego2global) 4x4 of a ``sample_data`` record, at its own timestamp."""
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    return make_transform(cs["rotation"], cs["translation"]), make_transform(pose["rotation"], pose["translation"])
+
+
+def _sweeps(nusc, dataroot, lidar_sd, num_sweeps, report):
+    out = []
+    sd = lidar_sd
+    while len(out) < num_sweeps and sd["prev"]:
+        sd = nusc.get("sample_data", sd["prev"])
+        if not os.path.isfile(os.path.join(dataroot, sd["filename"])):
+            report["sweeps dropped: missing sweep file"] += 1
+            continue
+        lidar2ego, ego2global = _pose(nusc, sd)
+        out.append(
+            {
+                "lidar_points": {"lidar_path": sd["filename"], "lidar2ego": lidar2ego.tolist()},
+                "ego2global": ego2global.tolist(),
+                "timestamp": sd["timestamp"] / 1e6,
+                "sample_data_token": sd["token"],
+            }
+        )
+    return out
+
+
+def _images(nusc, sample, lidar2global):
+    images = {}
+    for name in CAMERA_NAMES:
+        if name not in sample["data"]:
+            continue
+        sd = nusc.get("sample_data", sample["data"][name])
+        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+        cam2ego, ego2global = _pose(nusc, sd)
+        # LiDAR (t_lidar) -> global -> ego (t_cam) -> camera: includes the ego motion between the stamps.
+        lidar2cam = invert(cam2ego) @ invert(ego2global) @ lidar2global
+        images[name] = {
+            "img_path": sd["filename"],
+            "cam2img": np.asarray(cs["camera_intrinsic"], dtype=np.float64).tolist(),
+            "cam2ego": cam2ego.tolist(),
+            "ego2global": ego2global.tolist(),
+            "lidar2cam": lidar2cam.tolist(),
+            "timestamp": sd["timestamp"] / 1e6,
+            "sample_data_token": sd["token"],
+        }
+    return images
+
+
+def _instances(nusc, sample, lidar2global, report):
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    rows, meta = [], []
+    for token in sample["anns"]:
+        ann = nusc.get("sample_annotation", token)
+        name = category_to_detection_name(ann["category_name"])
+        if name is None:
+            report["annotations not in the detection classes"] += 1
+            continue
+        velocity = nusc.box_velocity(token)  # global frame m/s, NaN when it cannot be estimated
+        rows.append(list(ann["translation"]) + list(ann["size"]) + list(ann["rotation"]) + list(velocity))
+        meta.append((name, ann))
+    boxes = convert_boxes(np.asarray(rows).reshape(-1, 13), "nuscenes_global", "lidar", lidar2global=lidar2global)
+    instances = []
+    for box, (name, ann) in zip(boxes, meta):
+        num_points = ann["num_lidar_pts"] + ann["num_radar_pts"]
+        if num_points == 0:
+            report["boxes kept without LiDAR/radar points"] += 1
+        instances.append(
+            {
+                "bbox_3d": box[:7].tolist(),
+                "bbox_label_3d": DETECTION_CLASSES.index(name),
+                "velocity": box[7:9].tolist(),
+                "num_lidar_pts": int(ann["num_lidar_pts"]),
+                "num_radar_pts": int(ann["num_radar_pts"]),
+                "bbox_3d_isvalid": bool(num_points > 0),
+                "instance_token": ann["instance_token"],
+            }
+        )
+    return instances
+
+
+def _sample_entry(nusc, dataroot, sample, scene_splits, num_sweeps, report):
+    """The index entry of one keyframe, or ``None`` (counted in ``report``) when its LiDAR file is missing."""
+    lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    if not os.path.isfile(os.path.join(dataroot, lidar_sd["filename"])):
+        report["samples skipped: missing LiDAR file"] += 1
+        return None
+    lidar2ego, ego2global = _pose(nusc, lidar_sd)
+    lidar2global = ego2global @ lidar2ego
+    scene = nusc.get("scene", sample["scene_token"])
+    occ_rel = os.path.join("gts", scene["name"], sample["token"], "labels.npz")
+    return {
+        "token": sample["token"],
+        "timestamp": lidar_sd["timestamp"] / 1e6,
+        "scene_name": scene["name"],
+        "split": scene_splits.get(scene["name"]),
+        "map_location": nusc.get("log", scene["log_token"])["location"],
+        "occ_path": occ_rel if os.path.isfile(os.path.join(dataroot, occ_rel)) else None,
+        "ego2global": ego2global.tolist(),
+        "lidar_points": {
+            "lidar_path": lidar_sd["filename"],
+            "lidar2ego": lidar2ego.tolist(),
+            "num_pts_feats": 5,
+            "sample_data_token": lidar_sd["token"],
+        },
+        "lidar_sweeps": _sweeps(nusc, dataroot, lidar_sd, num_sweeps, report),
+        "images": _images(nusc, sample, lidar2global),
+        "instances": _instances(nusc, sample, lidar2global, report),
+    }
+
+
+def build_index(dataroot, version, out_path, num_sweeps=10, progress=True, verbose=False):
+    """Index every keyframe of ``version`` under ``dataroot`` into ``out_path`` (one pickle, see module doc).
+
+    Returns a report dict: ``samples`` (written), ``splits`` (samples per split), ``counts`` (skipped
+    samples, dropped sweeps, kept point-less boxes, ... by reason).
+    """
+    from nuscenes.nuscenes import NuScenes
+    from tqdm import tqdm
+
+    dataroot = os.path.abspath(str(dataroot))
+    if not os.path.isdir(os.path.join(dataroot, version)):
+        raise FileNotFoundError(f"nuScenes tables not found: {os.path.join(dataroot, version)}")
+    nusc = NuScenes(version=version, dataroot=dataroot, verbose=verbose)
+    scene_splits = _scene_splits(version)
+    report = Counter()
+    data_list = []
+    for sample in tqdm(nusc.sample, desc=f"index {version}", disable=not progress):
+        entry = _sample_entry(nusc, dataroot, sample, scene_splits, num_sweeps, report)
+        if entry is not None:
+            data_list.append(entry)
+    if any(e["split"] is None for e in data_list):
+        report["samples in no official split"] = sum(e["split"] is None for e in data_list)
+    data_list.sort(key=lambda e: (e["scene_name"], e["timestamp"]))
+    metainfo = {
+        "dataset": "nuscenes",
+        "version": version,
+        "categories": {name: i for i, name in enumerate(DETECTION_CLASSES)},
+        "box_convention": "mmdet3d",
+        "data_root": dataroot,
+        "num_sweeps": num_sweeps,
+    }
+    write_info_file(out_path, data_list, metainfo)
+    return {
+        "samples": len(data_list),
+        "splits": dict(Counter(str(e["split"]) for e in data_list)),
+        "counts": dict(report),
+    }

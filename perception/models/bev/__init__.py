@@ -1,0 +1,1 @@
+"""2D BEV backbones shared by the LiDAR branch and the fusion neck."""

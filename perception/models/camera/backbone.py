@@ -1,0 +1,59 @@
+"""Image backbones returning multi-scale feature maps (strides 4, 8, 16, 32 of the input image).
+
+torchvision ResNets (``resnet18/34/50``) are built in; any other name is created with ``timm``
+(``features_only=True``) when ``timm`` is installed. ``pretrained=False`` is the default (no internet);
+``weights_path`` loads a local state dict.
+"""
+
+import torch
+from torch import nn
+
+try:
+    import timm
+except ImportError:  # optional
+    timm = None
+
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
+
+
+class ImageBackbone(nn.Module):
+    """``forward(images (N, 3, H, W)) -> dict[stride, Tensor (N, C_s, H/stride, W/stride)]`` for the strides
+    in ``self.channels`` (a dict stride -> channels)."""
+
+    def __init__(self, name="resnet18", pretrained=False, weights_path=None):
+        super().__init__()
+        self.name = name
+        if name in TORCHVISION_RESNETS:
+            import torchvision
+
+            weights = "DEFAULT" if pretrained and weights_path is None else None
+            net = getattr(torchvision.models, name)(weights=weights)
+            self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+            self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+            widths = [64, 128, 256, 512] if name in ("resnet18", "resnet34") else [256, 512, 1024, 2048]
+            self.channels = dict(zip((4, 8, 16, 32), widths))
+            self.timm_model = None
+        elif timm is not None:
+            self.timm_model = timm.create_model(name, pretrained=pretrained and weights_path is None, features_only=True)
+            self.channels = dict(zip(self.timm_model.feature_info.reduction(), self.timm_model.feature_info.channels()))
+        else:
+            raise ValueError(
+                f"image backbone {name!r} is not one of {TORCHVISION_RESNETS} and timm is not installed"
+            )
+        if weights_path is not None:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            target = self.timm_model if self.timm_model is not None else net
+            missing, unexpected = target.load_state_dict(state, strict=False)
+            if len(missing) == len(target.state_dict()):
+                raise ValueError(f"weights_path {weights_path}: no parameter matches backbone {name!r}")
+
+    def forward(self, images):
+        if self.timm_model is not None:
+            features = self.timm_model(images)
+            return dict(zip(self.timm_model.feature_info.reduction(), features))
+        x = self.stem(images)
+        out = {}
+        for stride, layer in zip((4, 8, 16, 32), self.layers):
+            x = layer(x)
+            out[stride] = x
+        return out

@@ -1,0 +1,165 @@
+"""Camera encoder: multi-view images -> BEV features ``(B, C_c, X, Y)`` (x-first, augmented LiDAR frame).
+
+ResNet/timm backbone -> FPN (one level, stride ``feature_stride``) -> depth net (optionally fed a LiDAR
+depth map encoded by a small conv net) -> LSS lift (depth distribution x context) -> sum pooling onto the
+BEV grid (at ``bev_cell / bev_pool_factor``, then a strided conv down to ``bev_cell``).
+Inputs follow the training-batch table of ``docs/architecture.md``.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from perception.models.bev.second import conv_bn_relu
+from perception.models.camera.backbone import ImageBackbone
+from perception.models.camera.fpn import ImageFPN
+from perception.models.camera.lss import DepthBins, bev_pool, frustum_to_lidar, lidar_depth_map, make_frustum
+from perception.models.lidar.encoder import bev_grid_shape
+
+
+class CameraEncoder(nn.Module):
+    """See the module docstring. ``image_size = (H, W)`` pixels of the (augmented) input images, multiples
+    of 32; ``point_cloud_range`` metres; ``bev_cell`` metres; ``depth_bins = (start, stop, step)`` metres.
+    ``out_channels == context_channels``."""
+
+    def __init__(
+        self,
+        image_size,
+        point_cloud_range,
+        bev_cell,
+        backbone="resnet18",
+        pretrained=False,
+        weights_path=None,
+        fpn_channels=256,
+        context_channels=80,
+        depth_bins=(1.0, 60.0, 0.5),
+        use_lidar_depth=True,
+        feature_stride=8,
+        bev_pool_factor=1,
+        depth_encoder_channels=32,
+    ):
+        super().__init__()
+        height, width = image_size
+        if height % 32 or width % 32:
+            raise ValueError(f"CameraEncoder: image_size {image_size} must be multiples of 32")
+        self.image_size = (int(height), int(width))
+        self.feature_stride = int(feature_stride)
+        self.feature_hw = (height // feature_stride, width // feature_stride)
+        self.point_cloud_range = [float(v) for v in point_cloud_range]
+        self.bev_shape = bev_grid_shape(self.point_cloud_range, bev_cell)
+        self.pool_factor = int(bev_pool_factor)
+        if self.pool_factor < 1:
+            raise ValueError(f"CameraEncoder: bev_pool_factor must be >= 1, got {bev_pool_factor}")
+        self.pool_cell = bev_cell / self.pool_factor
+        self.pool_shape = (self.bev_shape[0] * self.pool_factor, self.bev_shape[1] * self.pool_factor)
+        self.depth_bins = DepthBins(*depth_bins)
+        self.context_channels = context_channels
+        self.out_channels = context_channels
+        self.use_lidar_depth = use_lidar_depth
+
+        self.backbone = ImageBackbone(backbone, pretrained=pretrained, weights_path=weights_path)
+        self.fpn = ImageFPN(self.backbone.channels, fpn_channels, out_stride=self.feature_stride)
+        depth_in = fpn_channels
+        if use_lidar_depth:
+            # Input: (depth / max depth, has-depth flag) at feature resolution.
+            self.depth_encoder = nn.Sequential(
+                conv_bn_relu(2, depth_encoder_channels // 2), conv_bn_relu(depth_encoder_channels // 2, depth_encoder_channels)
+            )
+            depth_in += depth_encoder_channels
+        self.depth_net = nn.Sequential(
+            conv_bn_relu(depth_in, fpn_channels), nn.Conv2d(fpn_channels, self.depth_bins.num_bins + context_channels, 1)
+        )
+        self.downsample = (
+            nn.Sequential(
+                nn.Conv2d(context_channels, context_channels, 3, stride=self.pool_factor, padding=1, bias=False),
+                nn.BatchNorm2d(context_channels),
+                nn.ReLU(inplace=True),
+            )
+            if self.pool_factor > 1
+            else nn.Identity()
+        )
+        self.register_buffer("frustum", make_frustum(self.feature_hw, self.feature_stride, self.depth_bins.centres()), persistent=False)
+        self._geometry_cache = None  # (intrinsics, lidar2cam, geometry) reused while calibration is unchanged
+
+    def _check_inputs(self, images, cam_mask, intrinsics, lidar2cam):
+        if images.dim() != 5 or tuple(images.shape[-3:]) != (3,) + self.image_size:
+            raise ValueError(f"images must be (B, N_cam, 3, {self.image_size[0]}, {self.image_size[1]}), got {tuple(images.shape)}")
+        b, n = images.shape[:2]
+        for name, t, tail in (("cam_mask", cam_mask, ()), ("intrinsics", intrinsics, (3, 3)), ("lidar2cam", lidar2cam, (4, 4))):
+            if tuple(t.shape) != (b, n) + tail:
+                raise ValueError(f"{name} must be {(b, n) + tail}, got {tuple(t.shape)}")
+
+    def geometry(self, intrinsics, lidar2cam):
+        """LiDAR-frame positions ``(B, N, D, h, w, 3)`` of the frustum; cached in eval mode while the
+        calibration tensors are unchanged."""
+        cache = self._geometry_cache
+        if (
+            not self.training
+            and cache is not None
+            and cache[0].shape == intrinsics.shape
+            and cache[1].shape == lidar2cam.shape
+            and torch.equal(cache[0], intrinsics)
+            and torch.equal(cache[1], lidar2cam)
+        ):
+            return cache[2]
+        geometry = frustum_to_lidar(self.frustum, intrinsics, lidar2cam)
+        if not self.training:
+            self._geometry_cache = (intrinsics.detach().clone(), lidar2cam.detach().clone(), geometry)
+        return geometry
+
+    def forward(self, images, cam_mask, intrinsics, lidar2cam, points=None, lidar_mask=None):
+        """``images (B, N, 3, H, W)``, ``cam_mask (B, N)`` bool, ``intrinsics (B, N, 3, 3)`` (augmented,
+        pixels), ``lidar2cam (B, N, 4, 4)`` (augmented LiDAR -> camera), optional ``points`` (list of B
+        ``(P_i, 5)``, augmented LiDAR frame) with ``lidar_mask (B,)``.
+
+        Returns ``(bev (B, C_c, X, Y), aux)``; ``aux['depth_logits'] (B, N, D, h, w)`` and, when points are
+        given, ``aux['depth_target'] (B, N, h, w)`` int64 depth-bin index, -1 where no LiDAR depth.
+        """
+        self._check_inputs(images, cam_mask, intrinsics, lidar2cam)
+        batch, num_cams = images.shape[:2]
+        h, w = self.feature_hw
+        cam_mask = cam_mask.bool()
+        aux = {}
+        depth_map = None
+        if points is not None:
+            if lidar_mask is None:
+                lidar_mask = torch.ones(batch, dtype=torch.bool, device=images.device)
+            k4 = torch.eye(4, device=images.device, dtype=intrinsics.dtype).expand(batch, num_cams, 4, 4).clone()
+            k4[..., :3, :3] = intrinsics
+            depth_map = lidar_depth_map(points, lidar_mask, k4 @ lidar2cam, cam_mask, self.feature_hw, self.feature_stride)
+            aux["depth_target"] = self.depth_bins.index(depth_map)
+
+        # Only present cameras go through the network; missing ones keep zero features and zero depth mass.
+        selected = cam_mask.reshape(-1).nonzero().squeeze(1)
+        context = images.new_zeros(batch * num_cams, self.context_channels, h, w)
+        depth_logits = images.new_zeros(batch * num_cams, self.depth_bins.num_bins, h, w)
+        if selected.numel():
+            features = self.fpn(self.backbone(images.reshape(-1, 3, *self.image_size)[selected]))
+            if self.use_lidar_depth:
+                sparse = depth_map.reshape(-1, 1, h, w)[selected] if depth_map is not None else features.new_zeros(len(selected), 1, h, w)
+                encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1))
+                features = torch.cat([features, encoded], 1)
+            out = self.depth_net(features)
+            depth_logits = depth_logits.index_copy(0, selected, out[:, : self.depth_bins.num_bins])
+            context = context.index_copy(0, selected, out[:, self.depth_bins.num_bins :])
+        depth_logits = depth_logits.view(batch, num_cams, -1, h, w)
+        aux["depth_logits"] = depth_logits
+        depth_probs = depth_logits.softmax(dim=2) * cam_mask[:, :, None, None, None]
+        geometry = self.geometry(intrinsics, lidar2cam)
+        bev = bev_pool(
+            depth_probs, context.view(batch, num_cams, -1, h, w), geometry, cam_mask, self.point_cloud_range, self.pool_cell, self.pool_shape
+        )
+        return self.downsample(bev), aux
+
+    def depth_loss(self, aux):
+        """Cross-entropy of the depth distribution against the LiDAR depth bin, averaged over the feature
+        cells that have LiDAR depth in range; a zero tensor when there is none (no points / no LiDAR)."""
+        logits = aux.get("depth_logits")
+        target = aux.get("depth_target")
+        if logits is None:
+            raise ValueError("depth_loss: aux has no 'depth_logits' (pass the aux dict returned by forward)")
+        if target is None or not bool((target >= 0).any()):
+            return logits.sum() * 0.0
+        num_bins = logits.shape[2]
+        flat_logits = logits.permute(0, 1, 3, 4, 2).reshape(-1, num_bins)
+        return F.cross_entropy(flat_logits, target.reshape(-1), ignore_index=-1)

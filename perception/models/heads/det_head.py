@@ -1,0 +1,98 @@
+"""Detection head: per-query FFNs, Hungarian-matched losses and NMS-free decoding.
+
+Boxes are ``(M, 9)`` in the augmented LiDAR frame (see :mod:`perception.models.heads.box_coder`); at
+inference ``A = I`` so they are in the LiDAR frame.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from perception.constants import DETECTION_CLASSES
+from perception.models.heads.box_coder import cell_centers_xy, decode_boxes, encode_boxes
+from perception.models.heads.heatmap_target import draw_heatmap_target
+from perception.models.heads.matcher import hungarian_match
+from perception.models.losses.focal import gaussian_focal_loss, sigmoid_focal_loss
+
+# L1 weight per code entry: offsets, z, log-size, sin, cos, velocity (TransFusion's code_weights).
+CODE_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
+BOX_LOSS_SCALE = 0.25  # TransFusion's L1 loss weight relative to the classification loss
+
+
+def _mlp(d_model, out):
+    return nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, out))
+
+
+class DetHead(nn.Module):
+    """``forward(query (B, Q, d)) -> (cls_logits (B, Q, K), code (B, Q, 10))``."""
+
+    def __init__(self, d_model, point_cloud_range, bev_cell, num_classes=len(DETECTION_CLASSES)):
+        super().__init__()
+        self.pc_range, self.bev_cell, self.num_classes = list(point_cloud_range), float(bev_cell), num_classes
+        self.center, self.height, self.size = _mlp(d_model, 2), _mlp(d_model, 1), _mlp(d_model, 3)
+        self.rot, self.vel, self.cls = _mlp(d_model, 2), _mlp(d_model, 2), _mlp(d_model, num_classes)
+        nn.init.constant_(self.cls[-1].bias, -2.19)
+        self.register_buffer("code_weights", torch.tensor(CODE_WEIGHTS), persistent=False)
+
+    def forward(self, query):
+        rot = self.rot(query)  # (sin, cos)
+        code = torch.cat([self.center(query), self.height(query), self.size(query), rot, self.vel(query)], dim=-1)
+        return self.cls(query), code
+
+    def boxes(self, code, cells, bev_shape):
+        """Decoded ``(B, Q, 9)`` boxes of the regression ``code`` relative to the query ``cells``."""
+        return decode_boxes(code, cell_centers_xy(cells, self.pc_range, self.bev_cell, bev_shape), self.bev_cell)
+
+    def loss(self, out, gt_boxes, gt_labels):
+        """Unweighted ``(heatmap, cls, box)`` losses over the batch; ``gt_boxes``/``gt_labels`` lists of B tensors.
+
+        Classification: sigmoid focal over all queries (matched -> one-hot of the GT class), box: weighted L1 of
+        the code on matched queries (NaN velocities masked), both divided by the number of GT boxes (>= 1).
+        """
+        heatmap, cls_logits, code, cells = out["heatmap"], out["cls_logits"], out["code"], out["cells"]
+        bev_shape = heatmap.shape[-2:]
+        if len(gt_boxes) != heatmap.shape[0] or len(gt_labels) != heatmap.shape[0]:
+            raise ValueError(f"gt_boxes/gt_labels must be lists of {heatmap.shape[0]} tensors")
+        targets = torch.stack([
+            draw_heatmap_target(bx, lb, self.num_classes, self.pc_range, self.bev_cell, bev_shape)
+            for bx, lb in zip(gt_boxes, gt_labels)
+        ]).to(heatmap.device)
+        loss_heat = gaussian_focal_loss(heatmap, targets)
+        centers = cell_centers_xy(cells, self.pc_range, self.bev_cell, bev_shape)
+        pred_boxes = decode_boxes(code.detach(), centers, self.bev_cell)
+        cls_target = torch.zeros_like(cls_logits)
+        box_loss = code.sum() * 0.0
+        num_gt = 0
+        for i, (bx, lb) in enumerate(zip(gt_boxes, gt_labels)):
+            bx, lb = bx.to(code.device, torch.float32), lb.to(code.device)
+            if bx.ndim != 2 or bx.shape[1] != 9 or lb.shape != bx.shape[:1]:
+                raise ValueError(f"gt_boxes[{i}] must be (M, 9) with gt_labels[{i}] (M,), got {tuple(bx.shape)}, {tuple(lb.shape)}")
+            qi, gi = hungarian_match(cls_logits[i].detach(), pred_boxes[i], bx, lb)
+            num_gt += bx.shape[0]
+            if qi.numel() == 0:
+                continue
+            cls_target[i, qi, lb[gi]] = 1.0
+            target = encode_boxes(bx[gi], centers[i, qi], self.bev_cell)
+            weight = self.code_weights.expand_as(target) * torch.isfinite(target)
+            box_loss = box_loss + ((code[i, qi] - target.nan_to_num(0.0)).abs() * weight).sum()
+        norm = max(num_gt, 1)
+        loss_cls = sigmoid_focal_loss(cls_logits, cls_target).sum() / norm
+        return loss_heat, loss_cls, BOX_LOSS_SCALE * box_loss / norm
+
+    @torch.no_grad()
+    def decode(self, out, score_threshold, max_boxes=500):
+        """Per sample ``{'boxes' (K, 9), 'scores' (K,), 'labels' (K,)}``, K <= ``max_boxes``, sorted by score.
+
+        Score of a query = sigmoid(class logit) x heatmap score at its cell, for the class of the heatmap peak
+        that created it (TransFusion); no NMS.
+        """
+        cls_prob = out["cls_logits"].sigmoid()
+        one_hot = F.one_hot(out["labels"], self.num_classes).to(cls_prob.dtype)
+        scores, labels = (cls_prob * out["heat_score"] * one_hot).max(-1)
+        boxes = self.boxes(out["code"], out["cells"], out["heatmap"].shape[-2:])
+        results = []
+        for b in range(scores.shape[0]):
+            order = scores[b].argsort(descending=True)
+            order = order[scores[b, order] > score_threshold][:max_boxes]
+            results.append({"boxes": boxes[b, order], "scores": scores[b, order], "labels": labels[b, order]})
+        return results

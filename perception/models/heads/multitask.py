@@ -1,0 +1,194 @@
+"""The multi-task head: task queries -> shared decoder -> detection / BEV-map / occupancy heads and losses.
+
+Inputs: ``task_bevs`` ``{task: (B, in_channels, X, Y)}`` from the fusion neck, x-first, augmented LiDAR frame
+over ``point_cloud_range`` with ``bev_cell`` metre cells; ``batch`` as in ``docs/architecture.md``.
+
+Flow: each task BEV -> 3x3 conv-BN-ReLU to ``d_model``; queries are initialised on these task BEVs
+(:mod:`perception.models.queries`); the decoder's shared BEV is their mean; the shared decoder refines all
+queries layer by layer against TCS-gated task BEVs; the heads read the last layer only. Dense outputs are
+sampled on the evaluation grids through ``batch['bev_aug']`` (and ``batch['lidar2ego']`` for an ego-frame
+occupancy grid).
+"""
+
+import torch
+import torch.nn as nn
+
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.models.decoder.shared_decoder import SharedDecoder
+from perception.models.heads.bev_sampling import map_grid_points, occ_grid_points, sample_bev
+from perception.models.heads.det_head import DetHead
+from perception.models.heads.map_head import MapHead, map_seg_loss
+from perception.models.heads.occ_head import OccHead, occ_losses
+from perception.models.queries.common import conv_bn_relu
+from perception.models.queries.det_queries import DetQueryInit
+from perception.models.queries.map_queries import MapQueryInit
+from perception.models.queries.occ_queries import OccQueryInit
+from perception.models.queries.position import PositionEmbedding
+
+TASKS = ("det", "map", "occ")
+# M3Net's loss weights (shared/docs/m3net.md). 'det' scales both the classification and the box loss.
+DEFAULT_LOSS_WEIGHTS = {"map": 40.0, "map_aux": 20.0, "det": 2.0, "heatmap": 6.0, "occ": 1.0}
+
+
+class MultiTaskHead(nn.Module):
+    """See the module docstring. ``occ_free_index`` is the "empty" class (Occ3D 17, OpenOccupancy 0);
+    ``occ_ignore_index`` labels never count; ``occ_class_weights`` (``occ_num_classes`` floats) weight the CE."""
+
+    def __init__(
+        self,
+        tasks,
+        in_channels,
+        point_cloud_range,
+        bev_cell,
+        decoder="transformer",
+        num_layers=6,
+        d_model=256,
+        num_heads=8,
+        ffn_dim=1024,
+        num_det_queries=200,
+        map_grid=BEV_MAP_GRID,
+        occ_grid=OCC3D_GRID,
+        occ_frame="ego",
+        occ_num_classes=18,
+        occ_free_index=OCC3D_FREE,
+        occ_ignore_index=255,
+        occ_class_weights=None,
+        occ_query_stride=4,
+        occ_height_bins=8,
+        occ_channels=32,
+        map_num_strips=5,
+        num_points=4,
+        tcs_hidden=None,
+        loss_weights=None,
+    ):
+        super().__init__()
+        tasks = tuple(tasks)
+        if not tasks or len(set(tasks)) != len(tasks) or any(t not in TASKS for t in tasks):
+            raise ValueError(f"tasks must be distinct names from {TASKS}, got {tasks}")
+        if len(point_cloud_range) != 6:
+            raise ValueError(f"point_cloud_range must be [x0, y0, z0, x1, y1, z1], got {point_cloud_range}")
+        self.bev_shape = tuple(
+            int(round((point_cloud_range[i + 3] - point_cloud_range[i]) / bev_cell)) for i in range(2)
+        )
+        if occ_frame not in ("ego", "lidar"):
+            raise ValueError(f"occ_frame must be 'ego' or 'lidar', got {occ_frame!r}")
+        if not 0 <= occ_free_index < occ_num_classes:
+            raise ValueError(f"occ_free_index {occ_free_index} outside [0, {occ_num_classes})")
+        unknown = set(loss_weights or {}) - set(DEFAULT_LOSS_WEIGHTS)
+        if unknown:
+            raise ValueError(f"loss_weights: unknown keys {sorted(unknown)} (known: {sorted(DEFAULT_LOSS_WEIGHTS)})")
+        self.tasks, self.pc_range, self.bev_cell = tasks, list(point_cloud_range), float(bev_cell)
+        self.map_grid, self.occ_grid, self.occ_frame = map_grid, occ_grid, occ_frame
+        self.occ_free_index, self.occ_ignore_index = occ_free_index, occ_ignore_index
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        if occ_class_weights is not None:
+            if len(occ_class_weights) != occ_num_classes:
+                raise ValueError(f"occ_class_weights needs {occ_num_classes} values, got {len(occ_class_weights)}")
+            occ_class_weights = torch.as_tensor(occ_class_weights, dtype=torch.float32)
+        self.register_buffer("occ_class_weights", occ_class_weights, persistent=False)
+
+        self.input_proj = nn.ModuleDict({t: conv_bn_relu(in_channels, d_model) for t in tasks})
+        self.pos_embed = PositionEmbedding(d_model)
+        self.decoder = SharedDecoder(decoder, tasks, num_layers, d_model, num_heads, ffn_dim, num_points, tcs_hidden)
+        if "det" in tasks:
+            self.det_init = DetQueryInit(d_model, num_det_queries, len(DETECTION_CLASSES))
+            self.det_head = DetHead(d_model, point_cloud_range, bev_cell, len(DETECTION_CLASSES))
+        if "map" in tasks:
+            self.map_init = MapQueryInit(d_model, map_num_strips, len(BEV_MAP_CLASSES))
+            self.map_head = MapHead(d_model, point_cloud_range, map_num_strips, len(BEV_MAP_CLASSES))
+        if "occ" in tasks:
+            self.occ_init = OccQueryInit(d_model, occ_query_stride)
+            self.occ_head = OccHead(d_model, point_cloud_range, occ_num_classes, occ_height_bins, occ_channels)
+
+    def _check_inputs(self, task_bevs, batch):
+        for t in self.tasks:
+            if t not in task_bevs:
+                raise ValueError(f"task_bevs has no {t!r} BEV (got {sorted(task_bevs)})")
+            if task_bevs[t].dim() != 4 or tuple(task_bevs[t].shape[-2:]) != self.bev_shape:
+                raise ValueError(f"task_bevs[{t!r}] must be (B, C, {self.bev_shape[0]}, {self.bev_shape[1]}), got {tuple(task_bevs[t].shape)}")
+        need = ["bev_aug"] + (["lidar2ego"] if "occ" in self.tasks and self.occ_frame == "ego" else [])
+        for key in need:
+            if key not in batch:
+                raise ValueError(f"batch is missing {key!r} (B, 4, 4), needed to sample the target grids")
+
+    def forward(self, task_bevs, batch):
+        """-> ``{'det': {...}, 'map': {...}, 'occ': {...}}`` (enabled tasks only); see the heads for keys."""
+        self._check_inputs(task_bevs, batch)
+        bevs = {t: self.input_proj[t](task_bevs[t]) for t in self.tasks}
+        shared = torch.stack(list(bevs.values())).mean(0)
+        inits, queries, refs = {}, {}, {}
+        for t, init in (("det", "det_init"), ("map", "map_init"), ("occ", "occ_init")):
+            if t in self.tasks:
+                inits[t] = getattr(self, init)(bevs[t])
+                queries[t], refs[t] = inits[t]["query"], inits[t]["ref"]
+        task_bev, q_out = self.decoder(shared, queries, refs, self.pos_embed)
+        device = shared.device
+        bev_aug = batch["bev_aug"].to(device)
+        outputs = {}
+        if "det" in self.tasks:
+            cls_logits, code = self.det_head(q_out["det"])
+            keep = ("heatmap", "cells", "labels", "heat_score")
+            outputs["det"] = {**{k: inits["det"][k] for k in keep}, "cls_logits": cls_logits, "code": code}
+        if "map" in self.tasks:
+            pts = map_grid_points(self.map_grid, bev_aug)
+            aux_emb = sample_bev(inits["map"]["pixel_embed"], pts[..., :2], self.pc_range)
+            outputs["map"] = {
+                "logits": self.map_head(q_out["map"], task_bev["map"], pts),
+                "aux_logits": self.map_init.class_logits(aux_emb),
+            }
+        if "occ" in self.tasks:
+            lidar2ego = batch["lidar2ego"].to(device) if self.occ_frame == "ego" else None
+            pts = occ_grid_points(self.occ_grid, bev_aug, lidar2ego, self.occ_frame)
+            logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)
+            outputs["occ"] = {"logits": logits}
+        return outputs
+
+    def loss(self, outputs, batch):
+        """Named, weighted losses. Samples with ``gt_bev_valid``/``gt_occ_valid`` False add nothing to that task."""
+        w = self.loss_weights
+        losses = {}
+        if "det" in self.tasks:
+            heat, cls, box = self.det_head.loss(outputs["det"], batch["gt_boxes"], batch["gt_labels"])
+            losses.update(loss_det_heatmap=w["heatmap"] * heat, loss_det_cls=w["det"] * cls, loss_det_box=w["det"] * box)
+        if "map" in self.tasks:
+            logits, aux = outputs["map"]["logits"], outputs["map"]["aux_logits"]
+            gt = batch["gt_bev"].to(logits.device, torch.float32)
+            if gt.shape != logits.shape:
+                raise ValueError(f"gt_bev must be {tuple(logits.shape)} (map_grid), got {tuple(gt.shape)}")
+            valid = batch["gt_bev_valid"].to(logits.device).bool()
+            if valid.any():
+                losses["loss_map"] = w["map"] * map_seg_loss(logits[valid], gt[valid])
+                losses["loss_map_aux"] = w["map_aux"] * map_seg_loss(aux[valid], gt[valid])
+            else:
+                losses["loss_map"], losses["loss_map_aux"] = logits.sum() * 0.0, aux.sum() * 0.0
+        if "occ" in self.tasks:
+            logits = outputs["occ"]["logits"]
+            labels = batch["gt_occ"].to(logits.device).long()
+            if labels.shape != logits.shape[:1] + logits.shape[2:]:
+                raise ValueError(f"gt_occ must be {(logits.shape[0],) + tuple(logits.shape[2:])} (occ_grid), got {tuple(labels.shape)}")
+            mask = batch["gt_occ_mask"].to(logits.device).bool() if "gt_occ_mask" in batch else torch.ones_like(labels, dtype=torch.bool)
+            mask = mask & batch["gt_occ_valid"].to(logits.device).bool()[:, None, None, None]
+            ce, lov, aff = occ_losses(logits, labels, mask, self.occ_class_weights, self.occ_free_index, self.occ_ignore_index)
+            losses.update(loss_occ_ce=w["occ"] * ce, loss_occ_lovasz=w["occ"] * lov, loss_occ_affinity=w["occ"] * aff)
+        return losses
+
+    @torch.no_grad()
+    def decode(self, outputs, batch, score_threshold=0.0, max_boxes=500):
+        """One dict per sample with the keys of the enabled tasks: ``boxes (K, 9)``, ``scores (K,)``,
+        ``labels (K,)`` (augmented LiDAR frame = LiDAR frame at inference, K <= ``max_boxes``, score >
+        ``score_threshold``); ``bev_probs (6, NX, NY)`` on ``map_grid``; ``occ_labels (NX, NY, NZ)`` uint8 on
+        ``occ_grid``."""
+        b = next(iter(next(iter(outputs.values())).values())).shape[0]
+        results = [{} for _ in range(b)]
+        if "det" in self.tasks:
+            for r, d in zip(results, self.det_head.decode(outputs["det"], score_threshold, max_boxes)):
+                r.update(d)
+        if "map" in self.tasks:
+            probs = outputs["map"]["logits"].sigmoid()
+            for i, r in enumerate(results):
+                r["bev_probs"] = probs[i]
+        if "occ" in self.tasks:
+            labels = outputs["occ"]["logits"].argmax(1).to(torch.uint8)
+            for i, r in enumerate(results):
+                r["occ_labels"] = labels[i]
+        return results

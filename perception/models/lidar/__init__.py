@@ -1,0 +1,1 @@
+"""LiDAR branch: voxelization, pillar feature net + BEV scatter, optional spconv sparse encoder."""

@@ -1,0 +1,1 @@
+"""Loss functions of the multi-task heads (pure functions on tensors, no module state)."""

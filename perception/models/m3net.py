@@ -1,0 +1,145 @@
+"""The assembled model: LiDAR / camera encoders -> fused BEV neck (MAFI) -> multi-task head.
+
+``M3Net.forward(batch)`` returns the named, already-weighted losses (the head's plus the camera's
+LiDAR-supervised depth loss); ``M3Net.predict(batch)`` returns one dict per sample in the format of
+``docs/architecture.md`` (boxes in the LiDAR frame, ``bev_probs`` on ``BEV_MAP_GRID``, ``occ_labels`` on
+the occupancy grid). ``batch`` is the training batch of ``docs/architecture.md`` (augmented LiDAR frame).
+
+:func:`build_model` builds it from the ``model`` config section with explicit constructors. The
+sub-sections ``lidar``, ``camera``, ``fusion`` and ``head`` are keyword arguments of
+``LidarEncoder``, ``CameraEncoder``, ``FusedBEVNeck`` and ``MultiTaskHead``; an argument the constructor
+does not take is a ``ValueError`` naming ``model.<section>.<key>`` and the config file.
+"""
+
+import inspect
+from typing import Optional
+
+import torch
+from torch import nn
+
+# Keys build_model passes itself (taken from the model section, not from the sub-sections).
+INJECTED = {
+    "lidar": ("point_cloud_range", "bev_cell"),
+    "camera": ("point_cloud_range", "bev_cell"),
+    "fusion": ("lidar_channels", "camera_channels", "tasks"),
+    "head": ("tasks", "in_channels", "point_cloud_range", "bev_cell"),
+}
+
+
+class M3Net(nn.Module):
+    """Encoders (either may be ``None``, i.e. disabled) -> ``neck`` -> ``head``.
+
+    - ``score_threshold`` / ``max_boxes``: detection decoding in :meth:`predict`.
+    - ``depth_loss_weight``: weight of the camera encoder's depth loss (``'depth'`` in the losses).
+    """
+
+    def __init__(
+        self,
+        tasks,
+        lidar_encoder: Optional[nn.Module],
+        camera_encoder: Optional[nn.Module],
+        neck: nn.Module,
+        head: nn.Module,
+        score_threshold: float = 0.05,
+        max_boxes: int = 500,
+        depth_loss_weight: float = 1.0,
+    ):
+        super().__init__()
+        if lidar_encoder is None and camera_encoder is None:
+            raise ValueError("M3Net: at least one of lidar_encoder / camera_encoder is required")
+        self.tasks = tuple(tasks)
+        self.lidar_encoder = lidar_encoder
+        self.camera_encoder = camera_encoder
+        self.neck = neck
+        self.head = head
+        self.score_threshold = float(score_threshold)
+        self.max_boxes = int(max_boxes)
+        self.depth_loss_weight = float(depth_loss_weight)
+
+    def encode(self, batch):
+        """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
+        lidar_mask = batch["lidar_mask"]
+        lidar_bev = camera_bev = aux = None
+        if self.lidar_encoder is not None:
+            lidar_bev = self.lidar_encoder(batch["points"], lidar_mask)
+        if self.camera_encoder is not None:
+            camera_bev, aux = self.camera_encoder(
+                batch["images"], batch["cam_mask"], batch["intrinsics"], batch["lidar2cam"],
+                points=batch["points"], lidar_mask=lidar_mask,
+            )
+        # A sample counts as having cameras when any of its cameras is valid.
+        camera_mask = batch["cam_mask"].any(dim=1) if self.camera_encoder is not None else torch.zeros_like(lidar_mask)
+        if self.lidar_encoder is None:
+            lidar_mask = torch.zeros_like(lidar_mask)
+        return self.neck(lidar_bev, camera_bev, lidar_mask, camera_mask), aux
+
+    def forward(self, batch) -> dict:
+        """Training: named, weighted loss tensors (the trainer sums them)."""
+        task_bevs, aux = self.encode(batch)
+        outputs = self.head(task_bevs, batch)
+        losses = dict(self.head.loss(outputs, batch))
+        if self.camera_encoder is not None and self.depth_loss_weight > 0:
+            losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(aux)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch) -> list:
+        """One dict per sample: ``boxes (K, 9)``, ``scores (K,)``, ``labels (K,)`` (LiDAR frame) when 'det';
+        ``bev_probs (6, 200, 200)`` when 'map'; ``occ_labels (200, 200, 16)`` uint8 when 'occ'."""
+        task_bevs, _ = self.encode(batch)
+        outputs = self.head(task_bevs, batch)
+        return self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+
+
+def _construct(cls, kwargs: dict, section: str, filename, **injected):
+    """``cls(**injected, **kwargs)`` after checking every key of ``kwargs`` against the signature."""
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key in kwargs:
+        if key in injected:
+            raise ValueError(
+                f"config key model.{section}.{key} in {filename}: set by the model section, remove it here"
+            )
+        if key not in params and not takes_any:
+            allowed = sorted(k for k in params if k not in ("self", *injected))
+            raise ValueError(
+                f"unknown config key model.{section}.{key} in {filename} ({cls.__name__} takes {allowed})"
+            )
+    return cls(**injected, **kwargs)
+
+
+def build_model(model_cfg) -> M3Net:
+    """``model`` config section (validated by :func:`perception.config.load_config`) -> :class:`M3Net`."""
+    from perception.models.camera.encoder import CameraEncoder
+    from perception.models.fusion.neck import FusedBEVNeck
+    from perception.models.heads.multitask import MultiTaskHead
+    from perception.models.lidar.encoder import LidarEncoder
+
+    filename = getattr(model_cfg, "filename", None) or "<model config>"
+    tasks = tuple(model_cfg["tasks"])
+    pcr = tuple(float(v) for v in model_cfg["point_cloud_range"])
+    bev_cell = float(model_cfg["bev_cell"])
+    lidar = camera = None
+    if model_cfg.get("lidar") is not None:
+        lidar = _construct(LidarEncoder, dict(model_cfg["lidar"]), "lidar", filename, point_cloud_range=pcr, bev_cell=bev_cell)
+    if model_cfg.get("camera") is not None:
+        kw = dict(model_cfg["camera"])
+        if "image_size" in kw:
+            kw["image_size"] = tuple(kw["image_size"])
+        camera = _construct(CameraEncoder, kw, "camera", filename, point_cloud_range=pcr, bev_cell=bev_cell)
+    neck = _construct(
+        FusedBEVNeck, dict(model_cfg["fusion"]), "fusion", filename,
+        lidar_channels=lidar.out_channels if lidar is not None else 0,
+        camera_channels=camera.out_channels if camera is not None else 0,
+        tasks=tasks,
+    )
+    head = _construct(
+        MultiTaskHead, dict(model_cfg["head"]), "head", filename,
+        tasks=tasks, in_channels=neck.out_channels, point_cloud_range=pcr, bev_cell=bev_cell,
+    )
+    return M3Net(
+        tasks, lidar, camera, neck, head,
+        score_threshold=model_cfg.get("score_threshold", 0.05),
+        max_boxes=model_cfg.get("max_boxes", 500),
+        depth_loss_weight=model_cfg.get("depth_loss_weight", 1.0),
+    )

@@ -1,0 +1,1 @@
+"""Task-specific query initialisation on the task BEVs (detection, BEV map, occupancy)."""

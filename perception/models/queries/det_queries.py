@@ -1,0 +1,59 @@
+"""Detection queries from heatmap peaks (TransFusion-style initialisation)."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from perception.constants import DETECTION_CLASSES
+from perception.models.queries.common import cells_to_normalized, conv_bn_relu, gather_cells
+
+# Small objects keep every local value (1x1 "NMS"): neighbouring pedestrians/cones are real objects.
+NO_NMS_CLASSES = ("pedestrian", "traffic_cone")
+
+
+class DetQueryInit(nn.Module):
+    """Predicts a class heatmap on the det BEV and turns its top-K local maxima into queries.
+
+    ``forward(bev (B, d, X, Y)) -> dict`` with ``heatmap`` ``(B, K, X, Y)`` logits, ``query`` ``(B, Q, d)``
+    (BEV feature at the cell + learned class embedding), ``cells`` ``(B, Q)`` flat ``ix * Y + iy``,
+    ``labels`` ``(B, Q)``, ``ref`` ``(B, Q, 2)`` normalized positions, ``heat_score`` ``(B, Q, K)`` sigmoid
+    heatmap at the query's cell.
+    """
+
+    def __init__(self, d_model, num_queries, num_classes=len(DETECTION_CLASSES)):
+        super().__init__()
+        self.num_queries, self.num_classes = num_queries, num_classes
+        self.heatmap_head = nn.Sequential(conv_bn_relu(d_model, d_model), nn.Conv2d(d_model, num_classes, 1))
+        nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # prior 0.1
+        self.class_embed = nn.Embedding(num_classes, d_model)
+        nms = torch.ones(num_classes, dtype=torch.bool)
+        for name in NO_NMS_CLASSES:
+            if name in DETECTION_CLASSES and DETECTION_CLASSES.index(name) < num_classes:
+                nms[DETECTION_CLASSES.index(name)] = False
+        self.register_buffer("nms_classes", nms, persistent=False)
+
+    def select_peaks(self, heat):
+        """Top-``num_queries`` (class, cell) pairs of ``heat`` ``(B, K, X, Y)`` after 3x3 local-max NMS
+        (1x1 for the classes in ``NO_NMS_CLASSES``). Returns ``(labels, cells)`` ``(B, Q)``."""
+        b, k, nx, ny = heat.shape
+        if self.num_queries > k * nx * ny:
+            raise ValueError(f"num_det_queries {self.num_queries} > classes x cells {k * nx * ny}")
+        local_max = F.max_pool2d(heat, 3, stride=1, padding=1)
+        keep = (heat == local_max) | ~self.nms_classes[None, :, None, None]
+        top = (heat * keep).flatten(1).topk(self.num_queries, dim=1).indices
+        return torch.div(top, nx * ny, rounding_mode="floor"), top % (nx * ny)
+
+    def forward(self, bev):
+        b, _, nx, ny = bev.shape
+        heatmap = self.heatmap_head(bev)
+        heat = heatmap.detach().sigmoid()
+        labels, cells = self.select_peaks(heat)
+        query = gather_cells(bev, cells) + self.class_embed(labels)
+        return {
+            "heatmap": heatmap,
+            "query": query,
+            "cells": cells,
+            "labels": labels,
+            "ref": cells_to_normalized(cells, nx, ny),
+            "heat_score": gather_cells(heat, cells),
+        }

@@ -1,0 +1,70 @@
+"""Checkpoints that load with ``torch.load(path, weights_only=True)``.
+
+Only tensors and plain Python types go in: model / optimizer / scheduler state dicts, epoch and step
+counters, the config as a plain dict, and the RNG states (numpy's state array stored as a tensor).
+Files are written atomically (temporary file, then rename) so a killed run never leaves a torn file.
+"""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    """The python, numpy, torch (and CUDA) global RNG states as plain types / tensors."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict):
+    """Inverse of :func:`rng_state`."""
+    python = state["python"]
+    # weights_only loading returns lists where tuples were saved; random.setstate needs tuples.
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, state: dict):
+    """Write ``state`` (tensors / plain types only) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def model_weights(checkpoint: dict, use_ema: bool = False) -> dict:
+    """The model state dict of a checkpoint (the EMA weights when ``use_ema`` and present)."""
+    if "model" not in checkpoint:
+        raise ValueError("checkpoint has no 'model' entry")
+    if use_ema and checkpoint.get("ema") is not None:
+        return checkpoint["ema"]
+    return checkpoint["model"]

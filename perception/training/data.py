@@ -1,0 +1,109 @@
+"""Datasets for training and evaluation from the ``data`` config section.
+
+Samples come from the project index (``perception.data.build_index``, one pickle per dataroot and version,
+default ``<dataroot>/m3_index_<version>.pkl``, built when missing) or from explicit info files
+(``data.train_info`` / ``data.val_info``), selected by official split name (``data.train_split`` /
+``data.val_split``). Items are made by :class:`perception.data.dataset.M3Dataset` (augmented LiDAR frame).
+"""
+
+from functools import partial
+from pathlib import Path
+
+from perception.training.distributed import DistContext, barrier
+
+
+def default_index_path(data_cfg) -> Path:
+    return Path(data_cfg["dataroot"]) / f"m3_index_{data_cfg['version']}.pkl"
+
+
+def ensure_index(data_cfg, ctx: DistContext = DistContext()) -> Path:
+    """The default index of the dataroot, built (by the main process) when it does not exist yet."""
+    from perception.data import build_index
+
+    path = default_index_path(data_cfg)
+    if not path.is_file():
+        if not Path(data_cfg["dataroot"]).is_dir():
+            raise FileNotFoundError(f"data.dataroot not found: {data_cfg['dataroot']}")
+        if ctx.is_main:
+            build_index(data_cfg["dataroot"], data_cfg["version"], path, num_sweeps=data_cfg["num_sweeps"])
+        barrier(ctx)
+    return path
+
+
+def load_split(data_cfg, which: str, ctx: DistContext = DistContext()) -> list:
+    """Samples of ``which`` ('train' or 'val'): the configured info file or the index, filtered by split name."""
+    from perception.data import load_info_file
+
+    if which not in ("train", "val"):
+        raise ValueError(f"which must be 'train' or 'val', got {which!r}")
+    info = data_cfg[f"{which}_info"]
+    split = data_cfg[f"{which}_split"]
+    if info is not None:
+        if not Path(info).is_file():
+            raise FileNotFoundError(f"data.{which}_info not found: {info}")
+        path = Path(info)
+    else:
+        path = ensure_index(data_cfg, ctx)
+    samples = load_info_file(path, data_root=data_cfg["dataroot"], num_sweeps=data_cfg["num_sweeps"], split=split)
+    if not samples:
+        raise ValueError(f"no samples of split {split!r} in {path} (data.{which}_split)")
+    return samples
+
+
+def image_aug_params(data_cfg):
+    from perception.data.augment import ImageAugParams
+
+    a = data_cfg["augment"]
+    return ImageAugParams(
+        final_hw=tuple(data_cfg["image_size"]),
+        resize_range=tuple(a["resize_lim"]),
+        test_resize=a["test_resize"],
+        bottom_crop_range=tuple(a["bottom_crop_lim"]),
+        rot_range_deg=tuple(a["rot_lim"]),
+        flip_prob=float(a["image_flip_prob"]),
+    )
+
+
+def bev_aug_params(data_cfg):
+    from perception.data.augment import BevAugParams
+
+    a = data_cfg["augment"]
+    return BevAugParams(
+        rot_range=tuple(a["bev_rot_lim"]),
+        scale_range=tuple(a["bev_scale_lim"]),
+        flip_x_prob=float(a["bev_flip_x_prob"]),
+        flip_y_prob=float(a["bev_flip_y_prob"]),
+        translation_std=float(a["bev_translate_std"]),
+    )
+
+
+def make_dataset(cfg, samples, training: bool):
+    """:class:`M3Dataset` over ``samples`` with the config's cameras, image size, sweeps and augmentation.
+    Dense GT is loaded only for enabled tasks ('map' -> BEV map, 'occ' -> Occ3D)."""
+    from perception.data.dataset import M3Dataset
+
+    data, tasks = cfg["data"], cfg["model"]["tasks"]
+    return M3Dataset(
+        samples,
+        cameras=tuple(data["cameras"]),
+        image_aug=image_aug_params(data),
+        training=training,
+        bev_aug=bev_aug_params(data),
+        num_sweeps=int(data["num_sweeps"]),
+        point_cloud_range=tuple(cfg["model"]["point_cloud_range"]),
+        load_bev="map" in tasks,
+        load_occ="occ" in tasks,
+        seed=int(cfg["train"]["seed"]),
+    )
+
+
+def _apply_dropout(batch, rng, probs):
+    from perception.data.collate import modality_dropout
+
+    return modality_dropout(batch, probs["all_cameras"], probs["some_cameras"], probs["lidar"], rng)
+
+
+def modality_dropout_transform(data_cfg):
+    """``batch_transform(batch, numpy_rng)`` for :class:`Trainer`, or None when all probabilities are 0."""
+    probs = {k: float(v) for k, v in data_cfg["modality_dropout"].items()}
+    return partial(_apply_dropout, probs=probs) if any(probs.values()) else None

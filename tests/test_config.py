@@ -1,0 +1,75 @@
+"""Config loading: `_base_` inheritance, --cfg-options overrides, schema errors naming key and file."""
+
+from pathlib import Path
+
+import pytest
+
+from perception.config import load_config, parse_override
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_config_loads_with_its_variant():
+    tiny, mamba = load_config(CONFIGS / "tiny.py"), load_config(CONFIGS / "tiny_mamba.py")
+    assert tiny.model.head["decoder"] == "transformer" and mamba.model.head["decoder"] == "mamba"
+    assert mamba.model.head["d_model"] == 64 and mamba.model.head["loss_weights"]["occ"] == 1.2
+    assert mamba.model.head["loss_weights"]["map"] == 40.0  # merged, not replaced
+    full = load_config(CONFIGS / "nuscenes_full.py")
+    assert full.data.image_size == (256, 704) and full.data.num_sweeps == 10
+    assert full.model.lidar["voxel_size"] == (0.075, 0.075, 0.2) and full.model.bev_cell == 0.6
+    assert round((full.model.point_cloud_range[3] - full.model.point_cloud_range[0]) / full.model.bev_cell) == 180
+    h = full.model.head
+    assert (h["num_det_queries"], h["num_layers"], h["d_model"], h["num_heads"], h["ffn_dim"]) == (200, 6, 256, 8, 1024)
+    assert (full.train.lr, full.train.weight_decay, full.train.schedule, full.train.grad_clip) == (8e-4, 0.01, "onecycle", 10.0)
+    assert load_config(CONFIGS / "nuscenes_full_mamba.py").model.head["decoder"] == "mamba"
+    assert [load_config(CONFIGS / f"tiny_{t}.py").model.tasks for t in ("det", "map", "occ")] == [("det",), ("map",), ("occ",)]
+    assert load_config(CONFIGS / "tiny_lidar.py").model.camera is None
+    assert load_config(CONFIGS / "tiny_camera.py").model.lidar is None
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    write(tmp_path / "base.py", 'train = dict(epochs=2, lr=0.1, seed=5)\n'
+          'data = dict(dataroot="/d", image_size=(32, 64))\n'
+          'model = dict(tasks=("det",), point_cloud_range=(-1, -1, -1, 1, 1, 1), bev_cell=0.5,\n'
+          '             lidar=dict(out_channels=8), fusion=dict(out_channels=8), head=dict(d_model=8))\n')
+    child = write(tmp_path / "child.py", '_base_ = ["base.py"]\ntrain = dict(lr=0.2)\nmodel = dict(head=dict(num_layers=1))\n')
+    cfg = load_config(child, ["train.epochs=7", "data.dataroot=/other/root", "model.head.d_model=16",
+                              "data.modality_dropout.lidar=0.25"])
+    assert (cfg.train.lr, cfg.train.seed, cfg.train.epochs) == (0.2, 5, 7)  # child, base, override
+    assert cfg.train.schedule == "onecycle" and cfg.train.batch_size == 1  # schema defaults filled
+    assert cfg.model.head == {"d_model": 16, "num_layers": 1}
+    assert cfg.data.dataroot == "/other/root" and cfg.data.modality_dropout.lidar == 0.25
+    assert cfg.model.camera is None
+    assert cfg.to_dict()["model"]["tasks"] == ["det"] and type(cfg.to_dict()["train"]) is dict
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2]) and parse_override("x=abc") == (["x"], "abc")
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("train = dict(epochs=1, lr=0.1, lrr=3)", [], r"train\.lrr"),
+        ("train = dict(epochs=1, lr=0.1)", ["data.augment.flipp=1"], r"data\.augment\.flipp"),
+        ("train = dict(epochs=1)", [], r"missing required config key train\.lr"),
+        ("train = dict(epochs=1, lr=0.1, schedule='step')", [], r"train\.schedule"),
+        ("train = dict(epochs=1, lr=0.1)\nextra = 1", [], r"extra"),
+    ],
+)
+def test_bad_keys_name_the_key_and_the_file(tmp_path, text, overrides, message):
+    path = write(tmp_path / "bad_config.py", text + '\ndata = dict(dataroot="/d", image_size=(32, 64))\n'
+                 'model = dict(tasks=("det",), point_cloud_range=(-1, -1, -1, 1, 1, 1), bev_cell=0.5,\n'
+                 '             lidar=dict(), fusion=dict(), head=dict())\n')
+    with pytest.raises(ValueError, match=message) as info:
+        load_config(path, overrides)
+    assert "bad_config.py" in str(info.value)
+
+
+def test_missing_file_and_malformed_override(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.py"):
+        load_config(tmp_path / "nothing.py")
+    with pytest.raises(ValueError, match="key.path=value"):
+        load_config(CONFIGS / "tiny.py", ["train.lr"])
