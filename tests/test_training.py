@@ -138,3 +138,43 @@ def test_ddp_two_gloo_ranks_stay_identical_and_match_single_process(tmp_path):
     s = params(single.model)
     assert all(torch.allclose(r0[k], s[k], atol=1e-6) for k in r0)
     assert (tmp_path / "latest.pth").is_file() and not (tmp_path / "rank1" / "log.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------------------ the real model
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+NUSC = "mmdetection3d/tests/data/nuscenes"
+
+
+def test_build_model_rejects_unknown_constructor_key_naming_key_and_file():
+    from perception.config import load_config
+    from perception.models import build_model
+
+    cfg = load_config(REPO / "configs" / "tiny.py", ["model.lidar.voxel_sise=[1, 1, 1]"])
+    with pytest.raises(ValueError, match=r"model\.lidar\.voxel_sise.*tiny\.py"):
+        build_model(cfg.model)
+    cfg = load_config(REPO / "configs" / "tiny.py", ["model.head.point_cloud_range=[0, 0, 0, 1, 1, 1]"])
+    with pytest.raises(ValueError, match=r"model\.head\.point_cloud_range.*set by the model section"):
+        build_model(cfg.model)
+
+
+def test_perception_train_cli_on_a_real_info_file(tmp_path, real_dir):
+    """`perception train` end to end (tiny config, 2 steps, modality dropout on) on the mmdet3d nuScenes fixture."""
+    from perception.cli.main import main
+
+    root = real_dir / NUSC
+    args = ["train", str(REPO / "configs" / "tiny.py"), "--work-dir", str(tmp_path), "--max-steps", "2",
+            "--dataroot", str(root), "--device", "cpu", "--cfg-options", f"data.train_info={str(root / 'nus_info.pkl')!r}",
+            "data.train_split=None", "train.batch_size=1", "data.modality_dropout.some_cameras=0.5"]
+    assert main(args) == 0
+    ckpt = torch.load(tmp_path / "latest.pth", weights_only=True)
+    assert ckpt["step"] == 2 and ckpt["config"]["data"]["train_split"] is None
+    assert ckpt["config"]["model"]["tasks"] == ["det", "map", "occ"]
+    records = read_log(tmp_path / "log.jsonl")
+    assert records[-1]["step"] == 2
+    for key in ("loss_det_heatmap", "loss_det_box", "loss_map", "loss_occ_ce", "depth", "loss", "grad_norm"):
+        assert np.isfinite(records[-1][key]), key
+    assert (tmp_path / "config.json").is_file()
+    # --resume continues the same run from latest.pth (step 2) to step 3
+    assert main(args[:5] + ["3"] + args[6:] + ["--resume"]) == 0
+    assert torch.load(tmp_path / "latest.pth", weights_only=True)["step"] == 3
+    assert [r["step"] for r in read_log(tmp_path / "log.jsonl")] == [2, 3]

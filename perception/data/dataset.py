@@ -170,7 +170,6 @@ class M3Dataset(torch.utils.data.Dataset):
 
     def _load_cameras(self, sample, A, rng):
         """Per-camera augmented image and matrices, ``CAMERA_NAMES`` order restricted to ``self.cameras``."""
-        from perception.data.io import load_image
 
         fH, fW = self.image_aug.final_hw
         n = len(self.cameras)
@@ -188,8 +187,7 @@ class M3Dataset(torch.utils.data.Dataset):
                 self._count("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False")
                 continue
             try:
-                # Read through the loader, not ``cam.image``: that caches the image on the Sample forever.
-                image = cam._image if cam._image is not None else load_image(cam.path)
+                image = cam.image
             except _LOAD_ERRORS as e:
                 self._count("camera_unreadable", 1, f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}")
                 continue

@@ -17,8 +17,9 @@ def load_points(path, num_features=PCD_BIN_FEATURES, sample_token=None):
     """Read a nuScenes ``.pcd.bin``: ``(N, num_features)`` float32, the sensor's own LiDAR frame (metres).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when the byte size is not a whole
-    number of ``num_features`` float32 points (a truncated or foreign file) or a coordinate is not finite;
-    both messages name the file (and ``sample_token`` when given).
+    number of ``num_features`` float32 points (a truncated or foreign file); both messages name the file
+    (and ``sample_token`` when given). Non-finite values are returned as they are: a few NaN points do not
+    make a frame unusable, so consumers (the dataset, the runtime) drop them and count them.
     """
     where = f" (sample {sample_token})" if sample_token else ""
     if not os.path.isfile(path):
@@ -31,8 +32,6 @@ def load_points(path, num_features=PCD_BIN_FEATURES, sample_token=None):
             f"({num_features} float32 per point): truncated or not a .pcd.bin"
         )
     points = np.fromfile(path, dtype=np.float32).reshape(-1, num_features)
-    if not np.isfinite(points[:, :3]).all():
-        raise ValueError(f"LiDAR file {path}{where}: non-finite x/y/z values")
     return points
 
 

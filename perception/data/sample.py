@@ -63,12 +63,13 @@ class CameraView:
 
     @property
     def image(self) -> np.ndarray:
-        """``(H, W, 3)`` uint8 RGB, loaded from ``path`` on first access (then cached)."""
-        if self._image is None:
-            from perception.data.io import load_image
+        """``(H, W, 3)`` uint8 RGB: the in-memory image when one was given (live frames), else read from
+        ``path`` on each access. Not cached, so a dataset holding thousands of Samples holds no pixels."""
+        if self._image is not None:
+            return self._image
+        from perception.data.io import load_image
 
-            self._image = load_image(self.path, sample_token=self.sample_token)
-        return self._image
+        return load_image(self.path, sample_token=self.sample_token)
 
 
 @dataclass

@@ -43,7 +43,7 @@ class ImageBackbone(nn.Module):
         if weights_path is not None:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             target = self.timm_model if self.timm_model is not None else net
-            missing, unexpected = target.load_state_dict(state, strict=False)
+            missing, _ = target.load_state_dict(state, strict=False)
             if len(missing) == len(target.state_dict()):
                 raise ValueError(f"weights_path {weights_path}: no parameter matches backbone {name!r}")
 

@@ -1,0 +1,242 @@
+"""Orchestration: write a complete synthetic nuScenes-format dataroot.
+
+Layout written under ``out``: ``<version>/*.json`` (13 tables), ``samples/LIDAR_TOP/*.pcd.bin`` (keyframes),
+``sweeps/LIDAR_TOP/*.pcd.bin``, ``samples/CAM_*/*.jpg``, ``maps/expansion/<location>.json`` + the map mask
+PNG, and Occ3D labels ``gts/<scene_name>/<sample_token>/labels.npz``.
+
+Timing per scene: LiDAR keyframes at 2 Hz, ``sweeps_per_sample`` sweeps evenly spaced before each keyframe
+(so every keyframe, the first included, has that many earlier sweeps); the six cameras fire 3-47 ms after
+each keyframe with their own ego poses. Timestamps are microseconds.
+"""
+
+import os
+import time
+
+import numpy as np
+from PIL import Image
+
+from perception.constants import CAMERA_NAMES
+from perception.geometry import rotmat_to_quat, yaw_to_quat
+from perception.synth import camera, lidar, occupancy
+from perception.synth.maps import build_map, write_map
+from perception.synth.raycast import pack_boxes
+from perception.synth.scene import build_scene
+from perception.synth.tables import token, visibility_token, vocabulary_tables, write_tables
+
+KEYFRAME_INTERVAL = 0.5  # seconds (2 Hz)
+ANNOTATION_RANGE = 60.0  # metres (xy from the ego) within which objects are annotated
+SCENE_SPACING = 700.0  # metres between scene roads on the map canvas
+BASE_TIMESTAMP = 1533201470000000  # microseconds (2018-08-02, like the n015 logs)
+SUPPORTED_VERSIONS = {"v1.0-trainval": ("train", "val"), "v1.0-mini": ("mini_train", "mini_val")}
+
+
+def scene_names(version, n_scenes, rng):
+    """Official split scene names for ``n_scenes`` scenes: ~80 % train, at least one val (sorted, unique)."""
+    from nuscenes.utils import splits
+
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"version must be one of {sorted(SUPPORTED_VERSIONS)}, got {version!r}")
+    train_split, val_split = SUPPORTED_VERSIONS[version]
+    n_val = max(1, int(round(0.2 * n_scenes)))
+    n_train = n_scenes - n_val
+    train_names, val_names = getattr(splits, train_split), getattr(splits, val_split)
+    if n_train > len(train_names) or n_val > len(val_names):
+        raise ValueError(f"scenes={n_scenes} exceeds the {version} split sizes ({len(train_names)} + {len(val_names)})")
+    train = sorted(rng.choice(train_names, n_train, replace=False).tolist()) if n_train else []
+    val = sorted(rng.choice(val_names, n_val, replace=False).tolist())
+    return train + val
+
+
+def _pose_record(tok, ts, T):
+    return {"token": tok, "timestamp": ts, "rotation": rotmat_to_quat(T[:3, :3]).tolist(),
+            "translation": T[:3, 3].tolist()}
+
+
+def _chain(records):
+    """Set ``prev``/``next`` tokens of consecutive ``records`` (a scene-ordered list)."""
+    for i, r in enumerate(records):
+        r["prev"] = records[i - 1]["token"] if i > 0 else ""
+        r["next"] = records[i + 1]["token"] if i + 1 < len(records) else ""
+
+
+class _Writer:
+    """Collects table records and writes sensor files for one dataset."""
+
+    def __init__(self, out, seed, sweeps_per_sample, image_size, location):
+        self.out, self.seed = out, seed
+        self.sweeps, self.size, self.location = sweeps_per_sample, image_size, location
+        self.tables = {n: [] for n in ("calibrated_sensor", "ego_pose", "instance", "log", "sample",
+                                       "sample_annotation", "sample_data", "scene", "sensor")}
+        self.tables.update(vocabulary_tables())
+        self.cat_token = {c["name"]: c["token"] for c in self.tables["category"]}
+        self.attr_token = {a["name"]: a["token"] for a in self.tables["attribute"]}
+        self.calib = {}  # channel -> calibrated_sensor token
+        w, h = image_size
+        for ch in ("LIDAR_TOP",) + CAMERA_NAMES:
+            sensor_tok = token("sensor", ch)
+            modality = "lidar" if ch == "LIDAR_TOP" else "camera"
+            self.tables["sensor"].append({"token": sensor_tok, "channel": ch, "modality": modality})
+            if ch == "LIDAR_TOP":
+                tr, rot, K = lidar.LIDAR_TRANSLATION, lidar.LIDAR_ROTATION, []
+            else:
+                tr, rot, _ = camera.CAMERA_CALIBRATION[ch]
+                K = camera.intrinsics(ch, w, h).tolist()
+            self.calib[ch] = token(seed, "calibrated_sensor", ch, w, h)
+            self.tables["calibrated_sensor"].append({"token": self.calib[ch], "sensor_token": sensor_tok,
+                                                     "translation": list(tr), "rotation": list(rot),
+                                                     "camera_intrinsic": K})
+        for folder in ["samples/LIDAR_TOP", "sweeps/LIDAR_TOP"] + [f"samples/{c}" for c in CAMERA_NAMES]:
+            os.makedirs(os.path.join(out, folder), exist_ok=True)
+
+    def sample_data(self, tok, sample_tok, ch, ts, T_ego, filename, key, width=0, height=0):
+        """Add a sample_data record and its ego_pose (same token, as in nuScenes)."""
+        self.tables["ego_pose"].append(_pose_record(tok, ts, T_ego))
+        rec = {"token": tok, "sample_token": sample_tok, "ego_pose_token": tok, "calibrated_sensor_token": self.calib[ch],
+               "timestamp": ts, "fileformat": "pcd" if ch == "LIDAR_TOP" else "jpg", "is_key_frame": key,
+               "height": height, "width": width, "filename": filename}
+        self.tables["sample_data"].append(rec)
+        return rec
+
+    def scene(self, index, name, n_samples, origin):
+        """Simulate and write one scene of ``n_samples`` keyframes; returns the :class:`Scene`."""
+        seed, out = self.seed, self.out
+        rng = np.random.default_rng([seed, index])
+        n_sw = self.sweeps
+        dt_sweep = KEYFRAME_INTERVAL / (n_sw + 1)
+        key_times = KEYFRAME_INTERVAL * (1 + np.arange(n_samples))
+        sc = build_scene(rng, name, origin, float(key_times[-1] + 0.1))
+        base_ts = BASE_TIMESTAMP + index * 3_600_000_000 + seed * 86_400_000_000
+        logfile = f"n015-synth-{seed}-{index:04d}+0800"
+        log_tok, scene_tok = token(seed, "log", index), token(seed, "scene", index)
+        self.tables["log"].append({"token": log_tok, "logfile": logfile, "vehicle": "n015",
+                                   "date_captured": "2018-08-02", "location": self.location})
+
+        labels_occ = np.array([a.occ for a in sc.actors])
+        colours = np.array([a.colour for a in sc.actors], dtype=np.float64)
+        reflect = np.array([a.reflectivity for a in sc.actors], dtype=np.float64)
+        annotated = np.array([a.detection_name is not None for a in sc.actors])
+        l2e = lidar.lidar2ego()
+        w, h = self.size
+        Ks = {c: camera.intrinsics(c, w, h) for c in CAMERA_NAMES}
+        c2e = {c: camera.cam2ego(c) for c in CAMERA_NAMES}
+        samples, lidar_chain, cam_chains, tracks = [], [], {c: [] for c in CAMERA_NAMES}, {}
+        for k, t_key in enumerate(key_times):
+            sample_tok = token(seed, "sample", index, k)
+            # LiDAR: the sweeps before this keyframe, then the keyframe itself.
+            for j in range(n_sw, -1, -1):
+                t = float(t_key - j * dt_sweep)
+                ts = base_ts + int(round(t * 1e6))
+                ego = sc.ego_pose(t)
+                packed = pack_boxes(sc.boxes_at(t))
+                points, hit, miss_dirs = lidar.scan(sc, packed, reflect, ego @ l2e, rng)
+                folder = "samples" if j == 0 else "sweeps"
+                fname = f"{folder}/LIDAR_TOP/{logfile}__LIDAR_TOP__{ts}.pcd.bin"
+                points.tofile(os.path.join(out, fname))
+                sd_tok = token(seed, "lidar", index, k, j)
+                lidar_chain.append(self.sample_data(sd_tok, sample_tok, "LIDAR_TOP", ts, ego, fname, j == 0))
+            key_ts, ego_key, boxes_key = ts, ego, sc.boxes_at(float(t_key))
+            # Cameras: fire a few ms after the LiDAR keyframe, each with its own ego pose and world state.
+            cams_key = []
+            for c in CAMERA_NAMES:
+                t_c = float(t_key + camera.CAMERA_DELAY[c] + rng.uniform(-0.002, 0.002))
+                ts_c = base_ts + int(round(t_c * 1e6))
+                ego_c = sc.ego_pose(t_c)
+                img = camera.render(sc, pack_boxes(sc.boxes_at(t_c)), colours, ego_c @ c2e[c], Ks[c], w, h)
+                fname = f"samples/{c}/{logfile}__{c}__{ts_c}.jpg"
+                Image.fromarray(img).save(os.path.join(out, fname), quality=92)
+                cam_tok = token(seed, "cam", index, k, c)
+                cam_chains[c].append(self.sample_data(cam_tok, sample_tok, c, ts_c, ego_c, fname, True, w, h))
+                cams_key.append((ego_key @ c2e[c], Ks[c], w, h))
+            # Annotations: annotated actors near the ego, with LiDAR point counts and camera visibility.
+            ego_xy = ego_key[:2, 3]
+            near = np.nonzero(annotated & (np.hypot(*(boxes_key[:, :2] - ego_xy).T) < ANNOTATION_RANGE))[0]
+            packed_key = pack_boxes(boxes_key)
+            vis = camera.visible_fraction(packed_key, near, cams_key)
+            counts = np.bincount(hit[hit >= 0], minlength=len(sc.actors))
+            anns = []
+            for i, v in zip(near, vis):
+                a, b = sc.actors[i], boxes_key[i]
+                ann = {"token": token(seed, "ann", index, k, i), "sample_token": sample_tok,
+                       "instance_token": token(seed, "instance", index, i),
+                       "visibility_token": visibility_token(float(v)),
+                       "attribute_tokens": [self.attr_token[a.attribute]] if a.attribute else [],
+                       "translation": b[:3].tolist(), "size": [b[4], b[3], b[5]],
+                       "rotation": yaw_to_quat(b[6]).tolist(), "num_lidar_pts": int(counts[i]), "num_radar_pts": 0}
+                anns.append(ann)
+                tracks.setdefault(i, []).append(ann)
+            self.tables["sample_annotation"] += anns
+            samples.append({"token": sample_tok, "timestamp": key_ts, "scene_token": scene_tok})
+            # Occ3D labels in the ego frame at the keyframe.
+            sem = occupancy.semantics(sc, boxes_key, labels_occ, ego_key)
+            rays = np.concatenate([points[:, :3], miss_dirs * lidar.MAX_RANGE]).astype(np.float64)
+            rng_ = np.linalg.norm(rays, axis=1)
+            m_lidar = occupancy.lidar_mask(sem, l2e, rays / rng_[:, None], rng_)
+            m_cam = occupancy.camera_mask(sem, [(c2e[c], Ks[c], w, h) for c in CAMERA_NAMES])
+            occ_dir = os.path.join(out, "gts", name, sample_tok)
+            os.makedirs(occ_dir, exist_ok=True)
+            occupancy.save_labels(os.path.join(occ_dir, "labels.npz"), sem, m_lidar, m_cam)
+
+        _chain(samples)
+        _chain(lidar_chain)
+        for c in CAMERA_NAMES:
+            _chain(cam_chains[c])
+        self.tables["sample"] += samples
+        for i, anns in sorted(tracks.items()):
+            _chain(anns)
+            a = sc.actors[i]
+            self.tables["instance"].append({"token": anns[0]["instance_token"], "category_token": self.cat_token[a.category],
+                                            "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
+                                            "last_annotation_token": anns[-1]["token"]})
+        self.tables["scene"].append({"token": scene_tok, "log_token": log_tok, "nbr_samples": len(samples),
+                                     "first_sample_token": samples[0]["token"], "last_sample_token": samples[-1]["token"],
+                                     "name": name, "description": f"synthetic street scene (seed {seed})"})
+        return sc
+
+
+def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-trainval", sweeps_per_sample=4,
+                     image_size=(640, 360), location="singapore-onenorth"):
+    """Write a synthetic nuScenes-format dataroot to ``out`` and return a summary dict.
+
+    Args:
+        out: output folder (created; existing files with the same names are overwritten).
+        scenes: number of scenes (>= 1); names come from the official ``version`` split lists.
+        samples_per_scene: keyframes per scene (>= 2, 2 Hz).
+        seed: the same arguments and seed write byte-identical files.
+        version: ``v1.0-trainval`` or ``v1.0-mini``.
+        sweeps_per_sample: LiDAR sweeps before each keyframe (0-19).
+        image_size: ``(width, height)`` of the camera JPEGs (intrinsics scaled from 1600x900).
+        location: nuScenes map name for the log table and ``maps/expansion/<location>.json``.
+
+    Returns ``{"dataroot", "version", "scenes", "samples", "seconds"}``.
+    """
+    from nuscenes.utils.splits import create_splits_logs  # noqa: F401  (fails early if the devkit is missing)
+    from nuscenes.map_expansion.map_api import locations
+
+    t0 = time.time()
+    if int(scenes) != scenes or scenes < 1:
+        raise ValueError(f"scenes must be an integer >= 1, got {scenes!r}")
+    if int(samples_per_scene) != samples_per_scene or samples_per_scene < 2:
+        raise ValueError(f"samples_per_scene must be an integer >= 2, got {samples_per_scene!r}")
+    if int(sweeps_per_sample) != sweeps_per_sample or not 0 <= sweeps_per_sample <= 19:
+        raise ValueError(f"sweeps_per_sample must be an integer in [0, 19], got {sweeps_per_sample!r}")
+    if len(image_size) != 2 or min(image_size) < 16 or max(image_size) > 4000:
+        raise ValueError(f"image_size must be (width, height) with 16 <= each <= 4000, got {image_size!r}")
+    if location not in locations:
+        raise ValueError(f"location must be one of {locations}, got {location!r}")
+    out = str(out)
+    names = scene_names(version, int(scenes), np.random.default_rng(seed))
+    writer = _Writer(out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location)
+    cols = int(np.ceil(np.sqrt(scenes)))
+    rows = int(np.ceil(scenes / cols))
+    built = []
+    for i, name in enumerate(names):
+        origin = (SCENE_SPACING * (i % cols + 0.5), SCENE_SPACING * (i // cols + 0.5))
+        built.append(writer.scene(i, name, int(samples_per_scene), origin))
+    mask_file = f"maps/{token(seed, 'map-mask')}.png"
+    map_json = build_map(built, seed, (SCENE_SPACING * cols, SCENE_SPACING * rows))
+    write_map(out, location, map_json, mask_file)
+    writer.tables["map"] = [{"token": token(seed, "map", location), "category": "semantic_prior", "filename": mask_file,
+                             "log_tokens": [r["token"] for r in writer.tables["log"]]}]
+    write_tables(out, version, writer.tables)
+    return {"dataroot": out, "version": version, "scenes": len(names),
+            "samples": len(writer.tables["sample"]), "seconds": time.time() - t0}
