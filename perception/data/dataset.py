@@ -170,7 +170,6 @@ class M3Dataset(torch.utils.data.Dataset):
 
     def _load_cameras(self, sample, A, rng):
         """Per-camera augmented image and matrices, ``CAMERA_NAMES`` order restricted to ``self.cameras``."""
-
         fH, fW = self.image_aug.final_hw
         n = len(self.cameras)
         out = {
