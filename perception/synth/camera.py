@@ -9,7 +9,7 @@ import numpy as np
 
 from perception.constants import CAMERA_NAMES
 from perception.geometry import make_transform
-from perception.synth.raycast import GROUND, NO_HIT, boxes_near, cast
+from perception.synth.raycast import GROUND, NO_HIT, box_corners, boxes_near, cast, cast_rays_in_rects
 
 FULL_SIZE = (1600, 900)  # (width, height) of the real nuScenes images the calibrations belong to
 # name -> (translation (m, ego frame), rotation [w, x, y, z] camera -> ego, (fx, cx, cy) at 1600x900)
@@ -70,6 +70,21 @@ def _texture(xy):
     return (np.mod(h, 257) / 128.0) - 1.0
 
 
+def _box_rects(corners, cam2global, K, width, height):
+    """``(M, 4)`` int64 pixel rectangles ``u0, v0, u1, v1`` (end exclusive) covering each box's projection;
+    a box with a corner behind the camera gets the whole image, one with all corners behind an empty one."""
+    cam = (corners - cam2global[:3, 3]) @ cam2global[:3, :3]  # global -> camera (rotation transpose)
+    z = cam[..., 2]
+    uv = (cam @ K.T)[..., :2] / np.maximum(z, 1e-6)[..., None]
+    rects = np.stack([np.floor(uv[..., 0].min(1)) - 1, np.floor(uv[..., 1].min(1)) - 1,
+                      np.ceil(uv[..., 0].max(1)) + 2, np.ceil(uv[..., 1].max(1)) + 2], axis=1)
+    rects = np.clip(rects, 0, [width, height, width, height]).astype(np.int64)
+    partly_behind = (z < 0.1).any(1)
+    rects[partly_behind] = [0, 0, width, height]
+    rects[(z < 0.1).all(1)] = 0
+    return rects
+
+
 def render(scene, packed, colours, cam2global, K, width, height):
     """Render one camera image of ``scene``.
 
@@ -81,14 +96,23 @@ def render(scene, packed, colours, cam2global, K, width, height):
 
     Returns ``(height, width, 3)`` uint8 RGB.
     """
-    dirs_c = pixel_rays(K, width, height).reshape(-1, 3)
-    dirs_g = dirs_c @ cam2global[:3, :3].T
-    origin = cam2global[:3, 3]
-    forward = cam2global[:3, 2]
-    # Cull boxes behind the camera (the field of view is below 180 degrees).
+    dirs_g = pixel_rays(K, width, height) @ cam2global[:3, :3].T  # (H, W, 3)
+    origin = cam2global[:3, 3].copy()
+    # Ground plane z = 0 first, then every box on the pixel rectangle covering its projection.
+    dz = dirs_g[..., 2]
+    t_ground = np.where(dz < -1e-9, -origin[2] / np.minimum(dz, -1e-9), np.inf)
+    is_ground = t_ground < RENDER_RANGE
+    t_buf = np.where(is_ground, t_ground, RENDER_RANGE)
+    hit_buf = np.where(is_ground, GROUND, NO_HIT).astype(np.int64)
+    face_buf = np.full((height, width), 2, dtype=np.int64)
     near = boxes_near(packed, origin, RENDER_RANGE)
-    ahead = (packed[near, :3] - origin) @ forward > -np.hypot(packed[near, 3], packed[near, 4]) - 0.5
-    t, hit, face = cast(origin, dirs_g, RENDER_RANGE, packed, near[ahead])
+    rects = _box_rects(box_corners(packed[near]), cam2global, K, width, height)
+    keep = rects[:, 2] > rects[:, 0]
+    cast_rays_in_rects(origin, np.ascontiguousarray(dirs_g), np.ascontiguousarray(packed[near[keep]]),
+                       np.ascontiguousarray(rects[keep]), t_buf, hit_buf, face_buf)
+    sel = hit_buf >= 0
+    hit_buf[sel] = near[keep][hit_buf[sel]]
+    t, hit, face, dirs_g = t_buf.ravel(), hit_buf.ravel(), face_buf.ravel(), dirs_g.reshape(-1, 3)
 
     img = np.empty((len(t), 3))
     sky = hit == NO_HIT

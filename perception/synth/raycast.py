@@ -36,6 +36,40 @@ def _slab(o, d, half):
     return t1, t2, False
 
 
+@numba.njit(cache=True, inline="always")
+def _hit_box(origin, dx, dy, dz, boxes, j):
+    """Entry distance (-1 when missed or starting inside) and entry face axis of a ray into box ``j``."""
+    c, s = boxes[j, 6], boxes[j, 7]
+    px, py, pz = origin[0] - boxes[j, 0], origin[1] - boxes[j, 1], origin[2] - boxes[j, 2]
+    # Ray in the box's local frame (yaw-only rotation), then the slab test axis by axis.
+    ax0, ax1, miss0 = _slab(c * px + s * py, c * dx + s * dy, boxes[j, 3])
+    ay0, ay1, miss1 = _slab(-s * px + c * py, -s * dx + c * dy, boxes[j, 4])
+    az0, az1, miss2 = _slab(pz, dz, boxes[j, 5])
+    tnear, axis = ax0, 0
+    if ay0 > tnear:
+        tnear, axis = ay0, 1
+    if az0 > tnear:
+        tnear, axis = az0, 2
+    if miss0 or miss1 or miss2 or tnear > min(ax1, min(ay1, az1)) or tnear <= 0.0:
+        return -1.0, 0
+    return tnear, axis
+
+
+@numba.njit(cache=True)
+def cast_rays_in_rects(origin, dirs, boxes, rects, t_buf, hit_buf, face_buf):
+    """Image-space variant of :func:`cast_rays`: ``dirs`` (H, W, 3) per pixel; box ``j`` is only tested on the
+    pixel rectangle ``rects[j] = (u0, v0, u1, v1)`` (exclusive ends) that holds its projection.
+    ``t_buf``/``hit_buf``/``face_buf`` (H, W) hold the nearest hit so far (e.g. the ground) and are updated."""
+    for j in range(boxes.shape[0]):
+        for v in range(rects[j, 1], rects[j, 3]):
+            for u in range(rects[j, 0], rects[j, 2]):
+                tnear, axis = _hit_box(origin, dirs[v, u, 0], dirs[v, u, 1], dirs[v, u, 2], boxes, j)
+                if 0.0 < tnear < t_buf[v, u]:
+                    t_buf[v, u] = tnear
+                    hit_buf[v, u] = j
+                    face_buf[v, u] = axis
+
+
 @numba.njit(cache=True)
 def cast_rays(origin, dirs, max_t, boxes, use_ground):
     """Nearest hit of rays from one ``origin`` (3,) along unit ``dirs`` (N, 3) up to ``max_t`` (N,) metres.
@@ -58,22 +92,8 @@ def cast_rays(origin, dirs, max_t, boxes, use_ground):
                 hit[i] = GROUND
                 face[i] = 2
         for j in range(boxes.shape[0]):
-            c, s = boxes[j, 6], boxes[j, 7]
-            px, py, pz = origin[0] - boxes[j, 0], origin[1] - boxes[j, 1], origin[2] - boxes[j, 2]
-            # Ray in the box's local frame (yaw-only rotation), then the slab test axis by axis.
-            ax0, ax1, miss0 = _slab(c * px + s * py, c * dx + s * dy, boxes[j, 3])
-            ay0, ay1, miss1 = _slab(-s * px + c * py, -s * dx + c * dy, boxes[j, 4])
-            az0, az1, miss2 = _slab(pz, dz, boxes[j, 5])
-            miss = miss0 or miss1 or miss2
-            tnear, axis = ax0, 0
-            if ay0 > tnear:
-                tnear, axis = ay0, 1
-            if az0 > tnear:
-                tnear, axis = az0, 2
-            tfar = min(ax1, min(ay1, az1))
-            if miss or tnear > tfar or tnear <= 0.0:
-                continue
-            if tnear < best:
+            tnear, axis = _hit_box(origin, dx, dy, dz, boxes, j)
+            if 0.0 < tnear < best:
                 best = tnear
                 hit[i] = j
                 face[i] = axis
@@ -175,3 +195,13 @@ def cast(origin, dirs, max_t, packed, subset):
     is_box = hit >= 0
     hit[is_box] = subset[hit[is_box]]
     return t, hit, face
+
+
+def box_corners(packed):
+    """``(M, 8, 3)`` corners of packed boxes, in their frame."""
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+    local = signs[None] * packed[:, None, 3:6]
+    c, s = packed[:, None, 6], packed[:, None, 7]
+    x = c * local[..., 0] - s * local[..., 1]
+    y = s * local[..., 0] + c * local[..., 1]
+    return np.stack([x, y, local[..., 2]], axis=-1) + packed[:, None, :3]

@@ -1,0 +1,208 @@
+"""Query init, grid sampling layout, box coding, matching, heatmap targets, decoding, losses and an overfit check."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from perception.constants import BEV_MAP_GRID, GridSpec
+from perception.models.heads.bev_sampling import map_grid_points, occ_grid_points, sample_bev
+from perception.models.heads.box_coder import decode_boxes, encode_boxes
+from perception.models.heads.heatmap_target import draw_heatmap_target
+from perception.models.heads.matcher import hungarian_match
+from perception.models.heads.multitask import MultiTaskHead
+from perception.models.queries.det_queries import DetQueryInit
+
+PCR = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
+
+
+def _rot_z(deg):
+    a = math.radians(deg)
+    T = torch.eye(4)
+    T[:2, :2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return T
+
+
+@pytest.mark.parametrize("deg", [0.0, 90.0])
+def test_map_grid_sampling_layout(deg):
+    # BEV exactly aligned with the map grid (0.5 m cells over [-50, 50]): one hot cell, asymmetric ix != iy.
+    pcr = [-50.0, -50.0, -5.0, 50.0, 50.0, 3.0]
+    A = _rot_z(deg)[None]
+    p0 = torch.tensor([-30.25, 12.25, 0.0])  # a map-cell centre (original LiDAR frame): cell (39, 124)
+    p_aug = (A[0, :3, :3] @ p0)
+    ix, iy = int((p_aug[0] + 50) // 0.5), int((p_aug[1] + 50) // 0.5)
+    bev = torch.zeros(1, 1, 200, 200)
+    bev[0, 0, ix, iy] = 1.0
+    out = sample_bev(bev, map_grid_points(BEV_MAP_GRID, A)[..., :2], pcr)[0, 0]
+    assert out.shape == (200, 200)
+    assert out[39, 124] == pytest.approx(1.0, abs=1e-5)
+    assert out.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_occ_grid_points_ego_frame():
+    grid = GridSpec((-1.0, -1.0, 0.0), (1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+    lidar2ego = torch.eye(4)[None]
+    lidar2ego[0, :3, 3] = torch.tensor([1.0, 0.0, 2.0])
+    pts = occ_grid_points(grid, torch.eye(4)[None], lidar2ego, "ego")
+    assert pts.shape == (1, 2, 2, 1, 3)
+    assert torch.allclose(pts[0, 1, 0, 0], torch.tensor([0.5 - 1.0, -0.5, 0.5 - 2.0]))  # inv(lidar2ego) @ p
+    with pytest.raises(ValueError, match="occ_frame"):
+        occ_grid_points(grid, torch.eye(4)[None], lidar2ego, "global")
+
+
+def test_heatmap_target_peaks_at_centre_cell():
+    boxes = torch.tensor([[10.3, -4.1, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0], [500.0, 0, 0, 1, 1, 1, 0, 0, 0]])
+    heat = draw_heatmap_target(boxes, torch.tensor([2, 0]), 10, PCR, 0.8, (128, 128))
+    ix, iy = int((10.3 + 51.2) // 0.8), int((-4.1 + 51.2) // 0.8)
+    assert heat[2, ix, iy] == 1.0 and heat[2].argmax() == ix * 128 + iy
+    assert heat[2, ix + 1, iy] < 1.0 and heat[2, ix, iy + 1] < 1.0
+    assert heat[0].sum() == 0  # out-of-range box drawn nowhere
+    with pytest.raises(ValueError, match="label"):
+        draw_heatmap_target(boxes[:1], torch.tensor([12]), 10, PCR, 0.8, (128, 128))
+
+
+def test_box_encode_decode_round_trip():
+    boxes = torch.tensor([[3.0, -2.0, -1.0, 4.5, 1.9, 1.6, 3.1, 1.0, -2.0], [0.1, 0.2, 0.3, 0.5, 0.6, 1.7, -3.1, 0, 0]])
+    centers = torch.tensor([[2.4, -1.6], [0.0, 0.0]])
+    code = encode_boxes(boxes, centers, 0.8)
+    assert torch.allclose(code[:, 3:6], boxes[:, 3:6].log())
+    back = decode_boxes(code, centers, 0.8)
+    assert torch.allclose(back, boxes, atol=1e-5)
+    wrapped = boxes.clone()
+    wrapped[:, 6] += 2 * math.pi  # yaw wraps back into (-pi, pi]
+    assert torch.allclose(decode_boxes(encode_boxes(wrapped, centers, 0.8), centers, 0.8), boxes, atol=1e-5)
+
+
+def test_hungarian_recovers_permutation():
+    gt = torch.tensor([[0.0, 0, 0, 4, 2, 1, 0, 0, 0], [10, 5, 0, 1, 1, 1, 0, 0, 0], [-20, 3, 0, 2, 2, 2, 0, 0, 0]])
+    labels = torch.tensor([0, 8, 3])
+    perm = torch.tensor([4, 1, 2])  # query q = perm[g] matches GT g
+    preds = torch.randn(6, 9) * 0.1 + torch.tensor([40.0, 40, 0, 1, 1, 1, 0, 0, 0])
+    preds[perm] = gt + 0.05
+    logits = torch.full((6, 10), -3.0)
+    logits[perm, labels] = 3.0
+    q, g = hungarian_match(logits, preds, gt, labels)
+    assert torch.equal(q[g.argsort()], perm)
+    q, g = hungarian_match(logits, preds, gt[:0], labels[:0])
+    assert q.numel() == 0 and g.numel() == 0
+
+
+def test_det_query_init_local_max_and_small_classes():
+    init = DetQueryInit(d_model=4, num_queries=3)
+    heat = torch.zeros(1, 10, 6, 6)
+    heat[0, 0, 2, 2], heat[0, 0, 2, 3] = 0.9, 0.8  # car: neighbour suppressed by 3x3 NMS
+    heat[0, 8, 4, 4], heat[0, 8, 4, 5] = 0.7, 0.6  # pedestrian: 1x1, both kept
+    labels, cells = init.select_peaks(heat)
+    assert labels.tolist() == [[0, 8, 8]] and cells.tolist() == [[2 * 6 + 2, 4 * 6 + 4, 4 * 6 + 5]]
+
+
+def _batch(b=1, boxes=None, labels=None, bev_valid=True):
+    boxes = boxes if boxes is not None else torch.zeros(0, 9)
+    labels = labels if labels is not None else torch.zeros(0, dtype=torch.long)
+    return {
+        "bev_aug": torch.eye(4)[None].repeat(b, 1, 1),
+        "lidar2ego": torch.eye(4)[None].repeat(b, 1, 1),
+        "gt_boxes": [boxes] * b,
+        "gt_labels": [labels] * b,
+        "gt_bev": (torch.rand(b, 6, 200, 200) > 0.5).float(),
+        "gt_bev_valid": torch.full((b,), bev_valid),
+    }
+
+
+def _tiny_head(tasks=("det", "map"), **kw):
+    args = dict(decoder="transformer", num_layers=1, d_model=16, num_heads=2, ffn_dim=32, num_det_queries=20)
+    args.update(kw)
+    return MultiTaskHead(tasks, 8, PCR, 6.4, **args)  # 16 x 16 BEV
+
+
+def test_empty_gt_losses_finite_and_invalid_map_gives_no_loss():
+    torch.manual_seed(0)
+    head = _tiny_head()
+    bev = torch.randn(2, 8, 16, 16, requires_grad=True)
+    batch = _batch(2, bev_valid=False)
+    losses = head.loss(head({"det": bev, "map": bev}, batch), batch)
+    assert set(losses) == {"loss_det_heatmap", "loss_det_cls", "loss_det_box", "loss_map", "loss_map_aux"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_map"].item() == 0.0 and losses["loss_det_box"].item() == 0.0
+    sum(losses.values()).backward()
+    assert bev.grad is not None
+
+
+def test_decode_respects_threshold_and_max_boxes():
+    torch.manual_seed(0)
+    head = _tiny_head(tasks=("det",), num_det_queries=600)
+    batch = _batch(1)
+    out = head({"det": torch.randn(1, 8, 16, 16)}, batch)
+    res = head.decode(out, batch, score_threshold=0.0, max_boxes=500)[0]
+    assert set(res) == {"boxes", "scores", "labels"}
+    assert res["boxes"].shape == (500, 9) and res["scores"].shape == (500,)
+    thr = float(res["scores"].median())
+    res2 = head.decode(out, batch, score_threshold=thr)[0]
+    assert 0 < len(res2["scores"]) < 500 and bool((res2["scores"] > thr).all())
+    assert bool((res2["scores"][:-1] >= res2["scores"][1:]).all())
+
+
+def test_mamba_head_with_openoccupancy_style_grid():
+    """OpenOccupancy-style configuration: LiDAR-frame grid, 17 classes, free = 0, no mask (smaller grid)."""
+    torch.manual_seed(0)
+    grid = GridSpec((-51.2, -51.2, -5.0), (51.2, 51.2, 3.0), (3.2, 3.2, 1.6))  # 32 x 32 x 5
+    head = _tiny_head(tasks=("occ",), decoder="mamba", occ_grid=grid, occ_frame="lidar", occ_num_classes=17,
+                      occ_free_index=0, loss_weights={"occ": 1.2})
+    batch = {"bev_aug": torch.eye(4)[None], "gt_occ": torch.randint(0, 17, (1, 32, 32, 5)),
+             "gt_occ_valid": torch.tensor([True])}
+    out = head({"occ": torch.randn(1, 8, 16, 16)}, batch)
+    assert out["occ"]["logits"].shape == (1, 17, 32, 32, 5)
+    losses = head.loss(out, batch)
+    assert set(losses) == {"loss_occ_ce", "loss_occ_lovasz", "loss_occ_affinity"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    res = head.decode(out, batch)[0]
+    assert res["occ_labels"].dtype == torch.uint8 and res["occ_labels"].shape == (32, 32, 5)
+    batch["gt_occ_valid"] = torch.tensor([False])
+    assert all(v.item() == 0.0 for v in head.loss(out, batch).values())
+
+
+def test_bad_inputs_raise_clear_errors():
+    head = _tiny_head()
+    with pytest.raises(ValueError, match="task_bevs has no 'map'"):
+        head({"det": torch.randn(1, 8, 16, 16)}, _batch())
+    with pytest.raises(ValueError, match=r"task_bevs\['det'\] must be"):
+        head({"det": torch.randn(1, 8, 15, 16), "map": torch.randn(1, 8, 16, 16)}, _batch())
+    with pytest.raises(ValueError, match="loss_weights: unknown"):
+        _tiny_head(loss_weights={"mapp": 1.0})
+    with pytest.raises(ValueError, match="tasks must be"):
+        _tiny_head(tasks=("det", "seg"))
+
+
+def test_overfit_one_sample():
+    """~150 Adam steps of MultiTaskHead alone on one fixed BEV: boxes within 1 m, map loss down >= 5x."""
+    torch.manual_seed(0)
+    head = MultiTaskHead(("det", "map"), 16, PCR, 3.2, decoder="transformer", num_layers=2, d_model=32,
+                         num_heads=4, ffn_dim=64, num_det_queries=30)
+    bev = torch.randn(1, 16, 32, 32)
+    gt_boxes = torch.tensor([[10.0, 5.0, -1.0, 4.5, 1.9, 1.6, 0.5, 2.0, 0.0],
+                             [-20.0, 14.0, -0.5, 10.0, 2.8, 3.0, -2.0, 0.0, 0.0],
+                             [3.0, -25.0, -1.2, 0.7, 0.6, 1.7, 3.0, 0.0, 1.0]])
+    gt_labels = torch.tensor([0, 1, 8])
+    c = torch.tensor(BEV_MAP_GRID.centers(0), dtype=torch.float32)
+    X, Y = torch.meshgrid(c, c, indexing="ij")
+    gt_bev = torch.stack([X < 20, (Y - X).abs() < 6, Y > 25, (X + 10).abs() < 3, (X > 25) & (Y < 0),
+                          (Y + 5).abs() < 2]).float()[None]
+    batch = {"bev_aug": torch.eye(4)[None], "gt_boxes": [gt_boxes], "gt_labels": [gt_labels], "gt_bev": gt_bev,
+             "gt_bev_valid": torch.tensor([True])}
+    opt = torch.optim.Adam(head.parameters(), lr=4e-3)
+    for step in range(150):
+        losses = head.loss(head({"det": bev, "map": bev}, batch), batch)
+        if step == 0:
+            map0 = losses["loss_map"].item()
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    head.eval()
+    out = head({"det": bev, "map": bev}, batch)
+    assert head.loss(out, batch)["loss_map"].item() * 5 <= map0
+    res = head.decode(out, batch, score_threshold=0.0)[0]
+    top = res["boxes"][:3]
+    dist = torch.cdist(gt_boxes[:, :2], top[:, :2]).min(dim=1).values
+    assert bool((dist < 1.0).all()), dist
+    assert sorted(res["labels"][:3].tolist()) == [0, 1, 8]
