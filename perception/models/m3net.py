@@ -74,12 +74,16 @@ class M3Net(nn.Module):
         return self.neck(lidar_bev, camera_bev, lidar_mask, camera_mask), aux
 
     def forward(self, batch) -> dict:
-        """Training: named, weighted loss tensors (the trainer sums them)."""
+        """Training: named, weighted loss tensors (the trainer sums them).
+
+        Under AMP autocast the network runs in fp16 but the losses are computed in fp32 (autocast off,
+        outputs cast to float32): focal / BCE / Lovasz terms are not fp16-safe."""
         task_bevs, aux = self.encode(batch)
         outputs = self.head(task_bevs, batch)
-        losses = dict(self.head.loss(outputs, batch))
-        if self.camera_encoder is not None and self.depth_loss_weight > 0:
-            losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(aux)
+        with torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
+            losses = dict(self.head.loss(_float32(outputs), batch))
+            if self.camera_encoder is not None and self.depth_loss_weight > 0:
+                losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
         return losses
 
     @torch.no_grad()
@@ -89,6 +93,17 @@ class M3Net(nn.Module):
         task_bevs, _ = self.encode(batch)
         outputs = self.head(task_bevs, batch)
         return self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+
+
+def _float32(value):
+    """Floating tensors (also inside dicts / lists / tuples) cast to float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _float32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_float32(v) for v in value)
+    return value
 
 
 def _construct(cls, kwargs: dict, section: str, filename, **injected):
