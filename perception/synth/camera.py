@@ -27,9 +27,10 @@ CAMERA_CALIBRATION = {
     "CAM_BACK_RIGHT": ((1.01487810, -0.48056822, 1.56239545),
                        (0.12280980, -0.13240084, -0.70043058, 0.69049603), (1259.514, 807.253, 501.196)),
 }
-# Camera fire time after the LiDAR keyframe (seconds): the cameras trigger as the LiDAR sweeps past them.
-CAMERA_DELAY = {"CAM_FRONT": 0.012, "CAM_FRONT_RIGHT": 0.020, "CAM_BACK_RIGHT": 0.037, "CAM_BACK": 0.045,
-                "CAM_BACK_LEFT": 0.003, "CAM_FRONT_LEFT": 0.004}
+# Camera timestamp minus LiDAR keyframe timestamp (seconds), as on a real nuScenes keyframe (log n015): the
+# cameras trigger one after the other as the LiDAR spins clockwise past them, all before the LiDAR timestamp.
+CAMERA_OFFSET = {"CAM_FRONT_LEFT": -0.044, "CAM_FRONT": -0.036, "CAM_FRONT_RIGHT": -0.028, "CAM_BACK_RIGHT": -0.021,
+                 "CAM_BACK": -0.011, "CAM_BACK_LEFT": -0.002}
 
 # Ground colours (RGB) by Occ3D class, the paint, and the sky.
 GROUND_COLOUR = {11: (85, 85, 90), 12: (120, 115, 105), 13: (175, 170, 160), 14: (90, 140, 60)}
@@ -94,7 +95,8 @@ def render(scene, packed, colours, cam2global, K, width, height):
         cam2global: 4x4 camera -> global at the camera timestamp.
         K: 3x3 intrinsics for a ``width`` x ``height`` image.
 
-    Returns ``(height, width, 3)`` uint8 RGB.
+    Returns ``(height, width, 3)`` uint8 RGB and the ``(height, width)`` int64 index of the box each pixel
+    shows (``GROUND`` / ``NO_HIT`` for ground and sky).
     """
     dirs_g = pixel_rays(K, width, height) @ cam2global[:3, :3].T  # (H, W, 3)
     origin = cam2global[:3, 3].copy()
@@ -130,7 +132,7 @@ def render(scene, packed, colours, cam2global, K, width, height):
         col[cls == c] = rgb
     col[scene.ground_marking(xy)] = PAINT_COLOUR
     img[ground] = col * (1.0 + 0.06 * _texture(xy))[:, None]
-    return np.clip(img, 0, 255).astype(np.uint8).reshape(height, width, 3)
+    return np.clip(img, 0, 255).astype(np.uint8).reshape(height, width, 3), hit.reshape(height, width)
 
 
 def visible_fraction(packed, targets, cams):

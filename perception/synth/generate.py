@@ -5,8 +5,9 @@ Layout written under ``out``: ``<version>/*.json`` (13 tables), ``samples/LIDAR_
 PNG, and Occ3D labels ``gts/<scene_name>/<sample_token>/labels.npz``.
 
 Timing per scene: LiDAR keyframes at 2 Hz, ``sweeps_per_sample`` sweeps evenly spaced before each keyframe
-(so every keyframe, the first included, has that many earlier sweeps); the six cameras fire 3-47 ms after
-each keyframe with their own ego poses. Timestamps are microseconds.
+(so every keyframe, the first included, has that many earlier sweeps); the six cameras fire 0.5-45.5 ms
+before each keyframe (real nuScenes offsets, :data:`perception.synth.camera.CAMERA_OFFSET`) with their own
+ego poses. Timestamps are microseconds.
 """
 
 import os
@@ -135,19 +136,20 @@ class _Writer:
                 sd_tok = token(seed, "lidar", index, k, j)
                 lidar_chain.append(self.sample_data(sd_tok, sample_tok, "LIDAR_TOP", ts, ego, fname, j == 0))
             key_ts, ego_key, boxes_key = ts, ego, sc.boxes_at(float(t_key))
-            # Cameras: fire a few ms after the LiDAR keyframe, each with its own ego pose and world state.
-            cams_key = []
+            # Cameras: fire 0-50 ms before the LiDAR keyframe timestamp, each with its own ego pose and world state.
+            cams_key, seen_in_image = [], np.zeros(len(sc.actors), dtype=bool)
             for c in CAMERA_NAMES:
-                t_c = float(t_key + camera.CAMERA_DELAY[c] + rng.uniform(-0.002, 0.002))
+                t_c = float(t_key + camera.CAMERA_OFFSET[c] + rng.uniform(-0.0015, 0.0015))
                 ts_c = base_ts + int(round(t_c * 1e6))
                 ego_c = sc.ego_pose(t_c)
-                img = camera.render(sc, pack_boxes(sc.boxes_at(t_c)), colours, ego_c @ c2e[c], Ks[c], w, h)
+                img, ids = camera.render(sc, pack_boxes(sc.boxes_at(t_c)), colours, ego_c @ c2e[c], Ks[c], w, h)
+                seen_in_image[ids[ids >= 0]] = True
                 fname = f"samples/{c}/{logfile}__{c}__{ts_c}.jpg"
                 Image.fromarray(img).save(os.path.join(out, fname), quality=92)
                 cam_tok = token(seed, "cam", index, k, c)
                 cam_chains[c].append(self.sample_data(cam_tok, sample_tok, c, ts_c, ego_c, fname, True, w, h))
                 cams_key.append((ego_key @ c2e[c], Ks[c], w, h))
-            # Annotations: annotated actors near the ego, with LiDAR point counts and camera visibility.
+            # Annotations: actors near the ego that the LiDAR or a camera sees, with point counts and visibility.
             ego_xy = ego_key[:2, 3]
             near = np.nonzero(annotated & (np.hypot(*(boxes_key[:, :2] - ego_xy).T) < ANNOTATION_RANGE))[0]
             packed_key = pack_boxes(boxes_key)
@@ -155,6 +157,8 @@ class _Writer:
             counts = np.bincount(hit[hit >= 0], minlength=len(sc.actors))
             anns = []
             for i, v in zip(near, vis):
+                if counts[i] == 0 and not seen_in_image[i]:  # like nuScenes: unsensed objects are not annotated
+                    continue
                 a, b = sc.actors[i], boxes_key[i]
                 ann = {"token": token(seed, "ann", index, k, i), "sample_token": sample_tok,
                        "instance_token": token(seed, "instance", index, i),
