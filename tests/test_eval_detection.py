@@ -84,13 +84,18 @@ def test_gt_through_conversion_scores_perfectly(split_gt, perfect):
 
 def test_centres_shifted_1_5m_lose_only_tight_thresholds(split_gt, perfect, tmp_path):
     def shift(boxes, labels):
-        boxes[:, 0] += 1.5
+        # 1.5 m across the line of sight: the distance to the sensor barely changes, so no box crosses the
+        # devkit's class-range boundary (that would turn a match into a miss at every threshold)
+        r = np.linalg.norm(boxes[:, :2], axis=1, keepdims=True)
+        boxes[:, :2] += 1.5 * np.stack([-boxes[:, 1], boxes[:, 0]], axis=1) / np.maximum(r, 1e-6)
         return boxes, labels
 
     s = _score(split_gt, tmp_path, shift)
     for c in _present(split_gt):
         row = s["per_class"][c]
-        assert row["AP@0.5"] == 0.0 and row["AP@1.0"] == 0.0, c
+        assert row["AP@0.5"] == 0.0, (c, row)
+        # barriers and cones stand in rows ~2 m apart: a shifted box can come within 1 m of its neighbour
+        assert row["AP@1.0"] == 0.0 or (c in ("barrier", "traffic_cone") and row["AP@1.0"] < 0.1), (c, row)
         assert row["AP@2.0"] == pytest.approx(1.0) and row["AP@4.0"] == pytest.approx(1.0), c
     assert all(s["per_class"][c]["ATE"] == pytest.approx(1.5, abs=0.01) for c in _present(split_gt))
 

@@ -284,12 +284,28 @@ def build_scene(rng, name, origin, duration):
                 continue
             actors.append(a)
 
+    # A stretch of the right parking strip just ahead of the ego's start is kept for the rarer classes
+    # (bus stop, trailer, bicycle, motorcycle), so every scene holds all ten detection classes within
+    # evaluation range, even a short one: the devkit gives a class without GT an AP of 0.
+    show_lo, show_hi = ego_s0 + 22.0, ego_s0 + 56.0
+    s = show_lo
+    for kind, attr in (("bus", "vehicle.stopped"), ("bicycle", "cycle.without_rider"),
+                       ("trailer", "vehicle.parked"), ("motorcycle", "cycle.without_rider")):
+        a = _make(kind, rng, s, -PARKING_D, 0.0, 1, attr)
+        a.s0 = float(s + a.size[0] / 2)
+        actors.append(a)
+        s += a.size[0] + 2.0
+
     # Parking strips: parked vehicles, a construction zone with cones, barriers and a construction vehicle.
     for side in (-1, 1):
         zone = float(rng.uniform(road.s_min + 20, road.s_max - 40))
+        if side == -1 and zone + 30 > show_lo and zone < show_hi:  # keep the reserved stretch free
+            zone = show_hi + 2.0 if show_hi + 32 < road.s_max else show_lo - 32.0
 
         def parked(s, side=side, zone=zone):
             if zone <= s <= zone + 25:
+                return None
+            if side == -1 and show_lo - 13.0 <= s <= show_hi:  # the reserved stretch (longest parked: 13 m)
                 return None
             kind = str(rng.choice(["car", "truck", "trailer", "bicycle", "motorcycle"], p=[0.7, 0.1, 0.08, 0.06, 0.06]))
             attr = "cycle.without_rider" if kind in ("bicycle", "motorcycle") else "vehicle.parked"
@@ -310,7 +326,7 @@ def build_scene(rng, name, origin, duration):
             rng, lo, hi, (4.0, 20.0), lambda s: _make("pedestrian", rng, s, side * 10.0, v, int(np.sign(v)), "pedestrian.moving")
         )
         stand = _fill_line(
-            rng, road.s_min, road.s_max, (10.0, 40.0), lambda s: _make("pedestrian", rng, s, side * 11.4, 0.0, 1, "pedestrian.standing")
+            rng, road.s_min, road.s_max, (10.0, 40.0), lambda s: _make("pedestrian", rng, s, side * 12.4, 0.0, 1, "pedestrian.standing")
         )
         actors += walk + stand
 

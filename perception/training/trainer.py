@@ -264,7 +264,7 @@ def train_from_config(
 
     ``dataroot`` / ``version`` override the data section; a new ``version`` also selects its official
     split names (e.g. ``mini_train`` / ``mini_val`` for ``v1.0-mini``) unless ``cfg_options`` set them.
-    ``work_dir`` defaults to ``work_dirs/<config name>``. Returns the last log record.
+    ``work_dir`` defaults to ``work_dirs/<config name>``. Returns the last log record (``{}`` on ranks > 0).
     """
     import json
 
@@ -302,6 +302,7 @@ def train_from_config(
             (work_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
         if resume and not trainer.resume():
             raise FileNotFoundError(f"--resume: no checkpoint {work_dir / 'latest.pth'}")
-        return trainer.fit()
+        last = trainer.fit()
+        return last if ctx.is_main else {}
     finally:
         cleanup_distributed()
