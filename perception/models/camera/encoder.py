@@ -140,6 +140,8 @@ class CameraEncoder(nn.Module):
                 encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1))
                 features = torch.cat([features, encoded], 1)
             out = self.depth_net(features)
+            # under autocast ``out`` is fp16 while the zero buffers are fp32: copy in the buffers' dtype
+            out = out.to(depth_logits.dtype)
             depth_logits = depth_logits.index_copy(0, selected, out[:, : self.depth_bins.num_bins])
             context = context.index_copy(0, selected, out[:, self.depth_bins.num_bins :])
         depth_logits = depth_logits.view(batch, num_cams, -1, h, w)

@@ -4,11 +4,11 @@ Both losses push the precision, recall and specificity of the soft prediction to
 """
 
 import torch
-import torch.nn.functional as F
 
 
 def _bce_to_one(x):
-    return F.binary_cross_entropy(x.clamp(1e-6, 1 - 1e-6), torch.ones_like(x))
+    # BCE(x, 1) = -log(x), written out: F.binary_cross_entropy refuses fp16 inputs under autocast
+    return -torch.log(x.float().clamp(1e-6, 1 - 1e-6))
 
 
 def sem_scal_loss(probs, labels):
