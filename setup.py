@@ -62,7 +62,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
-        ("share/" + PACKAGE + "/launch", _files("launch/*")),
+        ("share/" + PACKAGE + "/launch", _files("launch/*.launch.py")),
         ("share/" + PACKAGE + "/configs", _files("configs/*.py")),
         ("share/" + PACKAGE + "/configs/_base_", _files("configs/_base_/*.py")),
     ],

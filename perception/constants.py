@@ -103,3 +103,7 @@ BEV_MAP_GRID = GridSpec(lower=(-50.0, -50.0), upper=(50.0, 50.0), size=(0.5, 0.5
 OCC3D_GRID = GridSpec(lower=(-40.0, -40.0, -1.0), upper=(40.0, 40.0, 5.4), size=(0.4, 0.4, 0.4))
 # OpenOccupancy grid: 512 x 512 x 40 voxels of 0.2 m, LiDAR frame.
 OPENOCC_GRID = GridSpec(lower=(-51.2, -51.2, -5.0), upper=(51.2, 51.2, 3.0), size=(0.2, 0.2, 0.2))
+
+# Occupancy grids a config names in ``model.head.occ_grid`` (default 'occ3d'); the name also selects the
+# evaluation protocol (Occ3D mIoU + RayIoU, or OpenOccupancy with ``--openocc-root``).
+OCC_GRIDS = {"occ3d": OCC3D_GRID, "openocc": OPENOCC_GRID}

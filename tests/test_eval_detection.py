@@ -13,11 +13,11 @@ from perception.constants import CLASS_RANGE, DETECTION_CLASSES
 from perception.eval.detection import (evaluate_detection, global_boxes_to_lidar, lidar_boxes_to_submission,
                                        make_submission, write_submission)
 from perception.eval.results_io import save_bev, save_occ
-from perception.eval.runner import eval_samples, split_sample_tokens
+from perception.eval.runner import load_split_samples, split_sample_tokens
 
 
 @pytest.fixture(scope="module")
-def split_gt(synth_root):
+def split_gt(synth_root, tmp_path_factory):
     """``(nusc, split, {token: (boxes (M, 9) LiDAR, labels, lidar2global)})`` for the split of the synth scenes."""
     from nuscenes.eval.detection.utils import category_to_detection_name
     from nuscenes.nuscenes import NuScenes
@@ -27,7 +27,8 @@ def split_gt(synth_root):
     names = {s["name"] for s in nusc.scene}
     split = next(k for k in ("val", "train") if names & set(create_splits_scenes()[k]))
     gt = {}
-    for s in eval_samples(nusc, split_sample_tokens(nusc, split)):
+    tokens = split_sample_tokens(nusc, split)
+    for s in load_split_samples(nusc, split, tokens, str(tmp_path_factory.mktemp("index"))):
         anns = [nusc.get("sample_annotation", a) for a in nusc.get("sample", s.token)["anns"]]
         # the devkit drops GT without LiDAR/radar points; a prediction on one would be a false positive
         # and GT beyond the class range (ego distance in the global xy plane, as its filter_eval_boxes)

@@ -19,13 +19,13 @@ def add_parser(subparsers):
         help="synthesize data, train the tiny model, evaluate it and render a sample",
         description=__doc__,
     )
-    p.add_argument("--cache", default=str(REPO / ".cache" / "demo"), help="where data and checkpoints are kept")
-    p.add_argument("--scenes", type=int, default=6, help="synthetic scenes to generate (>= 2)")
-    p.add_argument("--samples-per-scene", type=int, default=8, help="keyframes per synthetic scene")
-    p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="model config to train")
-    p.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps")
+    p.add_argument("--cache", default=str(REPO / ".cache" / "demo"), help="where data, checkpoints, metrics and PNGs are kept (default .cache/demo)")
+    p.add_argument("--scenes", type=int, default=6, help="synthetic scenes to generate (>= 2, default 6)")
+    p.add_argument("--samples-per-scene", type=int, default=8, help="keyframes per synthetic scene (default 8)")
+    p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="model config to train (default configs/tiny.py)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps (default: the config's schedule)")
     p.add_argument("--retrain", action="store_true", help="ignore a cached checkpoint and train again")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (default 0)")
     p.set_defaults(func=run)
 
 

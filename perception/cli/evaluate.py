@@ -3,8 +3,13 @@
 Model mode:  ``perception eval CONFIG CHECKPOINT --dataroot D --version V --split S [--out DIR]``
 (inference through ``perception.runtime.Predictor``; under ``torchrun`` each rank infers a shard).
 Saved mode:  ``perception eval --results FILE [--bev-results DIR] [--occ-results DIR] --dataroot D ...``
-(formats: :mod:`perception.eval.results_io`). Both write ``DIR/metrics.json``, print a per-class table and
-save PNG plots under ``DIR/plots``.
+(formats: ``perception.eval.results_io``). Both write ``DIR/metrics.json``, print a per-class table and
+save PNG plots under ``DIR/plots``. Saved predictions are validated before any scoring.
+
+Occupancy is scored with the Occ3D protocol (mIoU, RayIoU), or with the OpenOccupancy protocol against the
+nuScenes-Occupancy labels of ``--openocc-root DIR`` (``DIR/scene_<scene token>/occupancy/<lidar token>.npy``):
+in model mode when the config's ``model.head.occ_grid`` is ``'openocc'``, in saved mode for ``--occ-results``
+on the OpenOccupancy grid.
 """
 
 
@@ -14,14 +19,16 @@ def add_parser(subparsers):
     p.add_argument("config", nargs="?", help="model config (model mode)")
     p.add_argument("checkpoint", nargs="?", help="checkpoint .pth (model mode)")
     p.add_argument("--dataroot", required=True, help="nuScenes dataroot")
-    p.add_argument("--version", default="v1.0-trainval", help="nuScenes version folder")
-    p.add_argument("--split", default="val", help="nuScenes split name (devkit create_splits_scenes)")
-    p.add_argument("--out", default="eval_out", help="output folder for metrics.json and plots")
+    p.add_argument("--version", default="v1.0-trainval", help="nuScenes version folder (default v1.0-trainval)")
+    p.add_argument("--split", default="val", help="nuScenes split name (devkit create_splits_scenes; default val)")
+    p.add_argument("--out", default="eval_out", help="output folder for metrics.json and plots (default eval_out)")
     p.add_argument("--results", help="detection submission JSON (global frame)")
     p.add_argument("--bev-results", help="folder of <sample_token>.npz with bev_probs")
     p.add_argument("--occ-results", help="folder of <sample_token>.npz with occ_labels")
     p.add_argument("--allow-partial", action="store_true", help="score only the split samples present")
     p.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (saved mode)")
+    p.add_argument("--openocc-root", metavar="DIR",
+                   help="nuScenes-Occupancy labels: score occupancy with the OpenOccupancy protocol")
     p.set_defaults(func=run)
 
 
@@ -37,11 +44,11 @@ def run(args):
 
     if not saved:
         runner.evaluate_checkpoint(args.config, args.checkpoint, args.dataroot, args.version, args.split,
-                                   args.out, allow_partial=args.allow_partial)
+                                   args.out, allow_partial=args.allow_partial, openocc_root=args.openocc_root)
         return 0
     nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
     metrics = runner.score_saved(nusc, args.split, args.out, results=args.results, bev_dir=args.bev_results,
                                  occ_dir=args.occ_results, allow_partial=args.allow_partial,
-                                 with_rays=not args.no_rayiou)
+                                 with_rays=not args.no_rayiou, openocc_root=args.openocc_root)
     print(f"metrics written to {args.out}/metrics.json")
     return 0 if metrics else 1

@@ -26,14 +26,11 @@ def build_parser():
         description="m3_perception: camera + LiDAR multi-task perception (boxes, BEV map, occupancy).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:  # command not built yet in this checkout
-                continue
-            raise
-        mod.add_parser(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
+    for p in sub.choices.values():  # descriptions are module docstrings: keep their lines, drop RST quotes
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.description = p.description and p.description.replace("``", "").strip()
     return parser
 
 

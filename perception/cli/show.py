@@ -10,10 +10,11 @@ cameras) only ``DIR/surroundocc_<FRAME>_bev.png`` is written, points coloured by
 """
 
 import os
+from dataclasses import replace
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("show", help="render a sample (BEV + cameras) to PNG files")
+    p = subparsers.add_parser("show", help="render a sample (BEV + cameras) to PNG files", description=__doc__)
     p.add_argument("sample", metavar="SAMPLE_OR_INDEX", help="sample token, integer position, or FRAME with --surroundocc")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--info", help="info/index pickle (perception index or mmdet3d info file)")
@@ -66,6 +67,46 @@ def _find_sample(samples, key):
     if key.lstrip("-").isdigit() and -len(samples) <= int(key) < len(samples):
         return samples[int(key)]
     raise ValueError(f"perception show: no sample with token or position {key!r} among {len(samples)} samples")
+
+
+def render_prediction(config, checkpoint, dataroot, version, out_dir, sample=0, device="cpu"):
+    """Render the model's predictions on one validation sample; returns the PNG paths.
+
+    ``sample``: token or position in the version's validation split (``VERSION_SPLITS``; default its first
+    sample). Inference runs through :class:`perception.runtime.Predictor`. Writes into ``out_dir``:
+
+    - ``<token>_pred_map.png``: BEV with the points, GT boxes (solid, class colours), predicted boxes (dashed)
+      and the predicted BEV map (probability > 0.5);
+    - ``<token>_pred_occ.png``: the same points and boxes over the predicted occupancy (top voxel per
+      column; Occ3D grid only: other occupancy grids are not drawn);
+    - ``<token>_pred_cameras.png``: the six cameras with projected points, GT and predicted boxes.
+    """
+    from nuscenes.nuscenes import NuScenes
+
+    from perception.data.nuscenes_index import VERSION_SPLITS
+    from perception.eval.runner import load_split_samples, occupancy_protocol, split_sample_tokens
+    from perception.runtime import Predictor
+    from perception.viz import layers_from_sample, render_bev, render_cameras
+
+    nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+    split = VERSION_SPLITS[version][-1]
+    tokens = split_sample_tokens(nusc, split)
+    samples = load_split_samples(nusc, split, tokens, os.path.join(out_dir, "index"))
+    s = _find_sample(samples, str(sample))
+    predictor = Predictor(config, checkpoint, device=device)
+    pred = predictor.predict_sample(s)
+    points = s.points
+    gt = layers_from_sample(s, points=points)
+    boxes = dict(pred_boxes=pred.boxes, pred_labels=pred.labels)
+    counts = f"{len(pred.boxes)} predicted boxes (dashed), {len(s.boxes)} GT boxes (solid)"
+    stem = os.path.join(out_dir, s.token)
+    out = [render_bev(replace(gt, bev_map=pred.bev_probs, occ_semantics=None), f"{stem}_pred_map.png",
+                      title=f"sample {s.token}\npredicted BEV map, {counts}", **boxes)]
+    if pred.occ_labels is not None and occupancy_protocol(predictor.cfg) == "occ3d":
+        out.append(render_bev(replace(gt, bev_map=None, occ_semantics=pred.occ_labels), f"{stem}_pred_occ.png",
+                              title=f"sample {s.token}\npredicted occupancy (top voxel), {counts}", **boxes))
+    out.append(render_cameras(s, f"{stem}_pred_cameras.png", points=points, **boxes))
+    return out
 
 
 def load_surroundocc_frame(folder, frame):

@@ -133,11 +133,14 @@ def write_submission(path, submission):
     return path
 
 
-def _partial_eval(nusc, config, result_path, eval_set, output_dir):
-    """A ``DetectionEval`` whose GT is restricted to the samples present in the results (``--allow-partial``).
+def _custom_eval(nusc, config, result_path, eval_set, output_dir, partial):
+    """A ``DetectionEval`` built step by step where the devkit's constructor cannot be used.
 
-    Same steps as ``DetectionEval.__init__`` (devkit loaders, centre distances, range filters) except the
-    equality assertion between the split and the results; matching/metrics stay the devkit's.
+    Same steps as ``DetectionEval.__init__`` (devkit loaders, centre distances, range filters) except:
+    with ``partial`` (``--allow-partial``) the GT is restricted to the samples present in the results (no
+    equality assertion between split and results); a submission without any box is not range-filtered (the
+    devkit's filter cannot tell its box type and raises), so every class scores AP 0 and TP errors 1 as the
+    devkit's matching gives for no predictions. Matching/metrics stay the devkit's.
     """
     from nuscenes.eval.common.data_classes import EvalBoxes
     from nuscenes.eval.common.loaders import add_center_dist, filter_eval_boxes, load_gt, load_prediction
@@ -150,11 +153,16 @@ def _partial_eval(nusc, config, result_path, eval_set, output_dir):
     ev.plot_dir = os.path.join(output_dir, "plots")
     os.makedirs(ev.plot_dir, exist_ok=True)
     ev.pred_boxes, ev.meta = load_prediction(result_path, config.max_boxes_per_sample, DetectionBox)
-    all_gt = load_gt(nusc, eval_set, DetectionBox)
-    gt = EvalBoxes()
-    for token in ev.pred_boxes.sample_tokens:
-        gt.add_boxes(token, all_gt[token])
-    ev.pred_boxes = filter_eval_boxes(nusc, add_center_dist(nusc, ev.pred_boxes), config.class_range)
+    gt = load_gt(nusc, eval_set, DetectionBox)
+    if partial:
+        all_gt, gt = gt, EvalBoxes()
+        for token in ev.pred_boxes.sample_tokens:
+            gt.add_boxes(token, all_gt[token])
+    elif set(gt.sample_tokens) != set(ev.pred_boxes.sample_tokens):
+        raise ValueError(f"{result_path}: samples differ from split {eval_set!r} (pass partial=True)")
+    ev.pred_boxes = add_center_dist(nusc, ev.pred_boxes)
+    if any(ev.pred_boxes.boxes.values()):
+        ev.pred_boxes = filter_eval_boxes(nusc, ev.pred_boxes, config.class_range)
     ev.gt_boxes = filter_eval_boxes(nusc, add_center_dist(nusc, gt), config.class_range)
     ev.sample_tokens = ev.gt_boxes.sample_tokens
     return ev
@@ -165,18 +173,26 @@ def evaluate_detection(nusc, result_path, eval_set, output_dir, partial=False):
 
     Returns ``(summary, metric_data_list)``: ``summary`` has ``mAP``, ``NDS``, ``mATE``, ``mASE``, ``mAOE``,
     ``mAVE``, ``mAAE``, ``per_class`` {class: {AP, AP@0.5, AP@1.0, AP@2.0, AP@4.0, ATE, ASE, AOE, AVE,
-    AAE}}; ``metric_data_list`` is the devkit's ``DetectionMetricDataList`` (PR curves).
+    AAE}}; ``metric_data_list`` is the devkit's ``DetectionMetricDataList`` (PR curves). Also writes the
+    devkit's ``metrics_summary.json`` and ``metrics_details.json`` into ``output_dir``.
     """
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
     config = config_factory("detection_cvpr_2019")
-    if partial:
-        ev = _partial_eval(nusc, config, result_path, eval_set, output_dir)
+    with open(result_path) as f:
+        empty = not any(json.load(f)["results"].values())
+    if partial or empty:
+        ev = _custom_eval(nusc, config, result_path, eval_set, output_dir, partial)
     else:
         ev = DetectionEval(nusc, config, result_path, eval_set, output_dir, verbose=False)
     metrics, metric_data_list = ev.evaluate()
     s = metrics.serialize()
+    # the devkit's own output files, as DetectionEval.main writes them
+    with open(os.path.join(output_dir, "metrics_summary.json"), "w") as f:
+        json.dump({**s, "meta": dict(ev.meta)}, f, indent=2)
+    with open(os.path.join(output_dir, "metrics_details.json"), "w") as f:
+        json.dump(metric_data_list.serialize(), f, indent=2)
     tp_names = {"trans_err": "ATE", "scale_err": "ASE", "orient_err": "AOE", "vel_err": "AVE", "attr_err": "AAE"}
     per_class = {}
     for name in DETECTION_CLASSES:

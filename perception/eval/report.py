@@ -2,7 +2,8 @@
 
 Plots written to ``<out>/plots``: ``pr_<class>.png`` (detection precision/recall per matching threshold,
 from the devkit's metric data), ``bev_iou.png`` and ``occ_iou.png`` (per-class IoU bars),
-``occ_confusion.png`` (row-normalised Occ3D confusion matrix, camera-masked voxels).
+``occ_confusion.png`` (row-normalised Occ3D confusion matrix, camera-masked voxels), ``openocc_iou.png``
+(OpenOccupancy per-class IoU bars).
 """
 
 import json
@@ -49,6 +50,13 @@ def format_table(metrics):
         for name, v in occ["per_class"].items():
             r = ray.get("per_class", {}).get(name, [None] * 3)
             lines.append(f"{name:22s}  {_fmt(v)}" + "".join(f"  {_fmt(x)}" for x in r))
+    oo = metrics.get("occupancy_openocc")
+    if oo:
+        lines.append(f"Occupancy OpenOccupancy ({oo['num_samples']} samples)  mIoU {_fmt(oo['mIoU'])}  geometry IoU "
+                     f"{_fmt(oo['geometry_IoU'])}")
+        lines.append(f"{'class':22s}{'IoU':>8s}")
+        lines += [f"{name:22s}  {_fmt(v)}" for name, v in oo["per_class"].items()]
+    if occ or oo:
         lines.append("(NaN: class absent from GT and prediction over the split, excluded from the means)")
     return "\n".join(lines)
 
@@ -106,6 +114,10 @@ def save_plots(metrics, plot_dir, det_data=None):
         written.append(os.path.join(plot_dir, "occ_confusion.png"))
         fig.savefig(written[-1])
         plt.close(fig)
+    oo = metrics.get("occupancy_openocc")
+    if oo:
+        written.append(os.path.join(plot_dir, "openocc_iou.png"))
+        _bars(written[-1], oo["per_class"], f"OpenOccupancy IoU, mIoU {oo['mIoU']:.3f}")
     return written
 
 

@@ -15,7 +15,8 @@ written with ``np.savez_compressed``):
 - BEV map: key ``bev_probs``, float16 ``(6, 200, 200)``, probabilities in [0, 1], ``BEV_MAP_CLASSES`` on
   ``BEV_MAP_GRID`` (LiDAR frame, indexed ``[class, ix, iy]``).
 - Occupancy: key ``occ_labels``, uint8 ``(200, 200, 16)``, Occ3D labels 0-17 (17 free) on ``OCC3D_GRID``
-  (ego frame, ``[ix, iy, iz]``).
+  (ego frame, ``[ix, iy, iz]``); scored with ``--openocc-root``: uint8 ``(512, 512, 40)``, OpenOccupancy
+  labels 0-16 (0 empty) on ``OPENOCC_GRID`` (LiDAR frame, ``[ix, iy, iz]``).
 """
 
 import json
@@ -24,7 +25,7 @@ import os
 
 import numpy as np
 
-from perception.constants import DETECTION_CLASSES
+from perception.constants import DETECTION_CLASSES, OPENOCC_CLASSES, OPENOCC_GRID
 from perception.eval.bev_iou import check_bev
 from perception.eval.detection import MAX_BOXES_PER_SAMPLE
 from perception.eval.occ_miou import check_volume
@@ -129,6 +130,12 @@ def load_occ(folder, token):
     return check_volume(_load_key(folder, token, OCC_KEY, np.integer), f"sample {token} field '{OCC_KEY}'")
 
 
+def load_openocc(folder, token):
+    """``occ_labels`` of one sample on the OpenOccupancy grid as uint8 (512, 512, 40), labels 0-16, validated."""
+    return check_volume(_load_key(folder, token, OCC_KEY, np.integer), f"sample {token} field '{OCC_KEY}'",
+                        OPENOCC_GRID.shape, len(OPENOCC_CLASSES) - 1)
+
+
 def _load_key(folder, token, key, kind):
     path = os.path.join(folder, f"{token}.npz")
     if not os.path.isfile(path):
@@ -143,12 +150,12 @@ def _load_key(folder, token, key, kind):
 
 
 def validate_dense_folder(folder, split_tokens, kind, allow_partial=False):
-    """Check every ``.npz`` in ``folder`` (``kind`` 'bev' or 'occ'); returns the split tokens present."""
+    """Check every ``.npz`` in ``folder`` (``kind`` 'bev', 'occ' or 'openocc'); returns the split tokens present."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{kind} results folder not found: {folder}")
     found = [f[:-4] for f in os.listdir(folder) if f.endswith(".npz")]
     tokens = check_coverage(found, split_tokens, f"{kind} results in {folder}", allow_partial)
-    loader = {"bev": load_bev, "occ": load_occ}[kind]
+    loader = {"bev": load_bev, "occ": load_occ, "openocc": load_openocc}[kind]
     for token in tokens:
         loader(folder, token)
     return tokens

@@ -1,20 +1,20 @@
-"""Score a split: detections through the devkit, BEV map IoU, Occ3D mIoU + RayIoU.
+"""Score a split: detections through the devkit, BEV map IoU, occupancy (Occ3D mIoU + RayIoU, or OpenOccupancy).
 
-GT sources: detection GT is loaded by the devkit itself (``DetectionEval``); BEV map GT is
-``Sample.bev_map`` (LiDAR frame, from the data layer's map rasterizer) and Occ3D GT is ``Sample.occupancy``
-(``gts/<scene>/<token>/labels.npz``, ego frame). A sample without BEV/occupancy GT is skipped for that
-task and the report counts it.
+GT sources: detection GT is loaded by the devkit itself (``DetectionEval``); every other GT comes from the
+data layer's :class:`Sample` objects of the split (:func:`load_split_samples`, in model and saved mode
+alike): BEV map GT is ``Sample.bev_map`` (LiDAR frame, the map rasterizer) and Occ3D GT is
+``Sample.occupancy`` (``gts/<scene>/<token>/labels.npz``, ego frame). With an OpenOccupancy occupancy grid
+(config ``model.head.occ_grid='openocc'``, or saved mode with ``openocc_root``) occupancy is scored with
+:mod:`perception.eval.openocc` against the nuScenes-Occupancy labels under ``openocc_root``. A sample without
+BEV/occupancy GT is skipped for that task and the report counts it.
 """
 
 import os
 
-import numpy as np
-
-from perception.data.sample import Sample
 from perception.eval.bev_iou import BevIou
 from perception.eval.occ_miou import OccMiou
+from perception.eval.openocc import OpenOccMetric, load_openocc_label, openocc_label_path
 from perception.eval.ray_iou import RayIou, sparseocc_origins
-from perception.geometry import make_transform
 
 
 def split_sample_tokens(nusc, split):
@@ -37,28 +37,34 @@ def split_sample_tokens(nusc, split):
     return tokens
 
 
-def eval_samples(nusc, tokens):
-    """Minimal :class:`Sample` objects (poses, scene, Occ3D path) for scoring saved predictions.
+def occupancy_protocol(cfg):
+    """``'occ3d'`` or ``'openocc'``: the protocol of the config's occupancy grid (``model.head.occ_grid``,
+    a name from ``perception.constants.OCC_GRIDS``, default Occ3D)."""
+    from perception.constants import OCC_GRIDS
 
-    ``lidar2ego``/``ego2global`` at the LiDAR keyframe timestamp; ``occ_path`` =
-    ``<dataroot>/gts/<scene_name>/<token>/labels.npz`` when it exists. No BEV map hook: pass samples from the
-    data layer to score BEV maps.
+    grid = cfg["model"]["head"].get("occ_grid", "occ3d")
+    for name, spec in OCC_GRIDS.items():
+        if grid == name or grid == spec:
+            return name
+    raise ValueError(f"model.head.occ_grid {grid!r}: no evaluation protocol (known grids: {sorted(OCC_GRIDS)})")
+
+
+def openocc_labels(nusc, tokens, occ_root):
+    """``{sample token: nuScenes-Occupancy label file}`` under ``occ_root`` for the tokens that have one.
+
+    A split without any label file is an error naming the first expected path (a wrong ``--openocc-root``);
+    single missing files are counted as samples without GT.
     """
-    out = []
+    out, expected = {}, []
     for token in tokens:
         rec = nusc.get("sample", token)
-        sd = nusc.get("sample_data", rec["data"]["LIDAR_TOP"])
-        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-        pose = nusc.get("ego_pose", sd["ego_pose_token"])
-        scene = nusc.get("scene", rec["scene_token"])["name"]
-        occ = os.path.join(nusc.dataroot, "gts", scene, token, "labels.npz")
-        out.append(Sample(
-            token=token, lidar_path=os.path.join(nusc.dataroot, sd["filename"]),
-            lidar2ego=make_transform(cs["rotation"], cs["translation"]),
-            ego2global=make_transform(pose["rotation"], pose["translation"]),
-            timestamp=rec["timestamp"], scene_name=scene, dataroot=nusc.dataroot,
-            occ_path=occ if os.path.isfile(occ) else None,
-        ))
+        path = openocc_label_path(occ_root, rec["scene_token"], rec["data"]["LIDAR_TOP"])
+        expected.append(path)
+        if os.path.isfile(path):
+            out[token] = path
+    if not out:
+        raise FileNotFoundError(f"--openocc-root {occ_root}: no nuScenes-Occupancy label file for the split, "
+                                f"e.g. {expected[0]}")
     return out
 
 
@@ -73,21 +79,32 @@ def scene_lidar_poses(samples):
 class DenseScores:
     """The dense-task accumulators of a split (mergeable across ranks)."""
 
-    def __init__(self, with_rays=True):
+    def __init__(self, with_rays=True, openocc_labels=None):
+        """``openocc_labels``: ``{token: label file}`` (:func:`openocc_labels`) to score occupancy with the
+        OpenOccupancy protocol instead of Occ3D's."""
         self.bev = BevIou()
         self.occ = OccMiou()
         self.ray = RayIou() if with_rays else None
+        self.openocc_labels = openocc_labels
+        self.openocc = None if openocc_labels is None else OpenOccMetric()
         self.skipped = {"bev": 0, "occ": 0}
 
     def add(self, sample, bev_probs=None, occ_labels=None, scene_poses=()):
-        """Score one sample's predictions against its GT (``bev_probs`` LiDAR frame, ``occ_labels`` ego)."""
+        """Score one sample's predictions against its GT (``bev_probs`` LiDAR frame, ``occ_labels`` on the
+        occupancy grid: Occ3D ego frame, or OpenOccupancy LiDAR frame)."""
         if bev_probs is not None:
             gt = sample.bev_map
             if gt is None:
                 self.skipped["bev"] += 1
             else:
                 self.bev.update(bev_probs, gt)
-        if occ_labels is not None:
+        if occ_labels is not None and self.openocc is not None:
+            path = self.openocc_labels.get(sample.token)
+            if path is None:
+                self.skipped["occ"] += 1
+            else:
+                self.openocc.update(occ_labels, load_openocc_label(path))
+        elif occ_labels is not None:
             occ = sample.occupancy
             if occ is None:
                 self.skipped["occ"] += 1
@@ -102,6 +119,8 @@ class DenseScores:
         self.occ.merge(other.occ)
         if self.ray is not None:
             self.ray.merge(other.ray)
+        if self.openocc is not None:
+            self.openocc.merge(other.openocc)
         for k in self.skipped:
             self.skipped[k] += other.skipped[k]
 
@@ -113,30 +132,36 @@ class DenseScores:
             out["occupancy"] = self.occ.compute()
             if self.ray is not None:
                 out["occupancy"]["ray"] = self.ray.compute()
+        if self.openocc is not None and self.openocc.num_samples:
+            out["occupancy_openocc"] = self.openocc.compute()
         out["skipped_no_gt"] = dict(self.skipped)
         return out
 
 
-def score_dense_folders(samples, bev_dir=None, occ_dir=None, tokens_bev=(), tokens_occ=(), with_rays=True):
-    """Accumulate saved dense predictions (see :mod:`perception.eval.results_io`) for the given tokens."""
-    from perception.eval.results_io import load_bev, load_occ
+def score_dense_folders(samples, bev_dir=None, occ_dir=None, tokens_bev=(), tokens_occ=(), with_rays=True,
+                        openocc_labels=None):
+    """Accumulate saved dense predictions (see :mod:`perception.eval.results_io`) for the given tokens
+    (occupancy on the OpenOccupancy grid when ``openocc_labels`` is given, see :class:`DenseScores`)."""
+    from perception.eval.results_io import load_bev, load_occ, load_openocc
 
-    dense = DenseScores(with_rays)
+    dense = DenseScores(with_rays, openocc_labels)
+    load = load_occ if openocc_labels is None else load_openocc
     poses = scene_lidar_poses(samples)
     bev_set, occ_set = set(tokens_bev), set(tokens_occ)
     for s in samples:
         bev = load_bev(bev_dir, s.token) if bev_dir and s.token in bev_set else None
-        occ = load_occ(occ_dir, s.token) if occ_dir and s.token in occ_set else None
+        occ = load(occ_dir, s.token) if occ_dir and s.token in occ_set else None
         dense.add(s, bev, occ, poses[s.scene_name])
     return dense
 
 
 def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, allow_partial=False,
-                samples=None, with_rays=True):
+                with_rays=True, openocc_root=None):
     """Validate, then score saved predictions of ``split``; returns the metrics dict (also metrics.json).
 
-    ``samples``: :class:`Sample` list of the split (data layer, with BEV map GT); default :func:`eval_samples`.
-    All inputs are validated before any scoring.
+    All inputs are validated before any scoring. GT comes from the data layer (:func:`load_split_samples`,
+    index under ``out_dir/index``). ``openocc_root``: the ``occ_dir`` predictions are on the OpenOccupancy
+    grid and are scored against the nuScenes-Occupancy labels there.
     """
     from perception.eval import report
     from perception.eval.detection import evaluate_detection, write_submission
@@ -148,11 +173,13 @@ def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, 
     submission = load_submission(results) if results else None
     det_tokens = validate_submission(submission, tokens, allow_partial) if submission else []
     bev_tokens = validate_dense_folder(bev_dir, tokens, "bev", allow_partial) if bev_dir else []
-    occ_tokens = validate_dense_folder(occ_dir, tokens, "occ", allow_partial) if occ_dir else []
+    occ_kind = "occ" if openocc_root is None else "openocc"
+    occ_tokens = validate_dense_folder(occ_dir, tokens, occ_kind, allow_partial) if occ_dir else []
+    if openocc_root and not occ_dir:
+        raise ValueError("--openocc-root scores saved occupancy: give --occ-results too")
+    labels = openocc_labels(nusc, tokens, openocc_root) if openocc_root else None
 
-    if samples is None:  # BEV map GT needs the data layer's samples (map hook); the rest only poses
-        samples = load_split_samples(nusc, split, tokens, os.path.join(out_dir, "index")) if bev_dir \
-            else eval_samples(nusc, tokens)
+    samples = load_split_samples(nusc, split, tokens, os.path.join(out_dir, "index"))
     metrics = {"split": split, "num_split_samples": len(tokens)}
     counts = {"detection": (results, det_tokens), "bev": (bev_dir, bev_tokens), "occ": (occ_dir, occ_tokens)}
     if any(src and len(t) < len(tokens) for src, t in counts.values()):
@@ -165,16 +192,17 @@ def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, 
         metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"),
                                                             partial=partial)
         metrics["detection"]["num_samples"] = len(det_tokens)
-    dense = score_dense_folders(samples, bev_dir, occ_dir, bev_tokens, occ_tokens, with_rays)
+    dense = score_dense_folders(samples, bev_dir, occ_dir, bev_tokens, occ_tokens, with_rays, labels)
     metrics.update(dense.compute())
     report.write_all(metrics, out_dir, det_data)
     return metrics
 
 
-def predict_split(predictor, samples, scene_poses=None, progress=True):
+def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_labels=None):
     """Run ``predictor.predict_sample`` over ``samples`` (tqdm bar).
 
     ``scene_poses``: :func:`scene_lidar_poses` of the WHOLE split (RayIoU origins), default from ``samples``.
+    ``openocc_labels``: see :class:`DenseScores`.
 
     Returns ``(det_results, dense)``: ``det_results`` {token: [submission boxes]} (global frame) and the
     :class:`DenseScores` of the BEV/occupancy predictions.
@@ -183,20 +211,13 @@ def predict_split(predictor, samples, scene_poses=None, progress=True):
 
     from perception.eval.detection import lidar_boxes_to_submission
 
-    det, dense = {}, DenseScores()
+    det, dense = {}, DenseScores(openocc_labels=openocc_labels)
     poses = scene_poses if scene_poses is not None else scene_lidar_poses(samples)
     for s in tqdm(samples, desc="eval", disable=not progress):
-        out = predictor.predict_sample(s)
-        det[s.token] = lidar_boxes_to_submission(
-            s.token, _np(out["boxes"]), _np(out["scores"]), _np(out["labels"]), s.lidar2global)
-        bev = out.get("bev_probs")
-        occ = out.get("occ_labels")
-        dense.add(s, None if bev is None else _np(bev), None if occ is None else _np(occ), poses[s.scene_name])
+        pred = predictor.predict_sample(s)  # a perception.runtime.Prediction (numpy arrays)
+        det[s.token] = lidar_boxes_to_submission(s.token, pred.boxes, pred.scores, pred.labels, s.lidar2global)
+        dense.add(s, pred.bev_probs, pred.occ_labels, poses[s.scene_name])
     return det, dense
-
-
-def _np(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def load_split_samples(nusc, split, tokens, work_dir, build=True):
@@ -220,11 +241,13 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
 
 
 def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, allow_partial=False,
-                        progress=True):
+                        progress=True, openocc_root=None):
     """Infer ``split`` with ``perception.runtime.Predictor`` (sharded under torchrun) and score all tasks.
 
     Returns the metrics dict on rank 0 (also ``out_dir/metrics.json``, table, plots), ``None`` elsewhere.
-    ``allow_partial`` is accepted for symmetry: inference always covers the whole split.
+    ``allow_partial`` is accepted for symmetry: inference always covers the whole split. ``openocc_root``
+    (nuScenes-Occupancy labels) is required when the config's occupancy grid is OpenOccupancy and refused
+    otherwise.
     """
     from nuscenes.nuscenes import NuScenes
 
@@ -232,9 +255,17 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, a
     from perception.eval.detection import evaluate_detection, make_submission, write_submission
     from perception.runtime import Predictor
 
+    predictor = Predictor(config, checkpoint)
+    protocol = occupancy_protocol(predictor.cfg) if "occ" in predictor.tasks else None
+    if protocol == "openocc" and openocc_root is None:
+        raise ValueError(f"{config}: the occupancy grid is OpenOccupancy: pass --openocc-root DIR "
+                         f"(nuScenes-Occupancy labels)")
+    if protocol != "openocc" and openocc_root is not None:
+        raise ValueError(f"--openocc-root given but {config} does not predict on the OpenOccupancy grid")
     rank, size = distributed.init_from_env()
     nusc = NuScenes(version=version, dataroot=dataroot, verbose=False)
     tokens = split_sample_tokens(nusc, split)
+    labels = openocc_labels(nusc, tokens, openocc_root) if openocc_root else None
     work = os.path.join(out_dir, "index")
     samples = load_split_samples(nusc, split, tokens, work, build=True) if rank == 0 else None
     if size > 1:  # the other ranks wait for rank 0's index file
@@ -243,9 +274,8 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, a
         dist.barrier()
     if samples is None:
         samples = load_split_samples(nusc, split, tokens, work, build=False)
-    predictor = Predictor.from_checkpoint(config, checkpoint)
     part = predict_split(predictor, distributed.shard(samples, rank, size), scene_lidar_poses(samples),
-                         progress=progress and rank == 0)
+                         progress=progress and rank == 0, openocc_labels=labels)
     parts = distributed.gather_to_rank0(part)
     if rank != 0:
         return None

@@ -123,6 +123,15 @@ def _construct(cls, kwargs: dict, section: str, filename, **injected):
     return cls(**injected, **kwargs)
 
 
+def occupancy_grid(name, filename="<model config>"):
+    """The ``GridSpec`` named by ``model.head.occ_grid`` (``perception.constants.OCC_GRIDS``)."""
+    from perception.constants import OCC_GRIDS
+
+    if name not in OCC_GRIDS:
+        raise ValueError(f"config key model.head.occ_grid in {filename}: {name!r} is not one of {sorted(OCC_GRIDS)}")
+    return OCC_GRIDS[name]
+
+
 def build_model(model_cfg) -> M3Net:
     """``model`` config section (validated by :func:`perception.config.load_config`) -> :class:`M3Net`."""
     from perception.models.camera.encoder import CameraEncoder
@@ -148,8 +157,11 @@ def build_model(model_cfg) -> M3Net:
         camera_channels=camera.out_channels if camera is not None else 0,
         tasks=tasks,
     )
+    head_kw = dict(model_cfg["head"])
+    if isinstance(head_kw.get("occ_grid"), str):  # a name from OCC_GRIDS
+        head_kw["occ_grid"] = occupancy_grid(head_kw["occ_grid"], filename)
     head = _construct(
-        MultiTaskHead, dict(model_cfg["head"]), "head", filename,
+        MultiTaskHead, head_kw, "head", filename,
         tasks=tasks, in_channels=neck.out_channels, point_cloud_range=pcr, bev_cell=bev_cell,
     )
     return M3Net(

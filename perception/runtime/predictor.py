@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES
 from perception.data.sample import CameraView, Sample
 
 
@@ -91,10 +91,6 @@ class Predictor:
         self._calib_key = None
         self._calib = None
         self.calibration_cache_hits = 0
-
-    @classmethod
-    def from_files(cls, config_path, checkpoint_path, device="cpu", use_ema=False):
-        return cls(config_path, checkpoint_path, device=device, use_ema=use_ema)
 
     # ------------------------------------------------------------------ preprocessing
     def _frame_to_sample(self, frame, notes):
@@ -167,7 +163,8 @@ class Predictor:
     # ------------------------------------------------------------------ inference
     def _empty(self, notes, timings):
         bev = np.zeros((len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape, np.float32) if "map" in self.tasks else None
-        occ = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8) if "occ" in self.tasks else None
+        head = self.model.head  # all-free volume on the configured occupancy grid (Occ3D or OpenOccupancy)
+        occ = np.full(head.occ_grid.shape, head.occ_free_index, np.uint8) if "occ" in self.tasks else None
         return Prediction(
             boxes=np.zeros((0, 9), np.float32), scores=np.zeros((0,), np.float32), labels=np.zeros((0,), np.int64),
             class_names=[], bev_probs=bev, occ_labels=occ, timings_ms=timings, warnings=notes,

@@ -98,8 +98,10 @@ class Trainer:
         batch_transform: Optional[Callable] = None,
         max_steps: Optional[int] = None,
         progress: bool = True,
+        max_minutes: Optional[float] = None,
     ):
         self.cfg = dict(train_cfg)
+        self.max_minutes = None if max_minutes is None else float(max_minutes)
         self.ctx = ctx or DistContext()
         self.work_dir = Path(work_dir)
         self.config_dict = config_dict or {}
@@ -139,9 +141,11 @@ class Trainer:
         )
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / int(self.cfg["batch_size"]))
         self.total_steps = int(self.cfg["epochs"]) * self.steps_per_epoch
+        # The LR schedule runs over the steps this run will take: max_steps when it cuts the epochs short.
+        self.schedule_steps = self.total_steps if self.max_steps is None else max(1, min(self.total_steps, int(self.max_steps)))
         self.optimizer = build_optimizer(self.model, float(self.cfg["lr"]), float(self.cfg["weight_decay"]))
         self.scheduler = build_scheduler(
-            self.optimizer, self.cfg["schedule"], float(self.cfg["lr"]), self.total_steps, float(self.cfg["pct_start"])
+            self.optimizer, self.cfg["schedule"], float(self.cfg["lr"]), self.schedule_steps, float(self.cfg["pct_start"])
         )
         self.use_amp = bool(self.cfg["amp"]) and self.ctx.device.type == "cuda"  # AMP on GPU only
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -222,13 +226,15 @@ class Trainer:
         return values
 
     def fit(self) -> dict:
-        """Train until ``epochs`` are done or ``max_steps`` reached; returns the last logged record."""
+        """Train until ``epochs`` are done, ``max_steps`` reached or ``max_minutes`` of wall clock spent (checked
+        after each step; the step that crosses the budget is logged and saved); returns the last logged record."""
         from tqdm import tqdm
 
         last = {}
         limit = self.total_steps if self.max_steps is None else min(self.total_steps, int(self.max_steps))
         bar = tqdm(total=limit, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
         t0 = time.time()
+        out_of_time = False
         while self.step < limit:
             epoch = self.step // self.steps_per_epoch
             done_in_epoch = self.step - epoch * self.steps_per_epoch
@@ -241,12 +247,15 @@ class Trainer:
                 values = all_reduce_mean(values, self.ctx)
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.4f}")
-                if self.step % int(self.cfg["log_interval"]) == 0 or self.step == limit:
+                out_of_time = self.max_minutes is not None and time.time() - t0 >= 60.0 * self.max_minutes
+                if self.step % int(self.cfg["log_interval"]) == 0 or self.step == limit or out_of_time:
                     last = {"step": self.step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **values}
                     last["time_s"] = round(time.time() - t0, 3)
                     self.logger.log(last)
-                if self.step >= limit:
+                if self.step >= limit or out_of_time:
                     break
+            if out_of_time:
+                break
             if self.step % self.steps_per_epoch == 0 and self.step // self.steps_per_epoch == epoch + 1:
                 self.save(f"epoch_{epoch + 1}.pth")
                 self.save("latest.pth")
@@ -258,13 +267,13 @@ class Trainer:
 
 def train_from_config(
     config, work_dir=None, dataroot=None, version=None, max_steps=None, resume=False, cfg_options=None,
-    device="auto", progress=True,
+    device="auto", progress=True, max_minutes=None,
 ) -> dict:
     """Load ``config``, build the model and the training set, train (single process or under torchrun).
 
     ``dataroot`` / ``version`` override the data section; a new ``version`` also selects its official
     split names (e.g. ``mini_train`` / ``mini_val`` for ``v1.0-mini``) unless ``cfg_options`` set them.
-    ``work_dir`` defaults to ``work_dirs/<config name>``. Returns the last log record (``{}`` on ranks > 0).
+    ``work_dir`` defaults to ``work_dirs/<config name>``. ``max_minutes`` stops training after that much wall clock. Returns the last log record (``{}`` on ranks > 0).
     """
     import json
 
@@ -296,6 +305,7 @@ def train_from_config(
         trainer = Trainer(
             model, dataset, collate, cfg.train, work_dir, config_dict=cfg.to_dict(), ctx=ctx,
             batch_transform=modality_dropout_transform(cfg.data), max_steps=max_steps, progress=progress,
+            max_minutes=max_minutes,
         )
         if ctx.is_main:
             work_dir.mkdir(parents=True, exist_ok=True)

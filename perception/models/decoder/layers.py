@@ -6,7 +6,9 @@ Query reading: ``'transformer'`` uses deformable cross-attention (sampling point
 cell, cost linear in BEV size); ``'mamba'`` adds ``LayerNorm(gated BEV token at the query's cell)`` (M3Net).
 """
 
+import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 import torch.nn.functional as F
 
 from perception.models.decoder.deformable_attention import DeformableAttention2D
@@ -59,7 +61,14 @@ class DecoderLayer(nn.Module):
             ref = bev_ref.expand(b, -1, -1)
             tokens = self.bev_norm1(tokens + self.bev_attn(tokens + bev_pos, ref, bev))
         else:
-            tokens = self.bev_norm1(tokens + self.ss2d(bev).flatten(2).transpose(1, 2))
+            # The pure-PyTorch scan keeps (tokens x d_inner x d_state) states per scan order for backward:
+            # ~75 GB for the full 180 x 180 config. Recompute them in backward instead (activation
+            # checkpointing); the mamba_ssm kernel does the same internally.
+            if torch.is_grad_enabled() and bev.requires_grad:
+                mixed = torch.utils.checkpoint.checkpoint(self.ss2d, bev, use_reentrant=False)
+            else:
+                mixed = self.ss2d(bev)
+            tokens = self.bev_norm1(tokens + mixed.flatten(2).transpose(1, 2))
         tokens = self.bev_norm2(tokens + self.bev_ffn(tokens))
         return tokens.transpose(1, 2).reshape(b, d, nx, ny)
 

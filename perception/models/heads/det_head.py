@@ -57,7 +57,8 @@ class DetHead(nn.Module):
             draw_heatmap_target(bx, lb, self.num_classes, self.pc_range, self.bev_cell, bev_shape)
             for bx, lb in zip(gt_boxes, gt_labels)
         ]).to(heatmap.device)
-        loss_heat = gaussian_focal_loss(heatmap, targets)
+        # avg_factor = max(number of objects whose centre lies on the heatmap grid, 1) (CenterPoint/TransFusion)
+        loss_heat = gaussian_focal_loss(heatmap, targets, avg_factor=self._num_on_grid(gt_boxes, bev_shape))
         centers = cell_centers_xy(cells, self.pc_range, self.bev_cell, bev_shape)
         pred_boxes = decode_boxes(code.detach(), centers, self.bev_cell)
         cls_target = torch.zeros_like(cls_logits)
@@ -78,6 +79,16 @@ class DetHead(nn.Module):
         norm = max(num_gt, 1)
         loss_cls = sigmoid_focal_loss(cls_logits, cls_target).sum() / norm
         return loss_heat, loss_cls, BOX_LOSS_SCALE * box_loss / norm
+
+    def _num_on_grid(self, gt_boxes, bev_shape):
+        n = 0
+        for bx in gt_boxes:
+            if bx.numel() == 0:
+                continue
+            ix = torch.floor((bx[:, 0].float() - self.pc_range[0]) / self.bev_cell)
+            iy = torch.floor((bx[:, 1].float() - self.pc_range[1]) / self.bev_cell)
+            n += int(((ix >= 0) & (ix < bev_shape[0]) & (iy >= 0) & (iy < bev_shape[1])).sum())
+        return max(n, 1)
 
     @torch.no_grad()
     def decode(self, out, score_threshold, max_boxes=500):

@@ -32,7 +32,13 @@ DEFAULT_LOSS_WEIGHTS = {"map": 40.0, "map_aux": 20.0, "det": 2.0, "heatmap": 6.0
 
 class MultiTaskHead(nn.Module):
     """See the module docstring. ``occ_free_index`` is the "empty" class (Occ3D 17, OpenOccupancy 0);
-    ``occ_ignore_index`` labels never count; ``occ_class_weights`` (``occ_num_classes`` floats) weight the CE."""
+    ``occ_ignore_index`` labels never count; ``occ_class_weights`` (``occ_num_classes`` floats) weight the CE.
+
+    Training-time cost cuts (CPU): ``occ_train_voxels`` K: in training the occupancy logits and losses are
+    computed on K voxels per sample only (up to K/2 drawn from the occupied voxels, the rest uniformly from
+    all supervised voxels; None = the whole grid). ``map_train_stride`` s: in training the map logits and
+    losses are computed on every s-th cell of the map grid in x and y, at a random offset per step (1 = all).
+    Inference (``eval()``) always predicts the full grids."""
 
     def __init__(
         self,
@@ -60,6 +66,8 @@ class MultiTaskHead(nn.Module):
         num_points=4,
         tcs_hidden=None,
         loss_weights=None,
+        occ_train_voxels=None,
+        map_train_stride=1,
     ):
         super().__init__()
         tasks = tuple(tasks)
@@ -81,6 +89,12 @@ class MultiTaskHead(nn.Module):
         self.map_grid, self.occ_grid, self.occ_frame = map_grid, occ_grid, occ_frame
         self.occ_free_index, self.occ_ignore_index = occ_free_index, occ_ignore_index
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        if occ_train_voxels is not None and int(occ_train_voxels) < 2:
+            raise ValueError(f"occ_train_voxels must be None or >= 2, got {occ_train_voxels}")
+        if int(map_train_stride) < 1:
+            raise ValueError(f"map_train_stride must be >= 1, got {map_train_stride}")
+        self.occ_train_voxels = None if occ_train_voxels is None else int(occ_train_voxels)
+        self.map_train_stride = int(map_train_stride)
         if occ_class_weights is not None:
             if len(occ_class_weights) != occ_num_classes:
                 raise ValueError(f"occ_class_weights needs {occ_num_classes} values, got {len(occ_class_weights)}")
@@ -131,17 +145,60 @@ class MultiTaskHead(nn.Module):
             outputs["det"] = {**{k: inits["det"][k] for k in keep}, "cls_logits": cls_logits, "code": code}
         if "map" in self.tasks:
             pts = map_grid_points(self.map_grid, bev_aug)
+            subgrid = None
+            if self.training and self.map_train_stride > 1:
+                s = self.map_train_stride
+                ox, oy = (int(v) for v in torch.randint(s, (2,)))
+                pts, subgrid = pts[:, ox::s, oy::s], (ox, oy, s)
             aux_emb = sample_bev(inits["map"]["pixel_embed"], pts[..., :2], self.pc_range)
             outputs["map"] = {
                 "logits": self.map_head(q_out["map"], task_bev["map"], pts),
                 "aux_logits": self.map_init.class_logits(aux_emb),
             }
+            if subgrid is not None:
+                outputs["map"]["subgrid"] = subgrid
         if "occ" in self.tasks:
             lidar2ego = batch["lidar2ego"].to(device) if self.occ_frame == "ego" else None
             pts = occ_grid_points(self.occ_grid, bev_aug, lidar2ego, self.occ_frame)
-            logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)
-            outputs["occ"] = {"logits": logits}
+            if self.training and self.occ_train_voxels is not None and "gt_occ" in batch:
+                b = pts.shape[0]
+                labels, mask = self._occ_targets(batch, device)
+                index = self._sample_occ_voxels(labels.reshape(b, -1), mask.reshape(b, -1))  # (B, K)
+                pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
+                logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)  # (B, C, K, 1, 1)
+                outputs["occ"] = {
+                    "logits": logits,
+                    "labels": labels.reshape(b, -1).gather(1, index)[:, :, None, None],
+                    "mask": mask.reshape(b, -1).gather(1, index)[:, :, None, None],
+                }
+            else:
+                logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)
+                outputs["occ"] = {"logits": logits}
         return outputs
+
+    def _occ_targets(self, batch, device):
+        """``(labels int64, mask bool)`` ``(B, NX, NY, NZ)``: the voxels that count (mask, valid sample, not ignored)."""
+        labels = batch["gt_occ"].to(device).long()
+        mask = batch["gt_occ_mask"].to(device).bool() if "gt_occ_mask" in batch else torch.ones_like(labels, dtype=torch.bool)
+        mask = mask & batch["gt_occ_valid"].to(device).bool()[:, None, None, None] & (labels != self.occ_ignore_index)
+        return labels, mask
+
+    def _sample_occ_voxels(self, labels, mask):
+        """Flat voxel indices ``(B, K)``: up to K/2 occupied supervised voxels, the rest uniform over the
+        supervised voxels (with replacement); a sample with none gets arbitrary voxels (masked out later)."""
+        k = self.occ_train_voxels
+        out = []
+        for lab, m in zip(labels, mask):
+            valid = m.nonzero().squeeze(1)
+            if valid.numel() == 0:
+                out.append(torch.randint(lab.numel(), (k,), device=lab.device))
+                continue
+            occupied = (m & (lab != self.occ_free_index)).nonzero().squeeze(1)
+            n_occ = min(occupied.numel(), k // 2)
+            picked = occupied[torch.randperm(occupied.numel(), device=lab.device)[:n_occ]]
+            rest = valid[torch.randint(valid.numel(), (k - n_occ,), device=lab.device)]
+            out.append(torch.cat([picked, rest]))
+        return torch.stack(out)
 
     def loss(self, outputs, batch):
         """Named, weighted losses. Samples with ``gt_bev_valid``/``gt_occ_valid`` False add nothing to that task."""
@@ -153,6 +210,9 @@ class MultiTaskHead(nn.Module):
         if "map" in self.tasks:
             logits, aux = outputs["map"]["logits"], outputs["map"]["aux_logits"]
             gt = batch["gt_bev"].to(logits.device, torch.float32)
+            if "subgrid" in outputs["map"]:
+                ox, oy, stride = outputs["map"]["subgrid"]
+                gt = gt[..., ox::stride, oy::stride]
             if gt.shape != logits.shape:
                 raise ValueError(f"gt_bev must be {tuple(logits.shape)} (map_grid), got {tuple(gt.shape)}")
             valid = batch["gt_bev_valid"].to(logits.device).bool()
@@ -163,11 +223,14 @@ class MultiTaskHead(nn.Module):
                 losses["loss_map"], losses["loss_map_aux"] = logits.sum() * 0.0, aux.sum() * 0.0
         if "occ" in self.tasks:
             logits = outputs["occ"]["logits"]
-            labels = batch["gt_occ"].to(logits.device).long()
-            if labels.shape != logits.shape[:1] + logits.shape[2:]:
-                raise ValueError(f"gt_occ must be {(logits.shape[0],) + tuple(logits.shape[2:])} (occ_grid), got {tuple(labels.shape)}")
-            mask = batch["gt_occ_mask"].to(logits.device).bool() if "gt_occ_mask" in batch else torch.ones_like(labels, dtype=torch.bool)
-            mask = mask & batch["gt_occ_valid"].to(logits.device).bool()[:, None, None, None]
+            if "labels" in outputs["occ"]:  # training on sampled voxels (occ_train_voxels)
+                labels, mask = outputs["occ"]["labels"], outputs["occ"]["mask"]
+            else:
+                labels = batch["gt_occ"].to(logits.device).long()
+                if labels.shape != logits.shape[:1] + logits.shape[2:]:
+                    raise ValueError(f"gt_occ must be {(logits.shape[0],) + tuple(logits.shape[2:])} (occ_grid), got {tuple(labels.shape)}")
+                mask = batch["gt_occ_mask"].to(logits.device).bool() if "gt_occ_mask" in batch else torch.ones_like(labels, dtype=torch.bool)
+                mask = mask & batch["gt_occ_valid"].to(logits.device).bool()[:, None, None, None]
             ce, lov, aff = occ_losses(logits, labels, mask, self.occ_class_weights, self.occ_free_index, self.occ_ignore_index)
             losses.update(loss_occ_ce=w["occ"] * ce, loss_occ_lovasz=w["occ"] * lov, loss_occ_affinity=w["occ"] * aff)
         return losses

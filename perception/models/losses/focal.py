@@ -4,8 +4,10 @@ import torch
 import torch.nn.functional as F
 
 
-def gaussian_focal_loss(pred_logits, target, alpha=2.0, gamma=4.0, eps=1e-6):
-    """CenterNet focal loss on a heatmap, summed and divided by the number of peaks (cells with target 1).
+def gaussian_focal_loss(pred_logits, target, alpha=2.0, gamma=4.0, eps=1e-6, avg_factor=None):
+    """CenterNet focal loss on a heatmap, summed over all cells and divided by ``max(avg_factor, 1)``
+    (CenterPoint / TransFusion normalisation: the number of objects drawn in the heatmap); by default
+    ``avg_factor`` is the number of peaks (cells with target 1).
 
     ``pred_logits`` and ``target`` have the same shape (e.g. ``(B, 10, X, Y)``); ``target`` holds Gaussian
     values in [0, 1] that are exactly 1 at object centres. With no peak the sum is divided by 1.
@@ -17,7 +19,8 @@ def gaussian_focal_loss(pred_logits, target, alpha=2.0, gamma=4.0, eps=1e-6):
     neg = 1.0 - pos
     pos_loss = -torch.log(pred) * (1 - pred).pow(alpha) * pos
     neg_loss = -torch.log(1 - pred) * pred.pow(alpha) * (1 - target).pow(gamma) * neg
-    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+    norm = pos.sum() if avg_factor is None else torch.as_tensor(float(avg_factor), device=pred.device)
+    return (pos_loss.sum() + neg_loss.sum()) / norm.clamp(min=1.0)
 
 
 def sigmoid_focal_loss(logits, target, alpha=0.25, gamma=2.0):
