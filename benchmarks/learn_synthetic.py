@@ -39,6 +39,9 @@ def parse_args(argv=None):
     p.add_argument("--cache", default=str(REPO / ".cache" / "learn"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--calib-steps", type=int, default=6, help="steps timed to fit the step count to the budget")
+    p.add_argument("--steps", type=int, default=None,
+                   help="fusion step count (sets its LR schedule) instead of the calibrated one; --minutes still caps")
+    p.add_argument("--steps-single", type=int, default=None, help="the same for the lidar / camera variants")
     return p.parse_args(argv)
 
 
@@ -54,7 +57,7 @@ def calibrate(config, dataroot, work, steps):
     """Seconds per training step of ``config`` (median over ``steps`` after one warm-up step)."""
     subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version",
                                   "v1.0-trainval", "--max-steps", steps + 1, "--cfg-options", "train.log_interval=1"),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL)
     times = [r["time_s"] for r in read_log(Path(work) / "log.jsonl")]
     deltas = sorted(b - a for a, b in zip(times, times[1:]))
     return deltas[len(deltas) // 2]
@@ -123,6 +126,8 @@ def main(argv=None):
         work = vdir / "work"
         step_s = calibrate(config, str(dataroot), str(vdir / "calib"), args.calib_steps)
         steps = max(10, int(0.97 * minutes * 60 / step_s))
+        fixed = args.steps if variant == "fusion" else args.steps_single
+        steps = fixed if fixed is not None else steps
         print(f"[learn] {variant}: {step_s:.2f} s/step -> {steps} steps in {minutes} min", flush=True)
         t0 = time.time()
         subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version", version,

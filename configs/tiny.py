@@ -17,6 +17,8 @@ model = dict(
 data = dict(
     image_size=(96, 256),
     num_sweeps=1,
-    augment=dict(resize_lim=(0.16, 0.18), test_resize=0.17),
+    # Factors of the loaded image: the synthetic cameras are 640 x 360 (0.4 -> 256 x 144, bottom 96 rows kept);
+    # for real nuScenes images (1600 x 900) use resize_lim=(0.16, 0.18), test_resize=0.17.
+    augment=dict(resize_lim=(0.4, 0.44), test_resize=0.42),
 )
 train = dict(epochs=10, batch_size=2, lr=2e-3, amp=False, workers=0, log_interval=5)

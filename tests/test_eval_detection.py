@@ -152,3 +152,12 @@ def test_cli_scores_gt_as_predictions_for_all_tasks(split_gt, synth_root, tmp_pa
     assert m["occupancy"]["mIoU"] == 1.0 and m["occupancy"]["ray"]["RayIoU"] == 1.0
     assert (tmp_path / "out" / "plots" / "occ_confusion.png").stat().st_size > 0
     assert (tmp_path / "out" / "plots" / "pr_car.png").stat().st_size > 0
+
+
+def test_submission_without_any_box_scores_zero(split_gt, tmp_path):
+    """An untrained model may keep no box at all: the devkit's range filter cannot handle that, the
+    evaluation must (AP 0 and TP errors 1 everywhere, as the devkit's matching gives for no predictions)."""
+    s = _score(split_gt, tmp_path, lambda boxes, labels: (boxes[:0], labels[:0]))
+    assert s["mAP"] == 0.0 and s["NDS"] == 0.0
+    assert all(row["AP"] == 0.0 and row["ATE"] == 1.0 for row in s["per_class"].values())
+    assert (tmp_path / "out" / "metrics_summary.json").is_file()
