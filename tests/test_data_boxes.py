@@ -93,6 +93,10 @@ def test_round_trip(conv):
     np.testing.assert_allclose(box_corners(back), box_corners(boxes), atol=1e-6)
     if conv != "surroundocc":  # the only convention without velocity
         np.testing.assert_allclose(back[:, 7:9], boxes[:, 7:9], atol=1e-6)
+    # A sample without boxes (v1.0-test, an empty keyframe) converts both ways to zero rows.
+    empty = convert_boxes(boxes[:0], "lidar", conv, lidar2global=T, lidar2cam=T)
+    assert empty.shape == (0, other.shape[1])
+    assert convert_boxes(empty, conv, "lidar", lidar2global=T, lidar2cam=T).shape == (0, 9)
 
 
 def test_bad_convention_and_missing_matrix():

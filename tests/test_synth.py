@@ -13,8 +13,7 @@ from PIL import Image
 
 from perception.constants import CAMERA_NAMES, DETECTION_CLASSES, OCC3D_CLASSES, OCC3D_GRID
 from perception.geometry import invert, make_transform, quat_yaw, transform_points
-from perception.synth.camera import GROUND_COLOUR, PAINT_COLOUR, SKY_COLOUR
-from perception.synth.scene import BUILDING_COLOUR, CLASS_SPECS, TREE_COLOUR
+from perception.synth.camera import palette
 
 VERSION = "v1.0-trainval"
 LOCATION = "singapore-onenorth"
@@ -111,20 +110,13 @@ def test_boxes_in_lidar_frame_contain_their_counted_points(nusc, synth_root):
     assert mismatched <= 0.01 * total
 
 
-def _palette():
-    named = {f"class:{k}": v.colour for k, v in CLASS_SPECS.items()}
-    named.update({f"ground:{k}": v for k, v in GROUND_COLOUR.items()})
-    named.update(paint=PAINT_COLOUR, sky=SKY_COLOUR, building=BUILDING_COLOUR, tree=TREE_COLOUR)
-    return list(named), np.array(list(named.values()), dtype=np.float64)
-
-
 def test_box_centres_project_onto_their_class_colour(nusc, synth_root):
     """Frame chain global -> LiDAR (keyframe) -> camera (camera timestamp, through both ego poses) -> pixels."""
     from nuscenes.eval.detection.utils import category_to_detection_name
     from nuscenes.utils.data_classes import Box
     from pyquaternion import Quaternion
 
-    names, colours = _palette()
+    names, colours = palette()
     checked, correct = 0, 0
     for sample in nusc.sample:
         lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])

@@ -1,5 +1,10 @@
 """``perception index``: build the project index (one pickle, every keyframe with its ``split``) from a
-nuScenes dataroot through nuscenes-devkit. See :mod:`perception.data.nuscenes_index`."""
+nuScenes dataroot through nuscenes-devkit. See :mod:`perception.data.nuscenes_index`.
+
+Prints the samples written per split, then every count by reason (skipped samples, dropped sweeps, left-out
+cameras, ...) and the first ``MAX_DETAILS`` cases by name (sample token and file)."""
+
+MAX_DETAILS = 50
 
 
 def add_parser(subparsers):
@@ -19,13 +24,24 @@ def add_parser(subparsers):
 
 
 def run(args):
+    import sys
+
     from perception.data.nuscenes_index import build_index
 
     if args.num_sweeps < 0:
         raise ValueError(f"--num-sweeps must be >= 0, got {args.num_sweeps}")
-    report = build_index(args.dataroot, args.version, args.out, num_sweeps=args.num_sweeps,
-                         progress=not args.no_progress)
+    try:
+        report = build_index(args.dataroot, args.version, args.out, num_sweeps=args.num_sweeps,
+                             progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as e:  # bad tables or dataroot: the message names file and token
+        print(f"perception index: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {report['samples']} samples to {args.out}; per split: {report['splits']}")
     for reason, count in sorted(report["counts"].items()):
         print(f"  {reason}: {count}")
+    details = report["details"]
+    for line in details[:MAX_DETAILS]:
+        print(f"    {line}")
+    if len(details) > MAX_DETAILS:
+        print(f"    ... and {len(details) - MAX_DETAILS} more")
     return 0

@@ -13,8 +13,8 @@ def add_parser(subparsers):
     p.add_argument("--scenes", type=int, default=2, help="number of scenes (>= 1; ~80%% train, >= 1 val)")
     p.add_argument("--samples-per-scene", type=int, default=10, help="keyframes per scene at 2 Hz (>= 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (deterministic output)")
-    p.add_argument("--version", default="v1.0-trainval", choices=["v1.0-trainval", "v1.0-mini"],
-                   help="nuScenes version folder and split names")
+    p.add_argument("--version", default="v1.0-trainval", choices=["v1.0-trainval", "v1.0-mini", "v1.0-test"],
+                   help="nuScenes version folder and split names (v1.0-test: no annotations, no Occ3D labels)")
     p.add_argument("--sweeps-per-sample", type=int, default=4, help="LiDAR sweeps before each keyframe (0-19)")
     p.add_argument("--image-size", type=int, nargs=2, default=[640, 360], metavar=("W", "H"),
                    help="camera image width and height in pixels (intrinsics scaled from 1600x900)")

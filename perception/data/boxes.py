@@ -90,7 +90,7 @@ def _to_lidar(b, src, lidar2global, lidar2cam):
         global2lidar = invert(_need(lidar2global, "lidar2global", src))
         out[:, :3] = b[:, :3] @ global2lidar[:3, :3].T + global2lidar[:3, 3]
         out[:, 3], out[:, 4], out[:, 5] = b[:, 4], b[:, 3], b[:, 5]
-        heading_global = np.stack([quat_to_rotmat(q)[:, 0] for q in b[:, 6:10]]).reshape(-1, 3)
+        heading_global = np.array([quat_to_rotmat(q)[:, 0] for q in b[:, 6:10]]).reshape(-1, 3)  # M may be 0
         out[:, 6] = _heading_yaw(heading_global @ global2lidar[:3, :3].T)
         if b.shape[1] == 13:
             out[:, 7:9] = (b[:, 10:13] @ global2lidar[:3, :3].T)[:, :2]

@@ -36,7 +36,7 @@ import pickle
 import numpy as np
 
 from perception.constants import CAMERA_NAMES, DETECTION_CLASSES
-from perception.data.boxes import convert_boxes
+from perception.data.boxes import BOX_CONVENTIONS, convert_boxes
 from perception.data.sample import CameraView, Sample, SweepInfo
 from perception.geometry import invert, make_transform
 
@@ -275,6 +275,10 @@ def load_info_file(path, data_root=None, num_sweeps=10, box_convention=None, spl
         data_root = meta_root if meta_root and os.path.isdir(meta_root) else os.path.dirname(os.path.abspath(path))
     data_root = str(data_root)
     convention = box_convention or metainfo.get("box_convention") or ("mmdet3d_legacy" if legacy else "mmdet3d")
+    if convention not in BOX_CONVENTIONS:
+        source = "argument box_convention" if box_convention else "metainfo['box_convention']"
+        raise ValueError(f"info file {path}: unknown box convention {convention!r} ({source}); "
+                         f"allowed: {', '.join(BOX_CONVENTIONS)}")
     class_names = _class_names(metainfo, path)
     scenes = _split_scenes(split) if split is not None else None
     from perception.data.bev_map import make_bev_map_fn

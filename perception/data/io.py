@@ -13,6 +13,19 @@ from perception.geometry import transform_points
 PCD_BIN_FEATURES = 5
 
 
+def lidar_file_problem(path, num_features=PCD_BIN_FEATURES):
+    """Why ``path`` cannot be read as a ``.pcd.bin`` without reading it: ``None`` when it can, ``"missing"``,
+    or ``"truncated: ..."`` when its byte size is not a whole number of ``num_features`` float32 points."""
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    point_bytes = 4 * num_features
+    if size % point_bytes != 0:
+        return (f"truncated: {size} bytes is not a multiple of {point_bytes} "
+                f"({num_features} float32 per point): truncated or not a .pcd.bin")
+    return None
+
+
 def load_points(path, num_features=PCD_BIN_FEATURES, sample_token=None):
     """Read a nuScenes ``.pcd.bin``: ``(N, num_features)`` float32, the sensor's own LiDAR frame (metres).
 
@@ -22,15 +35,11 @@ def load_points(path, num_features=PCD_BIN_FEATURES, sample_token=None):
     make a frame unusable, so consumers (the dataset, the runtime) drop them and count them.
     """
     where = f" (sample {sample_token})" if sample_token else ""
-    if not os.path.isfile(path):
+    problem = lidar_file_problem(path, num_features)
+    if problem == "missing":
         raise FileNotFoundError(f"LiDAR file not found: {path}{where}")
-    size = os.path.getsize(path)
-    point_bytes = 4 * num_features
-    if size % point_bytes != 0:
-        raise ValueError(
-            f"LiDAR file {path}{where}: {size} bytes is not a multiple of {point_bytes} "
-            f"({num_features} float32 per point): truncated or not a .pcd.bin"
-        )
+    if problem is not None:
+        raise ValueError(f"LiDAR file {path}{where}: {problem}")
     points = np.fromfile(path, dtype=np.float32).reshape(-1, num_features)
     return points
 

@@ -39,6 +39,18 @@ SKY_COLOUR = (150, 190, 235)
 RENDER_RANGE = 120.0  # metres: farther geometry shows the sky
 
 
+def palette():
+    """Every flat colour the renderer paints, before shading and JPEG: ``(names, (K, 3) float64 RGB)`` with names
+    ``class:<detection name>``, ``ground:<Occ3D class>``, ``paint``, ``sky``, ``building``, ``tree`` (tests
+    classify a pixel by its nearest palette colour)."""
+    from perception.synth.scene import BUILDING_COLOUR, CLASS_SPECS, TREE_COLOUR
+
+    named = {f"class:{k}": v.colour for k, v in CLASS_SPECS.items()}
+    named.update({f"ground:{k}": v for k, v in GROUND_COLOUR.items()})
+    named.update(paint=PAINT_COLOUR, sky=SKY_COLOUR, building=BUILDING_COLOUR, tree=TREE_COLOUR)
+    return list(named), np.array(list(named.values()), dtype=np.float64)
+
+
 def intrinsics(name, width, height):
     """3x3 pixel intrinsics of camera ``name`` for a ``width`` x ``height`` image (the 1600x900 ones scaled)."""
     if name not in CAMERA_CALIBRATION:

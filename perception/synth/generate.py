@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from perception.constants import CAMERA_NAMES
+from perception.data.nuscenes_index import VERSION_SPLITS
 from perception.geometry import rotmat_to_quat, yaw_to_quat
 from perception.synth import camera, lidar, occupancy
 from perception.synth.maps import build_map, write_map
@@ -28,15 +29,22 @@ KEYFRAME_INTERVAL = 0.5  # seconds (2 Hz)
 ANNOTATION_RANGE = 60.0  # metres (xy from the ego) within which objects are annotated
 SCENE_SPACING = 700.0  # metres between scene roads on the map canvas
 BASE_TIMESTAMP = 1533201470000000  # microseconds (2018-08-02, like the n015 logs)
-SUPPORTED_VERSIONS = {"v1.0-trainval": ("train", "val"), "v1.0-mini": ("mini_train", "mini_val")}
+SUPPORTED_VERSIONS = VERSION_SPLITS  # version -> its official splits (v1.0-trainval, v1.0-mini, v1.0-test)
+UNANNOTATED_VERSIONS = ("v1.0-test",)  # like the real test set: no annotations, no Occ3D labels
 
 
 def scene_names(version, n_scenes, rng):
-    """Official split scene names for ``n_scenes`` scenes: ~80 % train, at least one val (sorted, unique)."""
+    """Official split scene names for ``n_scenes`` scenes: ~80 % train, at least one val (sorted, unique);
+    all from the ``test`` split for v1.0-test."""
     from nuscenes.utils import splits
 
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"version must be one of {sorted(SUPPORTED_VERSIONS)}, got {version!r}")
+    if len(SUPPORTED_VERSIONS[version]) == 1:
+        names = getattr(splits, SUPPORTED_VERSIONS[version][0])
+        if n_scenes > len(names):
+            raise ValueError(f"scenes={n_scenes} exceeds the {version} split size ({len(names)})")
+        return sorted(rng.choice(names, n_scenes, replace=False).tolist())
     train_split, val_split = SUPPORTED_VERSIONS[version]
     n_val = max(1, int(round(0.2 * n_scenes)))
     n_train = n_scenes - n_val
@@ -63,8 +71,8 @@ def _chain(records):
 class _Writer:
     """Collects table records and writes sensor files for one dataset."""
 
-    def __init__(self, out, seed, sweeps_per_sample, image_size, location):
-        self.out, self.seed = out, seed
+    def __init__(self, out, seed, sweeps_per_sample, image_size, location, annotate=True):
+        self.out, self.seed, self.annotate = out, seed, annotate
         self.sweeps, self.size, self.location = sweeps_per_sample, image_size, location
         self.tables = {n: [] for n in ("calibrated_sensor", "ego_pose", "instance", "log", "sample",
                                        "sample_annotation", "sample_data", "scene", "sensor")}
@@ -149,6 +157,9 @@ class _Writer:
                 cam_tok = token(seed, "cam", index, k, c)
                 cam_chains[c].append(self.sample_data(cam_tok, sample_tok, c, ts_c, ego_c, fname, True, w, h))
                 cams_key.append((ego_key @ c2e[c], Ks[c], w, h))
+            samples.append({"token": sample_tok, "timestamp": key_ts, "scene_token": scene_tok})
+            if not self.annotate:  # v1.0-test: no annotations, no Occ3D labels
+                continue
             # Annotations: actors near the ego that the LiDAR or a camera sees, with point counts and visibility.
             ego_xy = ego_key[:2, 3]
             near = np.nonzero(annotated & (np.hypot(*(boxes_key[:, :2] - ego_xy).T) < ANNOTATION_RANGE))[0]
@@ -169,7 +180,6 @@ class _Writer:
                 anns.append(ann)
                 tracks.setdefault(i, []).append(ann)
             self.tables["sample_annotation"] += anns
-            samples.append({"token": sample_tok, "timestamp": key_ts, "scene_token": scene_tok})
             # Occ3D labels in the ego frame at the keyframe.
             sem = occupancy.semantics(sc, boxes_key, labels_occ, ego_key)
             rays = np.concatenate([points[:, :3], miss_dirs * lidar.MAX_RANGE]).astype(np.float64)
@@ -206,7 +216,8 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
         scenes: number of scenes (>= 1); names come from the official ``version`` split lists.
         samples_per_scene: keyframes per scene (>= 2, 2 Hz).
         seed: the same arguments and seed write byte-identical files.
-        version: ``v1.0-trainval`` or ``v1.0-mini``.
+        version: ``v1.0-trainval``, ``v1.0-mini`` or ``v1.0-test`` (test scene names, empty
+            ``sample_annotation`` and ``instance`` tables and no Occ3D labels, like the real test set).
         sweeps_per_sample: LiDAR sweeps before each keyframe (0-19).
         image_size: ``(width, height)`` of the camera JPEGs (intrinsics scaled from 1600x900).
         location: nuScenes map name for the log table and ``maps/expansion/<location>.json``.
@@ -229,7 +240,8 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
         raise ValueError(f"location must be one of {locations}, got {location!r}")
     out = str(out)
     names = scene_names(version, int(scenes), np.random.default_rng(seed))
-    writer = _Writer(out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location)
+    writer = _Writer(out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location,
+                     annotate=version not in UNANNOTATED_VERSIONS)
     cols = int(np.ceil(np.sqrt(scenes)))
     rows = int(np.ceil(scenes / cols))
     built = []
