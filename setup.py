@@ -48,7 +48,9 @@ EXTRAS = {
     ],
     "viz": ["open3d"],
     "cuda": ["mamba-ssm", "spconv-cu126"],
-    "dev": ["pytest", "pytest-timeout"],
+    # timm (any image backbone by name) and tensorboard (training curves) are optional at run time;
+    # dev installs them so their code paths are tested.
+    "dev": ["pytest", "pytest-timeout", "timm", "tensorboard"],
 }
 
 setup(

@@ -166,3 +166,51 @@ def test_full_published_camera_config_shape():
         bev, aux = encoder(torch.randn(1, 6, 3, 256, 704), torch.ones(1, 6, dtype=torch.bool), K, lidar2cam, points)
     assert bev.shape == (1, 80, 180, 180) and aux["depth_logits"].shape == (1, 6, 118, 32, 88)
     assert torch.isfinite(bev).all()
+
+
+def test_timm_backbone_by_name_feeds_the_camera_encoder():
+    """Any timm model with ``features_only`` serves as the image backbone (here a small MobileNetV3)."""
+    from perception.models.camera.backbone import ImageBackbone
+
+    backbone = ImageBackbone("mobilenetv3_small_050")
+    feats = backbone(torch.zeros(1, 3, 64, 96))
+    assert set(feats) >= {4, 8, 16, 32}
+    for stride, f in feats.items():
+        assert f.shape[-2:] == (64 // stride, 96 // stride) and f.shape[1] == backbone.channels[stride]
+    enc = CameraEncoder(image_size=(64, 96), point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), bev_cell=1.6, backbone="mobilenetv3_small_050",
+                        fpn_channels=16, context_channels=8, depth_bins=(1.0, 30.0, 2.0))
+    images = torch.rand(1, 2, 3, 64, 96)
+    K = torch.tensor([[50.0, 0, 48], [0, 50.0, 32], [0, 0, 1]]).expand(1, 2, 3, 3)
+    bev, _ = enc(images, torch.ones(1, 2, dtype=torch.bool), K, torch.eye(4).expand(1, 2, 4, 4))
+    assert bev.shape[:2] == (1, 8) and torch.isfinite(bev).all()
+
+
+def test_unknown_backbone_name_is_an_error_naming_it():
+    from perception.models.camera.backbone import ImageBackbone
+
+    with pytest.raises(ValueError, match="no_such_net"):
+        ImageBackbone("no_such_net")
+
+
+def test_local_weights_path_loads_into_the_backbone(tmp_path):
+    from perception.models.camera.backbone import ImageBackbone
+
+    import torchvision
+
+    torch.manual_seed(0)
+    src = ImageBackbone("resnet18")
+    # a plain torchvision state dict (what a user downloads elsewhere) holding src's weights
+    ref = torchvision.models.resnet18()
+    ref.conv1, ref.bn1 = src.stem[0], src.stem[1]
+    for i, layer in enumerate(src.layers):
+        setattr(ref, f"layer{i + 1}", layer)
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    loaded = ImageBackbone("resnet18", weights_path=str(path))
+    x = torch.rand(1, 3, 64, 64)
+    src.eval(), loaded.eval()
+    assert torch.allclose(src(x)[32], loaded(x)[32])
+    bad = tmp_path / "bad.pth"
+    torch.save({"nothing": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="no parameter matches"):
+        ImageBackbone("resnet18", weights_path=str(bad))

@@ -34,6 +34,9 @@ class ImageBackbone(nn.Module):
             self.channels = dict(zip((4, 8, 16, 32), widths))
             self.timm_model = None
         elif timm is not None:
+            if name not in timm.list_models():
+                raise ValueError(f"image backbone {name!r}: neither a torchvision ResNet {TORCHVISION_RESNETS} "
+                                 f"nor a timm model name")
             self.timm_model = timm.create_model(name, pretrained=pretrained and weights_path is None, features_only=True)
             self.channels = dict(zip(self.timm_model.feature_info.reduction(), self.timm_model.feature_info.channels()))
         else:
@@ -43,9 +46,9 @@ class ImageBackbone(nn.Module):
         if weights_path is not None:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             target = self.timm_model if self.timm_model is not None else net
-            missing, _ = target.load_state_dict(state, strict=False)
-            if len(missing) == len(target.state_dict()):
+            if not set(state) & set(target.state_dict()):
                 raise ValueError(f"weights_path {weights_path}: no parameter matches backbone {name!r}")
+            target.load_state_dict(state, strict=False)
 
     def forward(self, images):
         if self.timm_model is not None:
