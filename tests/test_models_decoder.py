@@ -122,3 +122,37 @@ def test_bev_reference_points_x_first():
     ref = bev_reference_points(2, 3)
     assert torch.allclose(ref[0, 1], torch.tensor([0.25, 0.5]))  # index 1 = (ix 0, iy 1)
     assert torch.allclose(ref[0, 3], torch.tensor([0.75, 1 / 6]))
+
+
+def test_map_query_mask_keeps_strip_and_class_neighbours_only():
+    from perception.models.queries.map_queries import MapQueryInit
+
+    init = MapQueryInit(8, num_strips=5, num_classes=6)
+    mask = init.attention_mask()
+    assert mask.shape == (30, 30) and not mask.diagonal().any()
+    # query (strip 1, class 2) = index 8: sees its strip's 6 classes and its class's 5 strips (itself once)
+    allowed = (~mask[8]).nonzero().squeeze(1).tolist()
+    assert allowed == sorted({6, 7, 8, 9, 10, 11} | {2, 8, 14, 20, 26})
+
+
+def test_masked_query_self_attention_isolates_unrelated_queries():
+    """With the map mask, changing query (strip 0, class 0) cannot change query (strip 1, class 1) after a
+    layer's self-attention; without the mask it does."""
+    from perception.models.queries.map_queries import MapQueryInit
+
+    torch.manual_seed(0)
+    dec = SharedDecoder("transformer", ("map",), 1, 16, 4, 32).eval()
+    pos = PositionEmbedding(16)
+    bev = torch.randn(1, 16, 8, 8)
+    q = torch.randn(1, 30, 16)
+    ref = torch.rand(1, 30, 2)
+    q2 = q.clone()
+    q2[0, 0] += 5.0
+    mask = MapQueryInit(16, 5, 6).attention_mask()
+    with torch.no_grad():
+        a = dec(bev, {"map": q}, {"map": ref}, pos, {"map": mask})[1]["map"]
+        b = dec(bev, {"map": q2}, {"map": ref}, pos, {"map": mask})[1]["map"]
+        c = dec(bev, {"map": q2}, {"map": ref}, pos)[1]["map"]
+    assert torch.allclose(a[0, 7], b[0, 7], atol=1e-6)  # index 7 = strip 1, class 1: unrelated to index 0
+    assert not torch.allclose(a[0, 7], c[0, 7], atol=1e-4)
+    assert not torch.allclose(a[0, 6], b[0, 6], atol=1e-4)  # index 6 = strip 1, class 0: same class

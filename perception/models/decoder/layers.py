@@ -72,13 +72,14 @@ class DecoderLayer(nn.Module):
         tokens = self.bev_norm2(tokens + self.bev_ffn(tokens))
         return tokens.transpose(1, 2).reshape(b, d, nx, ny)
 
-    def forward(self, bev, bev_pos, bev_ref, queries, query_pos, refs):
+    def forward(self, bev, bev_pos, bev_ref, queries, query_pos, refs, attn_masks=None):
         bev = self._mix_bev(bev, bev_pos, bev_ref)
         task_bevs = self.tcs(bev)
         out = {}
         for task, q in queries.items():
             qp = q + query_pos[task]
-            q = self.q_norm1(q + self.self_attn(qp, qp, q, need_weights=False)[0])
+            mask = (attn_masks or {}).get(task)
+            q = self.q_norm1(q + self.self_attn(qp, qp, q, attn_mask=mask, need_weights=False)[0])
             if self.kind == "transformer":
                 q = self.q_norm2(q + self.cross_attn(q + query_pos[task], refs[task], task_bevs[task]))
             else:

@@ -30,12 +30,13 @@ class SharedDecoder(nn.Module):
             DecoderLayer(kind, d_model, num_heads, ffn_dim, tasks, num_points, tcs_hidden) for _ in range(num_layers)
         )
 
-    def forward(self, bev, queries, refs, pos_embed):
+    def forward(self, bev, queries, refs, pos_embed, attn_masks=None):
+        """``attn_masks``: optional ``{task: (Q_t, Q_t) bool}`` self-attention masks (True = not attended)."""
         nx, ny = bev.shape[-2:]
         bev_ref = bev_reference_points(nx, ny, bev.device)
         bev_pos = pos_embed(bev_ref)
         query_pos = {task: pos_embed(r) for task, r in refs.items()}
         task_bevs = None
         for layer in self.layers:
-            bev, task_bevs, queries = layer(bev, bev_pos, bev_ref, queries, query_pos, refs)
+            bev, task_bevs, queries = layer(bev, bev_pos, bev_ref, queries, query_pos, refs, attn_masks or {})
         return task_bevs, queries

@@ -135,7 +135,8 @@ class MultiTaskHead(nn.Module):
             if t in self.tasks:
                 inits[t] = getattr(self, init)(bevs[t])
                 queries[t], refs[t] = inits[t]["query"], inits[t]["ref"]
-        task_bev, q_out = self.decoder(shared, queries, refs, self.pos_embed)
+        masks = {"map": self.map_init.attention_mask(shared.device)} if "map" in self.tasks else None
+        task_bev, q_out = self.decoder(shared, queries, refs, self.pos_embed, masks)
         device = shared.device
         bev_aug = batch["bev_aug"].to(device)
         outputs = {}

@@ -30,6 +30,13 @@ class MapQueryInit(nn.Module):
         self.pixel_embed = nn.Sequential(conv_bn_relu(d_model, d_model), nn.Conv2d(d_model, d_model, 1))
         self.class_embed = nn.Parameter(torch.randn(num_classes, d_model) / math.sqrt(d_model))
 
+    def attention_mask(self, device=None):
+        """``(S*K, S*K)`` bool mask for the queries' self-attention (True = not attended): as M3Net, a map
+        query attends to the other classes of its strip and to its own class in the other strips."""
+        idx = torch.arange(self.num_strips * self.num_classes, device=device)
+        strip, cls = idx // self.num_classes, idx % self.num_classes
+        return ~((strip[:, None] == strip[None]) | (cls[:, None] == cls[None]))
+
     def class_logits(self, pixel_embed):
         """Auxiliary logits ``(B, K, ...)`` = class embeddings . per-pixel embedding ``(B, d, ...)``."""
         return torch.einsum("kd,bd...->bk...", self.class_embed, pixel_embed)
