@@ -17,8 +17,8 @@ def write(path, text):
 def test_every_shipped_config_loads_with_its_variant():
     tiny, mamba = load_config(CONFIGS / "tiny.py"), load_config(CONFIGS / "tiny_mamba.py")
     assert tiny.model.head["decoder"] == "transformer" and mamba.model.head["decoder"] == "mamba"
-    assert mamba.model.head["d_model"] == 64 and mamba.model.head["loss_weights"]["occ"] == 1.2
-    assert mamba.model.head["loss_weights"]["map"] == 40.0  # merged, not replaced
+    assert mamba.model.head["d_model"] == 64 and mamba.model.head["loss_weights"]["occ"] == 6.0
+    assert mamba.model.head["loss_weights"]["map"] == 10.0  # merged with tiny's weights, not replaced
     full = load_config(CONFIGS / "nuscenes_full.py")
     assert full.data.image_size == (256, 704) and full.data.num_sweeps == 10
     assert full.model.lidar["voxel_size"] == (0.075, 0.075, 0.2) and full.model.bev_cell == 0.6

@@ -214,3 +214,15 @@ def test_full_config_builds_and_runs_forward_backward_at_batch_1(real_dir):
     total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert sum(g is not None and bool(torch.isfinite(g).all()) for g in grads) > 0.9 * len(grads)
+
+
+def test_max_minutes_stops_on_wall_clock_and_schedule_spans_max_steps(tmp_path):
+    # a budget of ~0 minutes: the first step crosses it, is logged and saved, and training stops there
+    trainer = Trainer(ToyModel(), ToyData(), collate, dict(TRAIN_CFG), tmp_path, max_steps=12, progress=False,
+                      max_minutes=1e-9)
+    trainer.fit()
+    assert trainer.step == 1 and [r["step"] for r in read_log(tmp_path / "log.jsonl")] == [1]
+    assert torch.load(tmp_path / "latest.pth", weights_only=True)["step"] == 1
+    # with a wall-clock budget the LR schedule spans max_steps (the run's planned length), else the epochs
+    assert trainer.schedule_steps == 12
+    assert make_trainer(tmp_path / "b", max_steps=12).schedule_steps == 15

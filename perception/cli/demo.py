@@ -23,7 +23,11 @@ def add_parser(subparsers):
     p.add_argument("--scenes", type=int, default=6, help="synthetic scenes to generate (>= 2, default 6)")
     p.add_argument("--samples-per-scene", type=int, default=8, help="keyframes per synthetic scene (default 8)")
     p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="model config to train (default configs/tiny.py)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps (default: the config's schedule)")
+    # Defaults sized so that the whole demo (synthesis, training, eval, rendering) ends in < 10 min on 2 CPU cores.
+    p.add_argument("--max-steps", type=int, default=120,
+                   help="training steps (the LR schedule spans them; default 120, ~5 min on 2 CPU cores)")
+    p.add_argument("--max-minutes", type=float, default=6.0,
+                   help="stop training after this many minutes of wall clock whatever the step (default 6)")
     p.add_argument("--retrain", action="store_true", help="ignore a cached checkpoint and train again")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (default 0)")
     p.set_defaults(func=run)
@@ -50,7 +54,8 @@ def run(args):
 
         print(f"[demo] training {args.config} -> {work_dir}")
         train_from_config(
-            args.config, work_dir=str(work_dir), dataroot=str(dataroot), version=version, max_steps=args.max_steps
+            args.config, work_dir=str(work_dir), dataroot=str(dataroot), version=version, max_steps=args.max_steps,
+            max_minutes=args.max_minutes,
         )
     else:
         print(f"[demo] reusing checkpoint {ckpt} (pass --retrain to train again)")

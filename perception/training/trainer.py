@@ -141,8 +141,12 @@ class Trainer:
         )
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / int(self.cfg["batch_size"]))
         self.total_steps = int(self.cfg["epochs"]) * self.steps_per_epoch
-        # The LR schedule runs over the steps this run will take: max_steps when it cuts the epochs short.
-        self.schedule_steps = self.total_steps if self.max_steps is None else max(1, min(self.total_steps, int(self.max_steps)))
+        # The LR schedule spans epochs x steps per epoch (so a run cut by max_steps resumes exactly), except for
+        # a wall-clock-budgeted run (max_minutes) with max_steps: its planned length is max_steps, the schedule
+        # spans those (resume such a run with the same max_steps).
+        self.schedule_steps = self.total_steps
+        if self.max_minutes is not None and self.max_steps is not None:
+            self.schedule_steps = max(1, min(self.total_steps, int(self.max_steps)))
         self.optimizer = build_optimizer(self.model, float(self.cfg["lr"]), float(self.cfg["weight_decay"]))
         self.scheduler = build_scheduler(
             self.optimizer, self.cfg["schedule"], float(self.cfg["lr"]), self.schedule_steps, float(self.cfg["pct_start"])
