@@ -8,4 +8,4 @@ demo: venv
 	.venv/bin/perception demo
 
 test: venv
-	.venv/bin/python -m pytest -q tests
+	.venv/bin/python -m pytest -q --durations=10 tests

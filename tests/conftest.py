@@ -31,3 +31,15 @@ def synth_root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate_dataset(out, scenes=2, samples_per_scene=4, seed=0)
     return out
+
+
+@pytest.fixture
+def all_cores():
+    """For the few long single-process tests (full config, overfit): use every core, then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(before)
+
