@@ -45,3 +45,20 @@ def geometry_counts(occupied_pred, occupied_gt):
     """``[TP, FP, FN]`` int64 of the boolean "occupied" arrays (for geometry / completion IoU)."""
     p, g = np.asarray(occupied_pred, bool), np.asarray(occupied_gt, bool)
     return np.array([np.sum(p & g), np.sum(p & ~g), np.sum(~p & g)], np.int64)
+
+
+class ConfusionCounts:
+    """A split's ``num_classes`` confusion matrix ``hist`` (rows GT, columns prediction) and the geometry
+    counts ``geo`` (TP, FP, FN of "occupied"); :meth:`merge` adds another rank's counts."""
+
+    def __init__(self, num_classes):
+        self.hist = np.zeros((num_classes, num_classes), np.int64)
+        self.geo = np.zeros(3, np.int64)
+        self.num_samples = 0
+
+    def merge(self, other):
+        """Add the counts of another accumulator (e.g. from another rank)."""
+        self.hist += other.hist
+        self.geo += other.geo
+        self.num_samples += other.num_samples
+

@@ -12,8 +12,8 @@ Volumes are ``(200, 200, 16)`` on ``OCC3D_GRID`` (ego frame, indexed ``[ix, iy, 
 import numpy as np
 
 from perception.constants import OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID
-from perception.eval.confusion import (binary_iou, confusion_matrix, geometry_counts, iou_from_confusion,
-                                       nanmean_or_nan)
+from perception.eval.confusion import (ConfusionCounts, binary_iou, confusion_matrix, geometry_counts,
+                                       iou_from_confusion, nanmean_or_nan)
 
 NUM_CLASSES = len(OCC3D_CLASSES)  # 18 including free
 
@@ -30,13 +30,11 @@ def check_volume(volume, name, shape=OCC3D_GRID.shape, max_label=OCC3D_FREE):
     return volume
 
 
-class OccMiou:
-    """Accumulates the Occ3D confusion matrix and geometry counts over a split."""
+class OccMiou(ConfusionCounts):
+    """Accumulates the Occ3D confusion matrix (masked voxels) and geometry counts (all voxels) over a split."""
 
     def __init__(self):
-        self.hist = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)  # rows GT, columns prediction
-        self.geo = np.zeros(3, np.int64)  # TP, FP, FN of "occupied" over all voxels
-        self.num_samples = 0
+        super().__init__(NUM_CLASSES)
 
     def update(self, pred, gt, mask_camera):
         """Add one sample: ``pred``, ``gt`` ``(200, 200, 16)`` labels, ``mask_camera`` same shape {0, 1}."""
@@ -48,12 +46,6 @@ class OccMiou:
         self.hist += confusion_matrix(pred[mask], gt[mask], NUM_CLASSES)
         self.geo += geometry_counts(pred != OCC3D_FREE, gt != OCC3D_FREE)
         self.num_samples += 1
-
-    def merge(self, other):
-        """Add the counts of another accumulator (e.g. from another rank)."""
-        self.hist += other.hist
-        self.geo += other.geo
-        self.num_samples += other.num_samples
 
     def compute(self):
         """``{'mIoU', 'per_class': {name: IoU}, 'geometry_IoU', 'confusion', 'num_samples'}`` (IoU in [0, 1])."""

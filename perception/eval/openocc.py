@@ -18,8 +18,8 @@ import os
 import numpy as np
 
 from perception.constants import OPENOCC_CLASSES, OPENOCC_GRID
-from perception.eval.confusion import (binary_iou, confusion_matrix, geometry_counts, iou_from_confusion,
-                                       nanmean_or_nan)
+from perception.eval.confusion import (ConfusionCounts, binary_iou, confusion_matrix, geometry_counts,
+                                       iou_from_confusion, nanmean_or_nan)
 from perception.eval.occ_miou import check_volume
 
 IGNORE = 255
@@ -50,14 +50,12 @@ def load_openocc_label(path, grid_shape=OPENOCC_GRID.shape):
     return dense
 
 
-class OpenOccMetric:
-    """Accumulates OpenOccupancy geometry and semantic counts over a split."""
+class OpenOccMetric(ConfusionCounts):
+    """Accumulates OpenOccupancy geometry and semantic counts over a split (no visibility mask)."""
 
     def __init__(self, grid_shape=OPENOCC_GRID.shape):
+        super().__init__(NUM_CLASSES)
         self.grid_shape = tuple(grid_shape)
-        self.hist = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-        self.geo = np.zeros(3, np.int64)  # TP, FP, FN of "occupied"
-        self.num_samples = 0
 
     def update(self, pred, gt):
         """``pred`` uint8 (512, 512, 40) in 0-16; ``gt`` same shape in 0-16 or 255 (ignored)."""
@@ -70,11 +68,6 @@ class OpenOccMetric:
         self.hist += confusion_matrix(p, g, NUM_CLASSES)
         self.geo += geometry_counts(p > 0, g > 0)
         self.num_samples += 1
-
-    def merge(self, other):
-        self.hist += other.hist
-        self.geo += other.geo
-        self.num_samples += other.num_samples
 
     def compute(self):
         """``{'geometry_IoU', 'mIoU', 'per_class': {name: IoU}, 'num_samples'}`` (classes 1-16)."""
