@@ -86,10 +86,19 @@ class M3Dataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.samples)
 
+    # Filters that every nuScenes-style dataset triggers by design (the devkit drops the same boxes): counted,
+    # logged at debug level only. Everything else is a data problem: counted and warned.
+    ROUTINE = ("boxes_no_points", "boxes_out_of_range")
+
     def _count(self, key, n, message):
-        if n:
-            self.stats[key] += n
-            log.warning(message)
+        if not n:
+            return
+        first = key not in self.stats
+        self.stats[key] += n
+        if key in self.ROUTINE or not first:
+            log.debug(message)
+        else:  # warn once per kind of problem; the totals stay in ``self.stats``
+            log.warning("%s (further cases of %r are counted in dataset.stats)", message, key)
 
     def __getitem__(self, index):
         sample = self.samples[index]
