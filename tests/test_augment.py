@@ -122,7 +122,7 @@ def test_unknown_velocity_stays_nan_and_bad_input_raises():
 
 
 def test_random_draws_are_reproducible_and_eval_is_deterministic():
-    params, img = augment.BevAugParams(), augment.ImageAugParams()
+    params = augment.BevAugParams()
     a1 = augment.sample_bev_aug(params, np.random.default_rng(5))
     a2 = augment.sample_bev_aug(params, np.random.default_rng(5))
     a3 = augment.sample_bev_aug(params, np.random.default_rng(6))

@@ -287,7 +287,7 @@ def test_bad_sensor_files_are_counted_and_named(copy_root, tmp_path, capsys, cas
     assert reason in printed and str(path) in printed
     loaded = {s.token: s for s in load_info_file(out)}
     if case.endswith("LiDAR"):
-        assert f"sample {token}" in printed and f"wrote 7 samples" in printed and token not in loaded
+        assert f"sample {token}" in printed and "wrote 7 samples" in printed and token not in loaded
         return
     assert len(loaded) == 8
     if case == "missing camera":

@@ -14,7 +14,7 @@ def test_sigmoid_focal_matches_formula():
     logits = torch.tensor([0.0, 2.0])
     target = torch.tensor([1.0, 0.0])
     out = sigmoid_focal_loss(logits, target)
-    p1 = 0.5  # positive: 0.25 * (1 - .5)^2 * -log(.5)
+    # positive (p = 0.5): 0.25 * (1 - .5)^2 * -log(.5)
     p2 = 1 / (1 + math.exp(-2.0))  # negative: 0.75 * p^2 * -log(1 - p)
     expected = torch.tensor([0.25 * 0.25 * math.log(2), 0.75 * p2**2 * -math.log(1 - p2)])
     assert torch.allclose(out, expected, atol=1e-6)

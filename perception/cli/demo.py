@@ -6,7 +6,6 @@
 4. renders one validation sample (BEV + cameras, with predictions) to PNG files.
 """
 
-import os
 import time
 from pathlib import Path
 

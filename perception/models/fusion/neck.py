@@ -5,7 +5,6 @@ A missing modality (mask False for a sample, or ``None`` for the whole batch) is
 MAFI weights are zeroed, so the output for that sample does not depend on it.
 """
 
-import torch
 from torch import nn
 
 from perception.models.bev.second import SECONDFPN

@@ -6,7 +6,6 @@ target voxel = MLP(trilinear sample of that volume + bilinear sample of the gate
 voxel centre mapped into the augmented LiDAR frame (``A @ inv(lidar2ego) @ p`` for Occ3D's ego grid).
 """
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -1,7 +1,5 @@
 """Soft Dice loss for per-class binary segmentation."""
 
-import torch
-
 
 def dice_loss(logits, target, eps=1.0):
     """Mean over batch and classes of ``1 - (2 sum(p t) + eps) / (sum(p) + sum(t) + eps)``.
