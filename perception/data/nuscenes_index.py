@@ -247,6 +247,11 @@ def _sample_entry(nusc, dataroot, sample, scene_splits, num_sweeps, report):
     }
 
 
+def default_index_path(dataroot, version):
+    """Where training and evaluation keep (and look for) the index of a dataroot: one file per version."""
+    return os.path.join(str(dataroot), f"m3_index_{version}.pkl")
+
+
 def build_index(dataroot, version, out_path, num_sweeps=10, progress=True, verbose=False):
     """Index every keyframe of ``version`` under ``dataroot`` into ``out_path`` (one pickle, see module doc).
 

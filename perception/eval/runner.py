@@ -223,13 +223,16 @@ def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_l
 def load_split_samples(nusc, split, tokens, work_dir, build=True):
     """Full :class:`Sample` objects of ``tokens`` (cameras, sweeps, BEV map hook) from the data layer.
 
-    Indexes the dataroot once into ``<work_dir>/index_<version>.pkl`` (``perception.data.nuscenes_index``,
-    skipped when ``build`` is False: another rank builds it) and loads ``split`` with ``load_info_file``.
+    Reuses the dataroot's index when training already built it (``default_index_path``); otherwise indexes
+    the dataroot once into ``<work_dir>/index_<version>.pkl`` (skipped when ``build`` is False: another rank
+    builds it). Loads ``split`` with ``load_info_file``.
     """
     from perception.data.info_file import load_info_file
-    from perception.data.nuscenes_index import build_index
+    from perception.data.nuscenes_index import build_index, default_index_path
 
-    path = os.path.join(work_dir, f"index_{nusc.version}.pkl")
+    path = default_index_path(nusc.dataroot, nusc.version)
+    if not os.path.isfile(path):
+        path = os.path.join(work_dir, f"index_{nusc.version}.pkl")
     if build and not os.path.isfile(path):
         os.makedirs(work_dir, exist_ok=True)
         build_index(nusc.dataroot, nusc.version, path, progress=False)

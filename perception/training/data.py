@@ -13,7 +13,9 @@ from perception.training.distributed import DistContext, barrier
 
 
 def default_index_path(data_cfg) -> Path:
-    return Path(data_cfg["dataroot"]) / f"m3_index_{data_cfg['version']}.pkl"
+    from perception.data.nuscenes_index import default_index_path as index_path
+
+    return Path(index_path(data_cfg["dataroot"], data_cfg["version"]))
 
 
 def ensure_index(data_cfg, ctx: DistContext = DistContext()) -> Path:
