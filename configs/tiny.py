@@ -1,7 +1,9 @@
 # A model that runs and learns on 2 CPU cores: resnet18 at 96 x 256, pillars, 1.6 m BEV cells
-# (64 x 64 over [-51.2, 51.2] m), d_model 64, 2 decoder layers, 1 sweep. Outputs still come on the
+# (64 x 64 over [-51.2, 51.2] m; the occupancy head lifts the BEV into 20 height bins of 0.4 m), d_model 64,
+# 2 decoder layers, 1 sweep. Outputs still come on the
 # evaluation grids (BEV_MAP_GRID, OCC3D_GRID): the head resamples. Training computes the occupancy losses on
-# 16384 sampled voxels per sample and the map losses on a stride-2 subgrid (docs/benchmarks.md has timings);
+# 16384 sampled voxels per sample (half occupied, rare classes drawn more often: occ_sample_balance; inference
+# undoes that class prior, occ_prior_correction) and the map losses on a stride-2 subgrid (docs/benchmarks.md);
 # loss weights rebalanced for this head (measured gradient norms on the shared neck, docs/benchmarks.md).
 _base_ = ["_base_/model_m3net.py", "_base_/data_nuscenes.py", "_base_/schedule_onecycle.py"]
 model = dict(
@@ -11,7 +13,7 @@ model = dict(
     camera=dict(image_size=(96, 256), fpn_channels=64, context_channels=32, depth_bins=(1.0, 60.0, 1.0)),
     fusion=dict(out_channels=64, fused_channels=64, backbone_channels=(64, 128), backbone_layers=(2, 2)),
     head=dict(num_layers=2, d_model=64, num_heads=4, ffn_dim=128, num_det_queries=100,
-              occ_train_voxels=16384, map_train_stride=2,
+              occ_bev_height_bins=20, occ_train_voxels=16384, occ_sample_balance=0.5, map_train_stride=2,
               loss_weights=dict(map=10.0, map_aux=20.0, det=2.0, heatmap=1.0, occ=5.0)),
 )
 data = dict(

@@ -51,6 +51,8 @@ SCHEMA = {
         "cameras": ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"),
         "image_size": REQUIRED,  # (H, W) network input in pixels
         "num_sweeps": 10,
+        "occ_format": "occ3d",  # occupancy GT read for training: 'occ3d' | 'openocc' (must match model.head.occ_grid)
+        "openocc_root": None,  # nuScenes-Occupancy labels (scene_<scene>/occupancy/<lidar token>.npy), for 'openocc'
         "augment": {  # perception.data.augment.ImageAugParams / BevAugParams
             "resize_lim": (0.38, 0.55),  # image scale range (train)
             "test_resize": 0.48,  # None: smallest scale covering image_size
@@ -89,6 +91,7 @@ SCHEMA = {
 
 SCHEDULES = ("onecycle", "cosine")
 TASKS = ("det", "map", "occ")
+OCC_FORMATS = ("occ3d", "openocc")  # data.occ_format (see perception.data.dataset.M3Dataset)
 
 
 class Config(dict):
@@ -185,6 +188,8 @@ def _check_values(cfg: dict, filename):
         raise ValueError(f"model.point_cloud_range must have 6 numbers [x0, y0, z0, x1, y1, z1] (file {filename})")
     if cfg["train"]["schedule"] not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {cfg['train']['schedule']!r} (file {filename})")
+    if cfg["data"]["occ_format"] not in OCC_FORMATS:
+        raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {cfg['data']['occ_format']!r} (file {filename})")
     if cfg["model"]["lidar"] is None and cfg["model"]["camera"] is None:
         raise ValueError(f"model.lidar and model.camera are both None: enable at least one (file {filename})")
     for key in ("fusion", "head"):

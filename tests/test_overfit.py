@@ -1,8 +1,8 @@
 """Integration: the tiny model overfits 2 synthetic samples (all three task losses fall >= 5x, a decoded car
-box (score > 0.2) within 1 m of every ground-truth car, except a car whose 1.6 m BEV cell touches another
-car's: the tiny grid's 3x3 heatmap NMS keeps one query for such a pair).
+box (score > 0.2) within 1 m of every ground-truth car, except a car whose detection-heatmap cell (0.8 m in
+tiny) touches another car's: the 3x3 heatmap NMS keeps one query for such a pair).
 
-Runs on CPU in CI (150 steps, ~1.5 CPU-s each): configs/tiny.py with all three tasks and both modalities,
+Runs on CPU in CI on both cores (150 steps): configs/tiny.py with all three tasks and both modalities,
 reduced to 2 cameras (front, back) at 64 x 192, 4096 occupancy voxels per step and no augmentation.
 ``M3_OVERFIT_STEPS`` changes the step count.
 ``python tests/test_overfit.py ITEMS.pt CONFIG.json`` runs the same check on pre-collated items (for a GPU
@@ -60,8 +60,8 @@ def overfit(cfg, items, device, steps=STEPS):
 SCORE = 0.2  # decoded cars above this score count
 
 
-def separable(gt, pc_range=(-51.2, -51.2), cell=1.6):
-    """Mask of the GT cars whose BEV cell (tiny grid) is not 8-adjacent to another car's: the 3x3 local-max
+def separable(gt, cell, pc_range=(-51.2, -51.2)):
+    """Mask of the GT cars whose detection-heatmap cell (``cell`` metres) is not 8-adjacent to another car's: the 3x3 local-max
     heatmap NMS keeps one query per such pair, so the second car of an adjacent pair cannot be decoded."""
     cells = np.floor((gt[:, :2] - np.asarray(pc_range)) / cell)
     cheb = np.abs(cells[:, None] - cells[None]).max(-1)
@@ -69,12 +69,17 @@ def separable(gt, pc_range=(-51.2, -51.2), cell=1.6):
     return cheb.min(1) > 1 if len(gt) > 1 else np.ones(len(gt), bool)
 
 
-def check(first, last, preds, items):
+def heatmap_cell(cfg):
+    """Metres per cell of the detection heatmap: the BEV cell divided by ``model.head.det_upsample``."""
+    return cfg["model"]["bev_cell"] / cfg["model"]["head"].get("det_upsample", 1)
+
+
+def check(first, last, preds, items, cell):
     for task in TASK_LOSSES:
         assert last[task] * 5 <= first[task], f"{task} loss fell only {first[task]:.3f} -> {last[task]:.3f}"
     for item, pred in zip(items, preds):
         gt = np.asarray(item["gt_boxes"])[np.asarray(item["gt_labels"]) == 0]
-        gt = gt[separable(gt)]
+        gt = gt[separable(gt, cell)]
         boxes = pred["boxes"].detach().cpu().numpy()
         labels, scores = pred["labels"].cpu().numpy(), pred["scores"].cpu().numpy()
         cars = boxes[(labels == 0) & (scores > SCORE)]
@@ -83,7 +88,7 @@ def check(first, last, preds, items):
         assert (dist < 1.0).all(), f"car centres off by {np.round(dist, 2)} m"
 
 
-def test_tiny_model_overfits_two_synthetic_samples(tmp_path):
+def test_tiny_model_overfits_two_synthetic_samples(tmp_path, all_cores):
     from perception.config import load_config
     from perception.synth.generate import generate_dataset
     from perception.training.data import load_split, make_dataset
@@ -96,7 +101,7 @@ def test_tiny_model_overfits_two_synthetic_samples(tmp_path):
     first, last, preds = overfit(cfg.to_dict(), items, "cuda" if torch.cuda.is_available() else "cpu")
     print("overfit losses first", {k: round(float(v), 3) for k, v in first.items()},
           "last", {k: round(float(v), 3) for k, v in last.items()})
-    check(first, last, preds, items)
+    check(first, last, preds, items, heatmap_cell(cfg.to_dict()))
 
 
 if __name__ == "__main__":  # python tests/test_overfit.py ITEMS.pt CONFIG.json
@@ -112,5 +117,5 @@ if __name__ == "__main__":  # python tests/test_overfit.py ITEMS.pt CONFIG.json
         print("gt cars", len(gt), "pred cars", len(cars), "top scores", np.round(pred["scores"].cpu().numpy()[:5], 3))
         if len(gt) and len(cars):
             print("dist", np.round(np.linalg.norm(gt[:, None, :2] - cars[None, :, :2], axis=-1).min(axis=1), 2))
-    check(first, last, preds, items)
+    check(first, last, preds, items, heatmap_cell(cfg))
     print("OVERFIT OK")

@@ -9,6 +9,11 @@ data = dict(
     cameras=("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"),
     image_size=(256, 704),  # (H, W) pixels
     num_sweeps=10,
+    # Occupancy GT for training: 'occ3d' (<dataroot>/gts/<scene>/<sample>/labels.npz, ego frame) or 'openocc'
+    # (nuScenes-Occupancy under openocc_root: scene_<scene token>/occupancy/<LIDAR_TOP token>.npy, LiDAR frame).
+    # Must match model.head.occ_grid ('occ3d' | 'openocc').
+    occ_format="occ3d",
+    openocc_root=None,
     augment=dict(
         resize_lim=(0.38, 0.55),
         test_resize=0.48,

@@ -48,7 +48,10 @@ def run(args):
 
     work_dir = cache / "work" / Path(args.config).stem
     ckpt = work_dir / "latest.pth"
-    if args.retrain or not ckpt.exists():
+    stale = ckpt.exists() and not args.retrain and not checkpoint_fits(args.config, ckpt)
+    if stale:
+        print(f"[demo] cached checkpoint {ckpt} does not fit the current {args.config} model: training again")
+    if args.retrain or stale or not ckpt.exists():
         from perception.training.trainer import train_from_config
 
         print(f"[demo] training {args.config} -> {work_dir}")
@@ -74,3 +77,21 @@ def run(args):
         print(f"[demo] rendered {p}")
     print(f"[demo] done in {time.time() - t0:.0f} s")
     return 0 if metrics is not None else 1
+
+
+def checkpoint_fits(config, ckpt) -> bool:
+    """True when the weights in ``ckpt`` load strictly into the model that ``config`` builds now (a checkpoint
+    cached by an older version of the model does not, and is retrained rather than crashing the demo)."""
+    from perception.config import load_config
+    from perception.models import build_model
+    from perception.training.checkpoint import load_checkpoint, model_weights
+
+    model = build_model(load_config(config).model)
+    try:
+        weights = model_weights(load_checkpoint(ckpt))
+        model.load_state_dict(weights, strict=True)
+    except (RuntimeError, KeyError, ValueError) as e:
+        print(f"[demo] {ckpt}: {str(e).splitlines()[0]}")
+        return False
+    return True
+

@@ -8,8 +8,8 @@ save PNG plots under ``DIR/plots``. Saved predictions are validated before any s
 
 Occupancy is scored with the Occ3D protocol (mIoU, RayIoU), or with the OpenOccupancy protocol against the
 nuScenes-Occupancy labels of ``--openocc-root DIR`` (``DIR/scene_<scene token>/occupancy/<lidar token>.npy``):
-in model mode when the config's ``model.head.occ_grid`` is ``'openocc'``, in saved mode for ``--occ-results``
-on the OpenOccupancy grid.
+in model mode when the config's ``model.head.occ_grid`` is ``'openocc'`` (``--openocc-root`` then defaults to
+the config's ``data.openocc_root``), in saved mode for ``--occ-results`` on the OpenOccupancy grid.
 """
 
 
@@ -28,8 +28,20 @@ def add_parser(subparsers):
     p.add_argument("--allow-partial", action="store_true", help="score only the split samples present")
     p.add_argument("--no-rayiou", action="store_true", help="skip RayIoU (saved mode)")
     p.add_argument("--openocc-root", metavar="DIR",
-                   help="nuScenes-Occupancy labels: score occupancy with the OpenOccupancy protocol")
+                   help="nuScenes-Occupancy labels: score occupancy with the OpenOccupancy protocol "
+                        "(model mode: default the config's data.openocc_root when its occ_grid is 'openocc')")
     p.set_defaults(func=run)
+
+
+def config_openocc_root(config):
+    """The config's ``data.openocc_root`` when it predicts occupancy on the OpenOccupancy grid, else None."""
+    from perception.config import load_config
+    from perception.eval.runner import occupancy_protocol
+
+    cfg = load_config(config)
+    if "occ" in cfg.model.tasks and occupancy_protocol(cfg) == "openocc":
+        return cfg.data.openocc_root
+    return None
 
 
 def run(args):
@@ -43,8 +55,9 @@ def run(args):
     from perception.eval import runner
 
     if not saved:
+        openocc_root = args.openocc_root if args.openocc_root is not None else config_openocc_root(args.config)
         runner.evaluate_checkpoint(args.config, args.checkpoint, args.dataroot, args.version, args.split,
-                                   args.out, allow_partial=args.allow_partial, openocc_root=args.openocc_root)
+                                   args.out, allow_partial=args.allow_partial, openocc_root=openocc_root)
         return 0
     nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
     metrics = runner.score_saved(nusc, args.split, args.out, results=args.results, bev_dir=args.bev_results,

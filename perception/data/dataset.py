@@ -7,18 +7,23 @@ Nothing bad is silently dropped: every removal is counted in :attr:`M3Dataset.st
 - missing/unreadable camera image or a camera absent from the sample -> ``cam_mask`` False (image zeros);
 - missing or corrupt LiDAR file (e.g. a truncated ``.pcd.bin``) -> ``lidar_mask`` False, empty points;
 - NaN/inf points removed; GT boxes with a label outside ``DETECTION_CLASSES``, ``num_lidar_pts == 0`` or a
-  centre outside ``point_cloud_range`` (x, y, augmented frame) removed.
+  centre outside ``point_cloud_range`` (x, y, augmented frame) removed;
+- occupancy GT (Occ3D or OpenOccupancy, ``occ_format``) missing -> ``occ_missing``, unreadable or malformed
+  -> ``occ_unreadable`` (the message names the file); both ``gt_occ_valid`` False.
 With ``DataLoader(num_workers > 0)`` each worker counts in its own copy of ``stats``.
 """
 
 import logging
+import os
 from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.config import OCC_FORMATS  # occupancy GT formats ('occ3d', 'openocc'), config data.occ_format
+from perception.constants import (BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID,
+                                   OPENOCC_GRID)
 from perception.data import augment
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 # Errors that mean "this file is missing or unreadable" (loaders raise these with the file name).
 _LOAD_ERRORS = (FileNotFoundError, OSError, ValueError)
+OPENOCC_FREE = 0  # OpenOccupancy "empty" label (``perception.eval.openocc``: 0 empty, 1-16 semantic, 255 ignore)
 
 
 class M3Dataset(torch.utils.data.Dataset):
@@ -42,8 +48,15 @@ class M3Dataset(torch.utils.data.Dataset):
         num_sweeps: LiDAR sweeps merged with the keyframe (0 = keyframe only; time lag then 0).
         point_cloud_range: ``(x_min, y_min, z_min, x_max, y_max, z_max)`` metres, augmented LiDAR frame;
             points outside are cropped, boxes whose centre (x, y) is outside are removed.
-        load_bev: load the BEV map GT (``gt_bev``); load_occ: load the Occ3D GT (``gt_occ``).
+        load_bev: load the BEV map GT (``gt_bev``); load_occ: load the occupancy GT (``gt_occ``).
         seed: base seed; item ``i`` in epoch ``e`` uses ``numpy.random.default_rng((seed, e, i))``.
+        occ_format: occupancy GT to load (config ``data.occ_format``): ``'occ3d'`` (``Sample.occ_path``,
+            ``(200, 200, 16)`` ego frame with ``mask_camera``) or ``'openocc'`` (nuScenes-Occupancy label
+            ``openocc_label_path(openocc_root, sample.scene_token, sample.lidar_token)`` read by
+            :func:`perception.eval.openocc.load_openocc_label`: ``(512, 512, 40)`` LiDAR frame, 0 empty, 1-16,
+            255 ignore (kept in ``gt_occ``; the head's ``occ_ignore_index``), ``gt_occ_mask`` all True).
+            With ``load_occ`` False the (unused) placeholders are Occ3D-shaped whatever the format.
+        openocc_root: folder of the nuScenes-Occupancy labels (config ``data.openocc_root``), for ``'openocc'``.
     """
 
     def __init__(
@@ -58,6 +71,8 @@ class M3Dataset(torch.utils.data.Dataset):
         load_bev=True,
         load_occ=True,
         seed=0,
+        occ_format="occ3d",
+        openocc_root=None,
     ):
         unknown = [c for c in cameras if c not in CAMERA_NAMES]
         if unknown:
@@ -66,6 +81,8 @@ class M3Dataset(torch.utils.data.Dataset):
             raise ValueError(f"M3Dataset: point_cloud_range must be (xmin, ymin, zmin, xmax, ymax, zmax), got {point_cloud_range}")
         if num_sweeps < 0:
             raise ValueError(f"M3Dataset: num_sweeps must be >= 0, got {num_sweeps}")
+        if occ_format not in OCC_FORMATS:
+            raise ValueError(f"M3Dataset: occ_format (config data.occ_format) must be one of {OCC_FORMATS}, got {occ_format!r}")
         self.samples = list(samples)
         self.cameras = tuple(c for c in CAMERA_NAMES if c in cameras)
         self.image_aug = image_aug
@@ -76,8 +93,37 @@ class M3Dataset(torch.utils.data.Dataset):
         self.load_bev = load_bev
         self.load_occ = load_occ
         self.seed = seed
+        self.occ_format = occ_format
+        self.openocc_root = None if openocc_root is None else str(openocc_root)
         self.epoch = 0
         self.stats = Counter()
+        if load_occ and occ_format == "openocc":
+            self._check_openocc()
+
+    def _check_openocc(self):
+        """Up-front checks of OpenOccupancy training: a root folder, every sample with its scene and LiDAR
+        tokens, and at least one label file (none at all means a wrong root, not missing labels)."""
+        from perception.eval.openocc import openocc_label_path
+
+        root = self.openocc_root
+        if root is None:
+            raise ValueError("M3Dataset: occ_format='openocc' needs openocc_root: set data.openocc_root to the "
+                             "nuScenes-Occupancy label folder (e.g. --cfg-options data.openocc_root=/data/nuScenes-Occupancy)")
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"data.openocc_root (nuScenes-Occupancy labels) not found: {root}")
+        untokened = [s for s in self.samples if not (s.scene_token and s.lidar_token)]
+        if untokened:
+            raise ValueError(
+                f"M3Dataset: occ_format='openocc': {len(untokened)} of {len(self.samples)} samples (e.g. "
+                f"{untokened[0].token}) have no scene_token / LIDAR_TOP sample_data token, which name the "
+                "OpenOccupancy label file; rebuild the index (`perception index`, or delete "
+                "<dataroot>/m3_index_<version>.pkl to have training rebuild it: indexes written before scene "
+                "tokens were stored lack them) or use an info file with 'scene_token' and 'lidar_token'"
+            )
+        paths = [openocc_label_path(root, s.scene_token, s.lidar_token) for s in self.samples]
+        if paths and not any(os.path.isfile(p) for p in paths):  # stops at the first file found
+            raise FileNotFoundError(f"data.openocc_root {root}: no nuScenes-Occupancy label file for any of the "
+                                    f"{len(paths)} samples, e.g. {paths[0]}")
 
     def set_epoch(self, epoch):
         """Change the augmentation draws (call once per epoch)."""
@@ -229,11 +275,14 @@ class M3Dataset(torch.utils.data.Dataset):
         return bev, True
 
     def _load_occ(self, sample):
-        """Occ3D semantics ``(200, 200, 16)`` int64, ``mask_camera`` bool (ego frame, ORIGINAL), validity flag."""
+        """Occ3D semantics ``(200, 200, 16)`` int64, ``mask_camera`` bool (ego frame, ORIGINAL), validity flag;
+        with ``occ_format='openocc'`` see :meth:`_load_openocc`."""
         shape = OCC3D_GRID.shape
         empty = (np.full(shape, OCC3D_FREE, np.int64), np.zeros(shape, bool), False)
         if not self.load_occ:
             return empty
+        if self.occ_format == "openocc":
+            return self._load_openocc(sample)
         if sample.occ_path is None:
             self._count("occ_missing", 1, f"sample {sample.token}: no Occ3D GT, gt_occ_valid=False")
             return empty
@@ -246,3 +295,24 @@ class M3Dataset(torch.utils.data.Dataset):
         if semantics.shape != shape:
             raise ValueError(f"sample {sample.token}: occupancy semantics shape {semantics.shape}, expected {shape}")
         return semantics, np.asarray(occ.mask_camera, dtype=bool), True
+
+    def _load_openocc(self, sample):
+        """OpenOccupancy labels ``(512, 512, 40)`` int64 ``[ix, iy, iz]`` (LiDAR frame, ORIGINAL; 0 empty, 1-16
+        semantic, 255 ignore), mask all True (no visibility mask: 255 is left to the head's ignore index),
+        validity flag. Read by the evaluation's reader, so training and scoring see the same labels."""
+        from perception.eval.openocc import load_openocc_label, openocc_label_path
+
+        shape = OPENOCC_GRID.shape
+        empty = (np.full(shape, OPENOCC_FREE, np.int64), np.zeros(shape, bool), False)
+        path = openocc_label_path(self.openocc_root, sample.scene_token, sample.lidar_token)
+        if not os.path.isfile(path):
+            self._count("occ_missing", 1, f"sample {sample.token}: no OpenOccupancy label file {path}, gt_occ_valid=False")
+            return empty
+        try:
+            labels = load_openocc_label(path, shape)
+        except (*_LOAD_ERRORS, EOFError) as e:
+            why = str(e) if path in str(e) else f"{path}: {e}"  # np.load's own errors do not name the file
+            self._count("occ_unreadable", 1, f"sample {sample.token}: OpenOccupancy label file unreadable, "
+                                             f"gt_occ_valid=False: {why}")
+            return empty
+        return labels.astype(np.int64), np.ones(shape, bool), True

@@ -11,11 +11,17 @@ Accepted files (plain ``pickle``):
    through ``metainfo['categories']`` (name -> index) or ``metainfo['CLASSES']`` (sequence); label -1 is
    mmdet3d's "not a detection class" marker and such instances are skipped.
 2. The project index (``perception index``, written by :func:`write_info_file`): the same schema plus
-   ``scene_name``, ``split``, ``map_location``, ``occ_path``, per-instance ``instance_token`` and
+   ``scene_name``, ``scene_token``, ``split``, ``map_location``, ``occ_path``, ``lidar_points.sample_data_token``
+   (the LIDAR_TOP token), per-instance ``instance_token`` and
    ``num_radar_pts``, per-camera ``ego2global`` AT THE CAMERA TIMESTAMP, and ``metainfo['box_convention']``
    and ``metainfo['data_root']``. Sensor paths are relative to the dataroot (``samples/LIDAR_TOP/...``).
 3. Legacy mmdet3d < 1.0 info files ``{'infos', 'metadata'}`` (raw quaternion calibration, per-camera ego
    pose at the camera timestamp, timestamps in microseconds); their boxes default to ``'mmdet3d_legacy'``.
+
+Scene and LiDAR tokens (:attr:`Sample.scene_token`, :attr:`Sample.lidar_token`, which name the
+nuScenes-Occupancy label file): ``scene_token`` and ``lidar_points.sample_data_token``, else the top-level
+``lidar_token`` (OpenOccupancy / BEVDet-style info files, v2 or legacy); ``""`` when absent (project indexes
+written before ``scene_token`` was stored still load; training on OpenOccupancy labels then asks for a rebuild).
 
 Box conventions: ``box_convention`` argument, else ``metainfo['box_convention']``, else ``'mmdet3d'`` for v2
 files and ``'mmdet3d_legacy'`` for legacy files (see :mod:`perception.data.boxes`).
@@ -107,6 +113,8 @@ def _legacy_to_v2(info):
     ]
     return {
         "token": info["token"],
+        "scene_token": info.get("scene_token", ""),
+        "lidar_token": info.get("lidar_token", ""),
         "timestamp": info["timestamp"] / 1e6,
         "ego2global": make_transform(info["ego2global_rotation"], info["ego2global_translation"]).tolist(),
         "lidar_points": {"lidar_path": info["lidar_path"], "lidar2ego": lidar2ego.tolist()},
@@ -307,6 +315,8 @@ def load_info_file(path, data_root=None, num_sweeps=10, box_convention=None, spl
                 ego2global=ego2global,
                 timestamp=_seconds_to_us(info["timestamp"]),
                 scene_name=info.get("scene_name", ""),
+                scene_token=info.get("scene_token") or "",
+                lidar_token=lidar.get("sample_data_token") or info.get("lidar_token") or "",
                 sweeps=_sweeps(info, lidar2ego, ego2global, data_root, where),
                 cameras=_cameras(info, ego2global @ lidar2ego, data_root, where),
                 boxes=boxes,

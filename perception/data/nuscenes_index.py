@@ -231,6 +231,7 @@ def _sample_entry(nusc, dataroot, sample, scene_splits, num_sweeps, report):
         "token": sample["token"],
         "timestamp": lidar_sd["timestamp"] / 1e6,
         "scene_name": scene["name"],
+        "scene_token": scene["token"],
         "split": scene_splits.get(scene["name"]),
         "map_location": nusc.get("log", scene["log_token"])["location"],
         "occ_path": occ_rel if os.path.isfile(os.path.join(dataroot, occ_rel)) else None,

@@ -78,6 +78,8 @@ class Sample:
 
     Fields:
     - ``token``: nuScenes sample token; ``scene_name``, ``timestamp`` (microseconds, LiDAR keyframe).
+    - ``scene_token``: nuScenes scene token; ``lidar_token``: the LIDAR_TOP ``sample_data`` token of the
+      keyframe (both name the nuScenes-Occupancy label file); ``""`` when the info file lacks them.
     - ``lidar_path``: the keyframe ``.pcd.bin`` (float32 x 5: x, y, z, intensity, ring; LiDAR frame).
     - ``sweeps``: earlier sweeps, newest first (see :class:`SweepInfo`).
     - ``lidar2ego``, ``ego2global``: 4x4 at the LiDAR timestamp.
@@ -95,6 +97,8 @@ class Sample:
     ego2global: np.ndarray
     timestamp: int = 0
     scene_name: str = ""
+    scene_token: str = ""
+    lidar_token: str = ""
     sweeps: List[SweepInfo] = field(default_factory=list)
     cameras: Dict[str, CameraView] = field(default_factory=dict)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 9), np.float32))

@@ -86,8 +86,7 @@ class Predictor:
             self.model.load_state_dict(model_weights(ckpt, use_ema))
         self.model.to(self.device).eval()
         # The dataset's test-time transform, built once; its sample list is swapped per call.
-        self.dataset = make_dataset(self.cfg, [], training=False)
-        self.dataset.load_bev = self.dataset.load_occ = False  # no GT at inference
+        self.dataset = make_dataset(self.cfg, [], training=False, load_gt=False)  # no GT at inference
         self._calib_key = None
         self._calib = None
         self.calibration_cache_hits = 0

@@ -79,12 +79,40 @@ def bev_aug_params(data_cfg):
     )
 
 
-def make_dataset(cfg, samples, training: bool):
+def check_occ_config(cfg):
+    """The occupancy GT settings of a config that trains occupancy: ``data.occ_format`` is known, agrees with
+    the model's grid (``model.head.occ_grid``: 'occ3d' labels train an Occ3D head, 'openocc' labels an
+    OpenOccupancy head), and 'openocc' has its ``data.openocc_root``. Raises ``ValueError`` naming the keys."""
+    from perception.config import OCC_FORMATS
+    from perception.eval.runner import occupancy_protocol
+
+    data = cfg["data"]
+    fmt = data.get("occ_format", "occ3d")
+    where = f" (file {cfg.filename})" if getattr(cfg, "filename", None) else ""
+    if fmt not in OCC_FORMATS:
+        raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {fmt!r}{where}")
+    grid = occupancy_protocol(cfg)
+    if grid != fmt:
+        raise ValueError(
+            f"data.occ_format={fmt!r} does not match model.head.occ_grid={cfg['model']['head'].get('occ_grid', 'occ3d')!r}"
+            f"{where}: the occupancy labels must be on the grid the head predicts; set both to 'occ3d' or both "
+            f"to 'openocc' (configs/tiny_openocc.py shows the OpenOccupancy head settings)"
+        )
+    if fmt == "openocc" and data.get("openocc_root") is None:
+        raise ValueError(f"data.occ_format='openocc' needs data.openocc_root (the nuScenes-Occupancy label folder, "
+                         f"e.g. --cfg-options data.openocc_root=/data/nuScenes-Occupancy){where}")
+
+
+def make_dataset(cfg, samples, training: bool, load_gt: bool = True):
     """:class:`M3Dataset` over ``samples`` with the config's cameras, image size, sweeps and augmentation.
-    Dense GT is loaded only for enabled tasks ('map' -> BEV map, 'occ' -> Occ3D)."""
+    Dense GT is loaded only for enabled tasks ('map' -> BEV map, 'occ' -> occupancy in ``data.occ_format``,
+    checked by :func:`check_occ_config`); ``load_gt=False`` (inference) loads none and checks nothing."""
     from perception.data.dataset import M3Dataset
 
     data, tasks = cfg["data"], cfg["model"]["tasks"]
+    load_occ = load_gt and "occ" in tasks
+    if load_occ:
+        check_occ_config(cfg)
     return M3Dataset(
         samples,
         cameras=tuple(data["cameras"]),
@@ -93,9 +121,11 @@ def make_dataset(cfg, samples, training: bool):
         bev_aug=bev_aug_params(data),
         num_sweeps=int(data["num_sweeps"]),
         point_cloud_range=tuple(cfg["model"]["point_cloud_range"]),
-        load_bev="map" in tasks,
-        load_occ="occ" in tasks,
+        load_bev=load_gt and "map" in tasks,
+        load_occ=load_occ,
         seed=int(cfg["train"]["seed"]),
+        occ_format=data.get("occ_format", "occ3d"),
+        openocc_root=data.get("openocc_root"),
     )
 
 

@@ -283,7 +283,7 @@ def train_from_config(
 
     from perception.config import load_config
     from perception.models import build_model
-    from perception.training.data import load_split, make_dataset, modality_dropout_transform
+    from perception.training.data import check_occ_config, load_split, make_dataset, modality_dropout_transform
     from perception.training.distributed import cleanup_distributed, init_distributed
 
     overrides = []
@@ -298,6 +298,8 @@ def train_from_config(
         overrides += [f"data.version={version!r}", f"data.train_split={splits[0]!r}", f"data.val_split={splits[-1]!r}"]
     overrides += list(cfg_options or [])
     cfg = load_config(config, overrides)
+    if "occ" in cfg.model.tasks:  # before the index is built: a mismatched occupancy setup fails at once
+        check_occ_config(cfg)
     work_dir = Path(work_dir) if work_dir is not None else Path("work_dirs") / Path(config).stem
     ctx = init_distributed(device)
     try:

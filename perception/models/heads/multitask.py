@@ -30,13 +30,26 @@ TASKS = ("det", "map", "occ")
 DEFAULT_LOSS_WEIGHTS = {"map": 40.0, "map_aux": 20.0, "det": 2.0, "heatmap": 6.0, "occ": 1.0}
 
 
+def det_upsampler(d_model, factor):
+    """The detection BEV brought to ``factor`` x the BEV resolution (a learned transposed conv), so that the
+    class heatmap (its own 3x3 conv runs on the fine grid), its peak NMS and the box offsets work on finer
+    cells than the shared BEV (1 = identity)."""
+    if factor == 1:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.ConvTranspose2d(d_model, d_model, factor, stride=factor, bias=False), nn.BatchNorm2d(d_model),
+        nn.ReLU(inplace=True),
+    )
+
+
 class MultiTaskHead(nn.Module):
     """See the module docstring. ``occ_free_index`` is the "empty" class (Occ3D 17, OpenOccupancy 0);
     ``occ_ignore_index`` labels never count; ``occ_class_weights`` (``occ_num_classes`` floats) weight the CE.
 
     Training-time cost cuts (CPU): ``occ_train_voxels`` K: in training the occupancy logits and losses are
     computed on K voxels per sample only (up to K/2 drawn from the occupied voxels, the rest uniformly from
-    all supervised voxels; None = the whole grid). ``map_train_stride`` s: in training the map logits and
+    all supervised voxels; None = the whole grid); ``occ_sample_balance`` b in [0, 1] draws an occupied voxel
+    with probability ~ (voxels of its class) ** -b (0 = uniform, 1 = every class equally often). ``map_train_stride`` s: in training the map logits and
     losses are computed on every s-th cell of the map grid in x and y, at a random offset per step (1 = all).
     Inference (``eval()``) always predicts the full grids."""
 
@@ -52,6 +65,8 @@ class MultiTaskHead(nn.Module):
         num_heads=8,
         ffn_dim=1024,
         num_det_queries=200,
+        det_upsample=1,
+        det_nms_kernel=3,
         map_grid=BEV_MAP_GRID,
         occ_grid=OCC3D_GRID,
         occ_frame="ego",
@@ -62,11 +77,14 @@ class MultiTaskHead(nn.Module):
         occ_query_stride=4,
         occ_height_bins=8,
         occ_channels=32,
+        occ_bev_height_bins=16,
         map_num_strips=5,
         num_points=4,
         tcs_hidden=None,
         loss_weights=None,
         occ_train_voxels=None,
+        occ_sample_balance=0.0,
+        occ_prior_correction=1.0,
         map_train_stride=1,
     ):
         super().__init__()
@@ -94,6 +112,16 @@ class MultiTaskHead(nn.Module):
         if int(map_train_stride) < 1:
             raise ValueError(f"map_train_stride must be >= 1, got {map_train_stride}")
         self.occ_train_voxels = None if occ_train_voxels is None else int(occ_train_voxels)
+        if not 0.0 <= float(occ_sample_balance) <= 1.0:
+            raise ValueError(f"occ_sample_balance must lie in [0, 1], got {occ_sample_balance}")
+        self.occ_sample_balance = float(occ_sample_balance)
+        if float(occ_prior_correction) < 0:
+            raise ValueError(f"occ_prior_correction must be >= 0, got {occ_prior_correction}")
+        self.occ_prior_correction = float(occ_prior_correction)
+        # Class counts of the supervised voxels (all of them, and the ones the sampler trained on), accumulated in
+        # training and saved with the weights; decode() uses them to undo the sampler's class prior.
+        self.register_buffer("occ_count_all", torch.zeros(occ_num_classes, dtype=torch.float64))
+        self.register_buffer("occ_count_sampled", torch.zeros(occ_num_classes, dtype=torch.float64))
         self.map_train_stride = int(map_train_stride)
         if occ_class_weights is not None:
             if len(occ_class_weights) != occ_num_classes:
@@ -105,14 +133,19 @@ class MultiTaskHead(nn.Module):
         self.pos_embed = PositionEmbedding(d_model)
         self.decoder = SharedDecoder(decoder, tasks, num_layers, d_model, num_heads, ffn_dim, num_points, tcs_hidden)
         if "det" in tasks:
-            self.det_init = DetQueryInit(d_model, num_det_queries, len(DETECTION_CLASSES))
-            self.det_head = DetHead(d_model, point_cloud_range, bev_cell, len(DETECTION_CLASSES))
+            if int(det_upsample) < 1:
+                raise ValueError(f"det_upsample must be an integer >= 1, got {det_upsample}")
+            self.det_up = det_upsampler(d_model, int(det_upsample))
+            self.det_init = DetQueryInit(d_model, num_det_queries, len(DETECTION_CLASSES), det_nms_kernel)
+            # The heatmap, the query cells and the box offsets live on the up-sampled grid.
+            self.det_head = DetHead(d_model, point_cloud_range, bev_cell / int(det_upsample), len(DETECTION_CLASSES))
         if "map" in tasks:
             self.map_init = MapQueryInit(d_model, map_num_strips, len(BEV_MAP_CLASSES))
             self.map_head = MapHead(d_model, point_cloud_range, map_num_strips, len(BEV_MAP_CLASSES))
         if "occ" in tasks:
             self.occ_init = OccQueryInit(d_model, occ_query_stride)
-            self.occ_head = OccHead(d_model, point_cloud_range, occ_num_classes, occ_height_bins, occ_channels)
+            self.occ_head = OccHead(d_model, point_cloud_range, occ_num_classes, occ_height_bins, occ_channels,
+                                    occ_bev_height_bins)
 
     def _check_inputs(self, task_bevs, batch):
         for t in self.tasks:
@@ -133,7 +166,7 @@ class MultiTaskHead(nn.Module):
         inits, queries, refs = {}, {}, {}
         for t, init in (("det", "det_init"), ("map", "map_init"), ("occ", "occ_init")):
             if t in self.tasks:
-                inits[t] = getattr(self, init)(bevs[t])
+                inits[t] = getattr(self, init)(self.det_up(bevs[t]) if t == "det" else bevs[t])
                 queries[t], refs[t] = inits[t]["query"], inits[t]["ref"]
         masks = {"map": self.map_init.attention_mask(shared.device)} if "map" in self.tasks else None
         task_bev, q_out = self.decoder(shared, queries, refs, self.pos_embed, masks)
@@ -165,6 +198,7 @@ class MultiTaskHead(nn.Module):
                 b = pts.shape[0]
                 labels, mask = self._occ_targets(batch, device)
                 index = self._sample_occ_voxels(labels.reshape(b, -1), mask.reshape(b, -1))  # (B, K)
+                self._count_occ_prior(labels.reshape(b, -1), mask.reshape(b, -1), index)
                 pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
                 logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)  # (B, C, K, 1, 1)
                 outputs["occ"] = {
@@ -184,6 +218,28 @@ class MultiTaskHead(nn.Module):
         mask = mask & batch["gt_occ_valid"].to(device).bool()[:, None, None, None] & (labels != self.occ_ignore_index)
         return labels, mask
 
+    @torch.no_grad()
+    def _count_occ_prior(self, labels, mask, index):
+        """Add the class counts of all supervised voxels and of the sampled ones ``(B, K)`` to the buffers."""
+        n = self.occ_count_all.numel()
+        keep = mask & (labels < n)
+        self.occ_count_all += torch.bincount(labels[keep], minlength=n)[:n].to(self.occ_count_all)
+        s_lab, s_mask = labels.gather(1, index), mask.gather(1, index) & (labels.gather(1, index) < n)
+        self.occ_count_sampled += torch.bincount(s_lab[s_mask], minlength=n)[:n].to(self.occ_count_sampled)
+
+    def occ_logit_adjustment(self):
+        """``(C,)`` added to the occupancy logits at inference: ``tau * log(prior of all supervised voxels /
+        prior of the sampled training voxels)`` (Bayes' rule for a changed class prior; Menon et al. 2021,
+        logit adjustment), ``tau = occ_prior_correction``. The sampler trains on half occupied voxels where a
+        scene has ~4 %, so uncorrected argmax labels ~6 % of the free voxels occupied. Zeros before any training
+        statistics exist (or without voxel sampling, where the two priors are the same)."""
+        all_, sampled = self.occ_count_all, self.occ_count_sampled
+        if self.occ_prior_correction == 0 or all_.sum() == 0 or sampled.sum() == 0:
+            return torch.zeros_like(all_, dtype=torch.float32)
+        p_all = (all_ + 1) / (all_ + 1).sum()  # +1: a class never seen gets a finite, strongly negative shift
+        p_sampled = (sampled + 1) / (sampled + 1).sum()
+        return (self.occ_prior_correction * (p_all.log() - p_sampled.log())).float()
+
     def _sample_occ_voxels(self, labels, mask):
         """Flat voxel indices ``(B, K)``: up to K/2 occupied supervised voxels, the rest uniform over the
         supervised voxels (with replacement); a sample with none gets arbitrary voxels (masked out later)."""
@@ -196,7 +252,15 @@ class MultiTaskHead(nn.Module):
                 continue
             occupied = (m & (lab != self.occ_free_index)).nonzero().squeeze(1)
             n_occ = min(occupied.numel(), k // 2)
-            picked = occupied[torch.randperm(occupied.numel(), device=lab.device)[:n_occ]]
+            if self.occ_sample_balance > 0 and occupied.numel() > n_occ:  # fewer than K/2: all are taken
+                # P(voxel) ~ count(its class) ** -balance: rare classes (cones, pedestrians) are not swamped by
+                # the ground layer (with replacement: a rare class may be drawn more often than it occurs).
+                occ_lab = lab[occupied]
+                counts = torch.bincount(occ_lab, minlength=int(occ_lab.max()) + 1).float()
+                weights = counts[occ_lab].pow(-self.occ_sample_balance)
+                picked = occupied[torch.multinomial(weights, n_occ, replacement=True)]
+            else:
+                picked = occupied[torch.randperm(occupied.numel(), device=lab.device)[:n_occ]]
             rest = valid[torch.randint(valid.numel(), (k - n_occ,), device=lab.device)]
             out.append(torch.cat([picked, rest]))
         return torch.stack(out)
@@ -252,7 +316,9 @@ class MultiTaskHead(nn.Module):
             for i, r in enumerate(results):
                 r["bev_probs"] = probs[i]
         if "occ" in self.tasks:
-            labels = outputs["occ"]["logits"].argmax(1).to(torch.uint8)
+            logits = outputs["occ"]["logits"]
+            shift = self.occ_logit_adjustment().to(logits.device, logits.dtype)
+            labels = (logits + shift.view(1, -1, *([1] * (logits.dim() - 2)))).argmax(1).to(torch.uint8)
             for i, r in enumerate(results):
                 r["occ_labels"] = labels[i]
         return results

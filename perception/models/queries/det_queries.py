@@ -20,9 +20,11 @@ class DetQueryInit(nn.Module):
     heatmap at the query's cell.
     """
 
-    def __init__(self, d_model, num_queries, num_classes=len(DETECTION_CLASSES)):
+    def __init__(self, d_model, num_queries, num_classes=len(DETECTION_CLASSES), nms_kernel=3):
         super().__init__()
-        self.num_queries, self.num_classes = num_queries, num_classes
+        if int(nms_kernel) < 1 or int(nms_kernel) % 2 == 0:
+            raise ValueError(f"det_nms_kernel must be an odd integer >= 1 (cells), got {nms_kernel}")
+        self.num_queries, self.num_classes, self.nms_kernel = num_queries, num_classes, int(nms_kernel)
         self.heatmap_head = nn.Sequential(conv_bn_relu(d_model, d_model), nn.Conv2d(d_model, num_classes, 1))
         nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # prior 0.1
         self.class_embed = nn.Embedding(num_classes, d_model)
@@ -33,12 +35,14 @@ class DetQueryInit(nn.Module):
         self.register_buffer("nms_classes", nms, persistent=False)
 
     def select_peaks(self, heat):
-        """Top-``num_queries`` (class, cell) pairs of ``heat`` ``(B, K, X, Y)`` after 3x3 local-max NMS
-        (1x1 for the classes in ``NO_NMS_CLASSES``). Returns ``(labels, cells)`` ``(B, Q)``."""
+        """Top-``num_queries`` (class, cell) pairs of ``heat`` ``(B, K, X, Y)`` after ``nms_kernel`` x
+        ``nms_kernel`` local-max NMS (1x1 for the classes in ``NO_NMS_CLASSES``). Returns ``(labels, cells)``
+        ``(B, Q)``. The kernel should span about one car width (3 cells of 0.6-1.6 m, 5 of 0.8 m): smaller
+        leaves several peaks on one vehicle (duplicate boxes), larger merges neighbouring vehicles."""
         b, k, nx, ny = heat.shape
         if self.num_queries > k * nx * ny:
             raise ValueError(f"num_det_queries {self.num_queries} > classes x cells {k * nx * ny}")
-        local_max = F.max_pool2d(heat, 3, stride=1, padding=1)
+        local_max = F.max_pool2d(heat, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
         keep = (heat == local_max) | ~self.nms_classes[None, :, None, None]
         top = (heat * keep).flatten(1).topk(self.num_queries, dim=1).indices
         return torch.div(top, nx * ny, rounding_mode="floor"), top % (nx * ny)
