@@ -224,7 +224,8 @@ class MultiTaskHead(nn.Module):
         n = self.occ_count_all.numel()
         keep = mask & (labels < n)
         self.occ_count_all += torch.bincount(labels[keep], minlength=n)[:n].to(self.occ_count_all)
-        s_lab, s_mask = labels.gather(1, index), mask.gather(1, index) & (labels.gather(1, index) < n)
+        s_lab = labels.gather(1, index)
+        s_mask = mask.gather(1, index) & (s_lab < n)
         self.occ_count_sampled += torch.bincount(s_lab[s_mask], minlength=n)[:n].to(self.occ_count_sampled)
 
     def occ_logit_adjustment(self):
