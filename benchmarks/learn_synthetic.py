@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None,
                    help="fusion step count (sets its LR schedule) instead of the calibrated one; --minutes still caps")
     p.add_argument("--steps-single", type=int, default=None, help="the same for the lidar / camera variants")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every variant (as in perception train), e.g. model.head.det_aux_loss=True")
+    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
+                   help="processes synthesizing the dataset (the files do not depend on it)")
     return p.parse_args(argv)
 
 
@@ -53,10 +57,11 @@ def read_log(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def calibrate(config, dataroot, work, steps):
+def calibrate(config, dataroot, work, steps, cfg_options=()):
     """Seconds per training step of ``config`` (median over ``steps`` after one warm-up step)."""
     subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version",
-                                  "v1.0-trainval", "--max-steps", steps + 1, "--cfg-options", "train.log_interval=1"),
+                                  "v1.0-trainval", "--max-steps", steps + 1, "--cfg-options", "train.log_interval=1",
+                                  *cfg_options),
                    check=True, stdout=subprocess.DEVNULL)
     times = [r["time_s"] for r in read_log(Path(work) / "log.jsonl")]
     deltas = sorted(b - a for a, b in zip(times, times[1:]))
@@ -117,32 +122,40 @@ def main(argv=None):
 
         t0 = time.time()
         print(f"[learn] synthesizing {args.scenes} x {args.samples_per_scene} into {dataroot}", flush=True)
-        generate_dataset(dataroot, scenes=args.scenes, samples_per_scene=args.samples_per_scene, seed=args.seed)
+        generate_dataset(dataroot, scenes=args.scenes, samples_per_scene=args.samples_per_scene, seed=args.seed,
+                         workers=args.workers)
         summary["synth_seconds"] = round(time.time() - t0, 1)
     for variant in [m.strip() for m in args.modalities.split(",") if m.strip()]:
         config = args.config if variant == "fusion" else str(VARIANT_CONFIGS[variant])
         minutes = args.minutes if variant == "fusion" or args.minutes_single is None else args.minutes_single
         vdir = out / variant
         work = vdir / "work"
-        step_s = calibrate(config, str(dataroot), str(vdir / "calib"), args.calib_steps)
-        steps = max(10, int(0.97 * minutes * 60 / step_s))
         fixed = args.steps if variant == "fusion" else args.steps_single
-        steps = fixed if fixed is not None else steps
-        print(f"[learn] {variant}: {step_s:.2f} s/step -> {steps} steps in {minutes} min", flush=True)
+        if fixed is None:  # the step count (and so the LR schedule) that fits the budget
+            step_s = calibrate(config, str(dataroot), str(vdir / "calib"), args.calib_steps, args.cfg_options)
+            steps = max(10, int(0.97 * minutes * 60 / step_s))
+            print(f"[learn] {variant}: {step_s:.2f} s/step -> {steps} steps in {minutes} min", flush=True)
+        else:
+            step_s, steps = None, fixed
         t0 = time.time()
         subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version", version,
                                       "--max-steps", steps, "--max-minutes", minutes,
-                                      "--cfg-options", "train.epochs=100000"), check=True)
+                                      "--cfg-options", "train.epochs=100000", *args.cfg_options), check=True)
         train_s = time.time() - t0
         log = read_log(work / "log.jsonl")
         plot_curves(log, vdir / "loss_curves.png", f"{variant}: {Path(config).name}, {log[-1]['step']} steps, {train_s / 60:.1f} min")
         t0 = time.time()
         eval_dir = vdir / "eval"
-        subprocess.run(perception_cmd("eval", config, work / "latest.pth", "--dataroot", dataroot, "--version", version,
-                                      "--split", "val", "--out", eval_dir), check=True)
+        eval_cmd = perception_cmd("eval", config, work / "latest.pth", "--dataroot", dataroot, "--version", version,
+                                  "--split", "val", "--out", eval_dir,
+                                  *(["--cfg-options", *args.cfg_options] if args.cfg_options else []))
+        if subprocess.run(eval_cmd).returncode != 0:  # e.g. a GPU problem: the CPU gives the same scores, slower
+            print(f"[learn] {variant}: evaluation failed on the default device; again on the CPU", flush=True)
+            subprocess.run(eval_cmd + ["--device", "cpu"], check=True)
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         record = {"config": str(Path(config).relative_to(REPO)) if Path(config).is_relative_to(REPO) else config,
-                  "budget_min": minutes, "calib_step_s": round(step_s, 3), "steps": log[-1]["step"],
+                  "cfg_options": args.cfg_options, "budget_min": minutes,
+                  "calib_step_s": None if step_s is None else round(step_s, 3), "steps": log[-1]["step"],
                   "train_min": round(train_s / 60, 2), "eval_min": round((time.time() - t0) / 60, 2),
                   "first_loss": log[0], "last_loss": log[-1], **headline(metrics)}
         summary["variants"][variant] = record

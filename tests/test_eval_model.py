@@ -99,3 +99,17 @@ def test_render_prediction_writes_bev_and_camera_pictures(config, checkpoint, sy
     names = sorted(Path(p).name.split("_", 1)[1] for p in pngs)
     assert names == ["pred_cameras.png", "pred_map.png", "pred_occ.png"]
     assert all(Path(p).stat().st_size > 10_000 for p in pngs)
+
+
+def test_cfg_options_reach_the_evaluated_model(config, checkpoint, synth_root, tmp_path):
+    """``--cfg-options`` rebuild the evaluated model as trained with them: a cap on the boxes shows in the
+    submission, and an option the checkpoint was not trained with fails at weight loading, not silently."""
+    from perception.cli.main import main
+
+    out = tmp_path / "capped"
+    assert main(_eval_args(config, checkpoint, synth_root, out) + ["--cfg-options", "model.max_boxes=3"]) == 0
+    results = json.loads((out / "detection" / "results_nusc.json").read_text())["results"]
+    assert len(results) == 4 and all(0 < len(boxes) <= 3 for boxes in results.values())
+    with pytest.raises(RuntimeError, match="offset_head"):  # a head the checkpoint has no weights for
+        main(_eval_args(config, checkpoint, synth_root, tmp_path / "x") + ["--cfg-options",
+                                                                           "model.head.det_offset_head=True"])

@@ -256,13 +256,14 @@ def test_annotation_tracks_are_consistent(nusc):
 
 
 def test_same_seed_gives_identical_files_and_cli_matches(tmp_path):
+    """Sequential library call and the CLI with two worker processes write byte-identical datasets."""
     from perception.cli.main import main
     from perception.synth.generate import generate_dataset
 
-    args = dict(scenes=1, samples_per_scene=2, seed=3, sweeps_per_sample=1, image_size=(96, 54))
+    args = dict(scenes=2, samples_per_scene=2, seed=3, sweeps_per_sample=1, image_size=(96, 54))
     generate_dataset(tmp_path / "a", **args)
-    rc = main(["synth", "--out", str(tmp_path / "b"), "--scenes", "1", "--samples-per-scene", "2", "--seed", "3",
-               "--sweeps-per-sample", "1", "--image-size", "96", "54"])
+    rc = main(["synth", "--out", str(tmp_path / "b"), "--scenes", "2", "--samples-per-scene", "2", "--seed", "3",
+               "--sweeps-per-sample", "1", "--image-size", "96", "54", "--workers", "2"])
     assert rc == 0
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
@@ -283,6 +284,7 @@ def test_same_seed_gives_identical_files_and_cli_matches(tmp_path):
         (dict(image_size=(8, 8)), "image_size"),
         (dict(version="v9.9"), "version"),
         (dict(location="atlantis"), "location"),
+        (dict(workers=0), "workers"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, word):

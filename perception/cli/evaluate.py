@@ -30,15 +30,19 @@ def add_parser(subparsers):
     p.add_argument("--openocc-root", metavar="DIR",
                    help="nuScenes-Occupancy labels: score occupancy with the OpenOccupancy protocol "
                         "(model mode: default the config's data.openocc_root when its occ_grid is 'openocc')")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, a.b=c (model mode; the same overrides the model was trained with)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="model mode: where the model runs (auto: CUDA when available, fp16 there; default auto)")
     p.set_defaults(func=run)
 
 
-def config_openocc_root(config):
+def config_openocc_root(config, cfg_options=()):
     """The config's ``data.openocc_root`` when it predicts occupancy on the OpenOccupancy grid, else None."""
     from perception.config import load_config
     from perception.eval.runner import occupancy_protocol
 
-    cfg = load_config(config)
+    cfg = load_config(config, list(cfg_options))
     if "occ" in cfg.model.tasks and occupancy_protocol(cfg) == "openocc":
         return cfg.data.openocc_root
     return None
@@ -55,9 +59,12 @@ def run(args):
     from perception.eval import runner
 
     if not saved:
-        openocc_root = args.openocc_root if args.openocc_root is not None else config_openocc_root(args.config)
+        openocc_root = args.openocc_root
+        if openocc_root is None:
+            openocc_root = config_openocc_root(args.config, args.cfg_options)
         runner.evaluate_checkpoint(args.config, args.checkpoint, args.dataroot, args.version, args.split,
-                                   args.out, allow_partial=args.allow_partial, openocc_root=openocc_root)
+                                   args.out, allow_partial=args.allow_partial, openocc_root=openocc_root,
+                                   cfg_options=args.cfg_options, device=args.device)
         return 0
     nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
     metrics = runner.score_saved(nusc, args.split, args.out, results=args.results, bev_dir=args.bev_results,

@@ -18,6 +18,8 @@ def add_parser(subparsers):
     p.add_argument("--sweeps-per-sample", type=int, default=4, help="LiDAR sweeps before each keyframe (0-19)")
     p.add_argument("--image-size", type=int, nargs=2, default=[640, 360], metavar=("W", "H"),
                    help="camera image width and height in pixels (intrinsics scaled from 1600x900)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes simulating scenes in parallel (the files do not depend on it; default 1)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +31,7 @@ def run(args):
     try:
         summary = generate_dataset(args.out, scenes=args.scenes, samples_per_scene=args.samples_per_scene,
                                    seed=args.seed, version=args.version, sweeps_per_sample=args.sweeps_per_sample,
-                                   image_size=tuple(args.image_size))
+                                   image_size=tuple(args.image_size), workers=args.workers)
     except ValueError as e:  # bad arguments: report like argparse does, without a traceback
         print(f"perception synth: error: {e}", file=sys.stderr)
         return 2

@@ -244,21 +244,29 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
 
 
 def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, allow_partial=False,
-                        progress=True, openocc_root=None):
+                        progress=True, openocc_root=None, cfg_options=(), device="cpu"):
     """Infer ``split`` with ``perception.runtime.Predictor`` (sharded under torchrun) and score all tasks.
 
     Returns the metrics dict on rank 0 (also ``out_dir/metrics.json``, table, plots), ``None`` elsewhere.
     ``allow_partial`` is accepted for symmetry: inference always covers the whole split. ``openocc_root``
     (nuScenes-Occupancy labels) is required when the config's occupancy grid is OpenOccupancy and refused
-    otherwise.
+    otherwise. ``cfg_options``: config overrides (``['a.b=c']``); ``device``: 'cpu', 'cuda' (this rank's
+    ``LOCAL_RANK`` GPU) or 'auto' (CUDA when available).
     """
+    import torch
     from nuscenes.nuscenes import NuScenes
 
+    from perception.config import load_config
     from perception.eval import distributed, report
     from perception.eval.detection import evaluate_detection, make_submission, write_submission
     from perception.runtime import Predictor
 
-    predictor = Predictor(config, checkpoint)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
+    predictor = Predictor(cfg, checkpoint, device=device)
     protocol = occupancy_protocol(predictor.cfg) if "occ" in predictor.tasks else None
     if protocol == "openocc" and openocc_root is None:
         raise ValueError(f"{config}: the occupancy grid is OpenOccupancy: pass --openocc-root DIR "

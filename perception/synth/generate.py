@@ -207,8 +207,18 @@ class _Writer:
         return sc
 
 
+def _scene_job(job):
+    """One scene in a worker process: ``(Scene, {table: the records it added})``. A scene's random stream
+    depends on ``(seed, index)`` alone, so the files and records equal those of a sequential run."""
+    writer_args, (index, name, n_samples, origin) = job
+    writer = _Writer(*writer_args)
+    before = {k: len(v) for k, v in writer.tables.items()}
+    sc = writer.scene(index, name, n_samples, origin)
+    return sc, {k: v[before[k]:] for k, v in writer.tables.items()}
+
+
 def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-trainval", sweeps_per_sample=4,
-                     image_size=(640, 360), location="singapore-onenorth"):
+                     image_size=(640, 360), location="singapore-onenorth", workers=1):
     """Write a synthetic nuScenes-format dataroot to ``out`` and return a summary dict.
 
     Args:
@@ -221,6 +231,7 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
         sweeps_per_sample: LiDAR sweeps before each keyframe (0-19).
         image_size: ``(width, height)`` of the camera JPEGs (intrinsics scaled from 1600x900).
         location: nuScenes map name for the log table and ``maps/expansion/<location>.json``.
+        workers: processes simulating scenes in parallel (the output does not depend on it).
 
     Returns ``{"dataroot", "version", "scenes", "samples", "seconds"}``.
     """
@@ -236,18 +247,30 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
         raise ValueError(f"sweeps_per_sample must be an integer in [0, 19], got {sweeps_per_sample!r}")
     if len(image_size) != 2 or min(image_size) < 16 or max(image_size) > 4000:
         raise ValueError(f"image_size must be (width, height) with 16 <= each <= 4000, got {image_size!r}")
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if location not in locations:
         raise ValueError(f"location must be one of {locations}, got {location!r}")
     out = str(out)
     names = scene_names(version, int(scenes), np.random.default_rng(seed))
-    writer = _Writer(out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location,
-                     annotate=version not in UNANNOTATED_VERSIONS)
+    writer_args = (out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location,
+                   version not in UNANNOTATED_VERSIONS)
+    writer = _Writer(*writer_args)
     cols = int(np.ceil(np.sqrt(scenes)))
     rows = int(np.ceil(scenes / cols))
+    jobs = [(i, name, int(samples_per_scene), (SCENE_SPACING * (i % cols + 0.5), SCENE_SPACING * (i // cols + 0.5)))
+            for i, name in enumerate(names)]
     built = []
-    for i, name in enumerate(names):
-        origin = (SCENE_SPACING * (i % cols + 0.5), SCENE_SPACING * (i // cols + 0.5))
-        built.append(writer.scene(i, name, int(samples_per_scene), origin))
+    if workers == 1:
+        built = [writer.scene(*job) for job in jobs]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(int(workers), len(jobs))) as pool:
+            for sc, records in pool.imap(_scene_job, [(writer_args, job) for job in jobs]):  # in scene order
+                built.append(sc)
+                for table, recs in records.items():
+                    writer.tables[table] += recs
     mask_file = f"maps/{token(seed, 'map-mask')}.png"
     map_json = build_map(built, seed, (SCENE_SPACING * cols, SCENE_SPACING * rows))
     write_map(out, location, map_json, mask_file)

@@ -80,17 +80,15 @@ def bev_aug_params(data_cfg):
 
 
 def check_occ_config(cfg):
-    """The occupancy GT settings of a config that trains occupancy: ``data.occ_format`` is known, agrees with
-    the model's grid (``model.head.occ_grid``: 'occ3d' labels train an Occ3D head, 'openocc' labels an
-    OpenOccupancy head), and 'openocc' has its ``data.openocc_root``. Raises ``ValueError`` naming the keys."""
-    from perception.config import OCC_FORMATS
+    """The cross-key occupancy settings of a config that trains occupancy: ``data.occ_format`` agrees with the
+    model's grid (``model.head.occ_grid``: 'occ3d' labels train an Occ3D head, 'openocc' labels an
+    OpenOccupancy head), and 'openocc' has its ``data.openocc_root``. Raises ``ValueError`` naming the keys.
+    (The value of ``data.occ_format`` itself is checked when the config is loaded.)"""
     from perception.eval.runner import occupancy_protocol
 
     data = cfg["data"]
     fmt = data.get("occ_format", "occ3d")
     where = f" (file {cfg.filename})" if getattr(cfg, "filename", None) else ""
-    if fmt not in OCC_FORMATS:
-        raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {fmt!r}{where}")
     grid = occupancy_protocol(cfg)
     if grid != fmt:
         raise ValueError(

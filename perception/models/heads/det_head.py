@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from perception.constants import DETECTION_CLASSES
 from perception.models.heads.box_coder import cell_centers_xy, decode_boxes, encode_boxes
-from perception.models.heads.heatmap_target import draw_heatmap_target
+from perception.models.heads.heatmap_target import draw_heatmap_target, offset_targets
 from perception.models.heads.matcher import hungarian_match
 from perception.models.losses.focal import gaussian_focal_loss, sigmoid_focal_loss
 
@@ -39,17 +39,21 @@ class DetHead(nn.Module):
         code = torch.cat([self.center(query), self.height(query), self.size(query), rot, self.vel(query)], dim=-1)
         return self.cls(query), code
 
-    def boxes(self, code, cells, bev_shape):
-        """Decoded ``(B, Q, 9)`` boxes of the regression ``code`` relative to the query ``cells``."""
-        return decode_boxes(code, cell_centers_xy(cells, self.pc_range, self.bev_cell, bev_shape), self.bev_cell)
+    def anchors(self, out):
+        """``(B, Q, 2)`` metres: the query cells' centres, moved by ``anchor_offset`` (cells) when present."""
+        centers = cell_centers_xy(out["cells"], self.pc_range, self.bev_cell, out["heatmap"].shape[-2:])
+        if "anchor_offset" in out:
+            centers = centers + out["anchor_offset"].to(centers.dtype) * self.bev_cell
+        return centers
 
-    def loss(self, out, gt_boxes, gt_labels):
-        """Unweighted ``(heatmap, cls, box)`` losses over the batch; ``gt_boxes``/``gt_labels`` lists of B tensors.
+    def loss(self, out, gt_boxes, gt_labels, offset_radius=1):
+        """Unweighted losses over the batch: ``{'heatmap', 'cls', 'box'}`` (+ ``'offset'`` with a dense offset
+        map); ``gt_boxes``/``gt_labels`` lists of B tensors.
 
-        Classification: sigmoid focal over all queries (matched -> one-hot of the GT class), box: weighted L1 of
-        the code on matched queries (NaN velocities masked), both divided by the number of GT boxes (>= 1).
+        Heatmap: Gaussian focal loss against the drawn targets; ``cls``, ``box``: :meth:`query_loss`; offset: L1
+        (cells) of the offset map on the cells within ``offset_radius`` of each GT centre, per such cell.
         """
-        heatmap, cls_logits, code, cells = out["heatmap"], out["cls_logits"], out["code"], out["cells"]
+        heatmap = out["heatmap"]
         bev_shape = heatmap.shape[-2:]
         if len(gt_boxes) != heatmap.shape[0] or len(gt_labels) != heatmap.shape[0]:
             raise ValueError(f"gt_boxes/gt_labels must be lists of {heatmap.shape[0]} tensors")
@@ -59,7 +63,33 @@ class DetHead(nn.Module):
         ]).to(heatmap.device)
         # avg_factor = max(number of objects whose centre lies on the heatmap grid, 1) (CenterPoint/TransFusion)
         loss_heat = gaussian_focal_loss(heatmap, targets, avg_factor=self._num_on_grid(gt_boxes, bev_shape))
-        centers = cell_centers_xy(cells, self.pc_range, self.bev_cell, bev_shape)
+        loss_cls, loss_box = self.query_loss(out["cls_logits"], out["code"], self.anchors(out), gt_boxes, gt_labels)
+        losses = {"heatmap": loss_heat, "cls": loss_cls, "box": loss_box}
+        if "offset_map" in out:
+            losses["offset"] = self.offset_loss(out["offset_map"], gt_boxes, offset_radius)
+        return losses
+
+    def offset_loss(self, offset_map, gt_boxes, radius):
+        """Mean L1 (cells) of ``offset_map`` ``(B, 2, X, Y)`` on the dense targets of :func:`offset_targets`."""
+        flat = offset_map.flatten(2)  # (B, 2, X*Y)
+        errors = []
+        for b, bx in enumerate(gt_boxes):
+            if bx.numel() == 0:
+                continue
+            cells, target = offset_targets(bx, self.pc_range, self.bev_cell, offset_map.shape[-2:], radius)
+            pred = flat[b][:, cells.to(flat.device)].T  # (N, 2)
+            errors.append((pred - target.to(pred)).abs().sum(-1))
+        if not errors or sum(e.numel() for e in errors) == 0:
+            return offset_map.sum() * 0.0
+        return torch.cat(errors).mean()
+
+    def query_loss(self, cls_logits, code, centers, gt_boxes, gt_labels):
+        """``(cls, box)`` losses of one set of query outputs (``centers`` ``(B, Q, 2)`` their anchors in metres,
+        :meth:`anchors`), Hungarian-matched to the GT boxes.
+
+        Classification: sigmoid focal over all queries (matched -> one-hot of the GT class), box: weighted L1 of
+        the code on matched queries (NaN velocities masked), both divided by the number of GT boxes (>= 1).
+        """
         pred_boxes = decode_boxes(code.detach(), centers, self.bev_cell)
         cls_target = torch.zeros_like(cls_logits)
         box_loss = code.sum() * 0.0
@@ -78,7 +108,7 @@ class DetHead(nn.Module):
             box_loss = box_loss + ((code[i, qi] - target.nan_to_num(0.0)).abs() * weight).sum()
         norm = max(num_gt, 1)
         loss_cls = sigmoid_focal_loss(cls_logits, cls_target).sum() / norm
-        return loss_heat, loss_cls, BOX_LOSS_SCALE * box_loss / norm
+        return loss_cls, BOX_LOSS_SCALE * box_loss / norm
 
     def _num_on_grid(self, gt_boxes, bev_shape):
         n = 0
@@ -100,7 +130,7 @@ class DetHead(nn.Module):
         cls_prob = out["cls_logits"].sigmoid()
         one_hot = F.one_hot(out["labels"], self.num_classes).to(cls_prob.dtype)
         scores, labels = (cls_prob * out["heat_score"] * one_hot).max(-1)
-        boxes = self.boxes(out["code"], out["cells"], out["heatmap"].shape[-2:])
+        boxes = decode_boxes(out["code"], self.anchors(out), self.bev_cell)
         results = []
         for b in range(scores.shape[0]):
             order = scores[b].argsort(descending=True)

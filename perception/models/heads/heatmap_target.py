@@ -21,6 +21,23 @@ def gaussian_radius(length_cells, width_cells, min_overlap=0.1):
     return min(r1, r2, r3)
 
 
+def offset_targets(boxes, point_cloud_range, bev_cell, bev_shape, radius=1):
+    """Dense centre-offset targets for one sample: ``(cells (N,) int64 flat ix * Y + iy, offsets (N, 2))``.
+
+    Every cell within ``radius`` cells (Chebyshev) of the cell holding a box centre gets the offset from its
+    own centre to the box centre, in cells (x, y); ``boxes`` ``(M, 9)`` metres, augmented LiDAR frame.
+    """
+    nx, ny = bev_shape
+    xy = (boxes[:, :2].detach().float().cpu() - torch.tensor(point_cloud_range[:2])) / bev_cell  # in cells
+    centre = torch.floor(xy).long()
+    steps = torch.arange(-radius, radius + 1)
+    dx, dy = torch.meshgrid(steps, steps, indexing="ij")
+    cell = centre[:, None, :] + torch.stack([dx.flatten(), dy.flatten()], -1)[None]  # (M, n, 2)
+    offset = xy[:, None, :] - (cell.float() + 0.5)
+    inside = (cell[..., 0] >= 0) & (cell[..., 0] < nx) & (cell[..., 1] >= 0) & (cell[..., 1] < ny)
+    return (cell[..., 0] * ny + cell[..., 1])[inside], offset[inside]
+
+
 def draw_heatmap_target(boxes, labels, num_classes, point_cloud_range, bev_cell, bev_shape, min_radius=2):
     """Heatmap target ``(num_classes, X, Y)`` float32 for one sample.
 

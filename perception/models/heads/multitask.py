@@ -27,7 +27,8 @@ from perception.models.queries.position import PositionEmbedding
 
 TASKS = ("det", "map", "occ")
 # M3Net's loss weights (shared/docs/m3net.md). 'det' scales both the classification and the box loss.
-DEFAULT_LOSS_WEIGHTS = {"map": 40.0, "map_aux": 20.0, "det": 2.0, "heatmap": 6.0, "occ": 1.0}
+# 'offset': the dense centre-offset map (det_offset_head), not in the published design.
+DEFAULT_LOSS_WEIGHTS = {"map": 40.0, "map_aux": 20.0, "det": 2.0, "heatmap": 6.0, "occ": 1.0, "offset": 2.0}
 
 
 def det_upsampler(d_model, factor):
@@ -51,7 +52,10 @@ class MultiTaskHead(nn.Module):
     all supervised voxels; None = the whole grid); ``occ_sample_balance`` b in [0, 1] draws an occupied voxel
     with probability ~ (voxels of its class) ** -b (0 = uniform, 1 = every class equally often). ``map_train_stride`` s: in training the map logits and
     losses are computed on every s-th cell of the map grid in x and y, at a random offset per step (1 = all).
-    Inference (``eval()``) always predicts the full grids."""
+    Inference (``eval()``) always predicts the full grids.
+
+    ``det_offset_head``: a dense centre-offset map anchors the detection queries (:class:`DetQueryInit`),
+    trained on the cells within ``det_offset_radius`` of each GT centre (loss weight ``offset``)."""
 
     def __init__(
         self,
@@ -86,6 +90,8 @@ class MultiTaskHead(nn.Module):
         occ_sample_balance=0.0,
         occ_prior_correction=1.0,
         map_train_stride=1,
+        det_offset_head=False,
+        det_offset_radius=1,
     ):
         super().__init__()
         tasks = tuple(tasks)
@@ -136,7 +142,11 @@ class MultiTaskHead(nn.Module):
             if int(det_upsample) < 1:
                 raise ValueError(f"det_upsample must be an integer >= 1, got {det_upsample}")
             self.det_up = det_upsampler(d_model, int(det_upsample))
-            self.det_init = DetQueryInit(d_model, num_det_queries, len(DETECTION_CLASSES), det_nms_kernel)
+            self.det_init = DetQueryInit(d_model, num_det_queries, len(DETECTION_CLASSES), det_nms_kernel,
+                                         offset_head=det_offset_head)
+            if int(det_offset_radius) < 0:
+                raise ValueError(f"det_offset_radius must be >= 0 (cells), got {det_offset_radius}")
+            self.det_offset_radius = int(det_offset_radius)
             # The heatmap, the query cells and the box offsets live on the up-sampled grid.
             self.det_head = DetHead(d_model, point_cloud_range, bev_cell / int(det_upsample), len(DETECTION_CLASSES))
         if "map" in tasks:
@@ -175,7 +185,7 @@ class MultiTaskHead(nn.Module):
         outputs = {}
         if "det" in self.tasks:
             cls_logits, code = self.det_head(q_out["det"])
-            keep = ("heatmap", "cells", "labels", "heat_score")
+            keep = [k for k in ("heatmap", "cells", "labels", "heat_score", "offset_map", "anchor_offset") if k in inits["det"]]
             outputs["det"] = {**{k: inits["det"][k] for k in keep}, "cls_logits": cls_logits, "code": code}
         if "map" in self.tasks:
             pts = map_grid_points(self.map_grid, bev_aug)
@@ -271,8 +281,11 @@ class MultiTaskHead(nn.Module):
         w = self.loss_weights
         losses = {}
         if "det" in self.tasks:
-            heat, cls, box = self.det_head.loss(outputs["det"], batch["gt_boxes"], batch["gt_labels"])
-            losses.update(loss_det_heatmap=w["heatmap"] * heat, loss_det_cls=w["det"] * cls, loss_det_box=w["det"] * box)
+            d = self.det_head.loss(outputs["det"], batch["gt_boxes"], batch["gt_labels"], self.det_offset_radius)
+            losses.update(loss_det_heatmap=w["heatmap"] * d["heatmap"], loss_det_cls=w["det"] * d["cls"],
+                          loss_det_box=w["det"] * d["box"])
+            if "offset" in d:
+                losses["loss_det_offset"] = w["offset"] * d["offset"]
         if "map" in self.tasks:
             logits, aux = outputs["map"]["logits"], outputs["map"]["aux_logits"]
             gt = batch["gt_bev"].to(logits.device, torch.float32)
