@@ -356,3 +356,23 @@ def test_offset_head_learns_sub_cell_centres():
         cy = -51.2 + (iy + 0.5 + offset_map[1, ix, iy].item()) * 6.4
         assert math.hypot(cx - x, cy - y) < 0.25 * 6.4, (x, y, cx, cy)
 
+
+
+def test_occ_prior_buffers_count_supervised_and_sampled_voxels():
+    """In training the head adds the class counts of every supervised voxel (ignore label 255 left out) and of
+    the voxels it sampled to its buffers; the inference shift is log(p_all / p_sampled) of those counts."""
+    torch.manual_seed(0)
+    grid = GridSpec((-51.2, -51.2, -5.0), (51.2, 51.2, 3.0), (3.2, 3.2, 1.6))  # 32 x 32 x 5
+    head = _tiny_head(tasks=("occ",), occ_grid=grid, occ_frame="lidar", occ_train_voxels=512, occ_sample_balance=0.5)
+    labels = torch.randint(0, 18, (2, 32, 32, 5))
+    labels[0, :3] = 255
+    batch = {"bev_aug": torch.eye(4)[None].repeat(2, 1, 1), "gt_occ": labels, "gt_occ_valid": torch.tensor([True, True])}
+    out = head({"occ": torch.randn(2, 8, 16, 16)}, batch)["occ"]
+    flat = labels.reshape(2, -1)
+    assert torch.equal(head.occ_count_all, torch.bincount(flat[flat != 255], minlength=18).double())
+    sampled, kept = out["labels"][:, :, 0, 0], out["mask"][:, :, 0, 0]
+    assert kept.all() and (sampled != 255).all()
+    assert torch.equal(head.occ_count_sampled, torch.bincount(sampled.flatten(), minlength=18).double())
+    p_all = (head.occ_count_all + 1) / (head.occ_count_all + 1).sum()
+    p_sampled = (head.occ_count_sampled + 1) / (head.occ_count_sampled + 1).sum()
+    assert torch.allclose(head.occ_logit_adjustment(), (p_all.log() - p_sampled.log()).float())

@@ -260,11 +260,12 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
     rows = int(np.ceil(scenes / cols))
     jobs = [(i, name, int(samples_per_scene), (SCENE_SPACING * (i % cols + 0.5), SCENE_SPACING * (i // cols + 0.5)))
             for i, name in enumerate(names)]
-    built = []
     if workers == 1:
         built = [writer.scene(*job) for job in jobs]
     else:
         import multiprocessing
+
+        built = []
 
         with multiprocessing.get_context("spawn").Pool(min(int(workers), len(jobs))) as pool:
             for sc, records in pool.imap(_scene_job, [(writer_args, job) for job in jobs]):  # in scene order

@@ -206,15 +206,16 @@ class MultiTaskHead(nn.Module):
             pts = occ_grid_points(self.occ_grid, bev_aug, lidar2ego, self.occ_frame)
             if self.training and self.occ_train_voxels is not None and "gt_occ" in batch:
                 b = pts.shape[0]
-                labels, mask = self._occ_targets(batch, device)
-                index = self._sample_occ_voxels(labels.reshape(b, -1), mask.reshape(b, -1))  # (B, K)
-                self._count_occ_prior(labels.reshape(b, -1), mask.reshape(b, -1), index)
+                labels, mask = (t.reshape(b, -1) for t in self._occ_targets(batch, device))  # (B, NX*NY*NZ)
+                index = self._sample_occ_voxels(labels, mask)  # (B, K)
+                s_labels, s_mask = labels.gather(1, index), mask.gather(1, index)
+                self._count_occ_prior(labels, mask, s_labels, s_mask)
                 pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
                 logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)  # (B, C, K, 1, 1)
                 outputs["occ"] = {
                     "logits": logits,
-                    "labels": labels.reshape(b, -1).gather(1, index)[:, :, None, None],
-                    "mask": mask.reshape(b, -1).gather(1, index)[:, :, None, None],
+                    "labels": s_labels[:, :, None, None],
+                    "mask": s_mask[:, :, None, None],
                 }
             else:
                 logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)
@@ -229,14 +230,12 @@ class MultiTaskHead(nn.Module):
         return labels, mask
 
     @torch.no_grad()
-    def _count_occ_prior(self, labels, mask, index):
-        """Add the class counts of all supervised voxels and of the sampled ones ``(B, K)`` to the buffers."""
+    def _count_occ_prior(self, labels, mask, s_labels, s_mask):
+        """Add the class counts of all supervised voxels (``labels``/``mask``) and of the sampled ones
+        (``s_labels``/``s_mask`` ``(B, K)``) to the buffers."""
         n = self.occ_count_all.numel()
-        keep = mask & (labels < n)
-        self.occ_count_all += torch.bincount(labels[keep], minlength=n)[:n].to(self.occ_count_all)
-        s_lab = labels.gather(1, index)
-        s_mask = mask.gather(1, index) & (s_lab < n)
-        self.occ_count_sampled += torch.bincount(s_lab[s_mask], minlength=n)[:n].to(self.occ_count_sampled)
+        for buffer, lab, m in ((self.occ_count_all, labels, mask), (self.occ_count_sampled, s_labels, s_mask)):
+            buffer += torch.bincount(lab[m & (lab < n)], minlength=n)[:n].to(buffer)
 
     def occ_logit_adjustment(self):
         """``(C,)`` added to the occupancy logits at inference: ``tau * log(prior of all supervised voxels /
