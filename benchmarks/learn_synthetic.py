@@ -43,7 +43,7 @@ def parse_args(argv=None):
                    help="fusion step count (sets its LR schedule) instead of the calibrated one; --minutes still caps")
     p.add_argument("--steps-single", type=int, default=None, help="the same for the lidar / camera variants")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides for every variant (as in perception train), e.g. model.head.det_aux_loss=True")
+                   help="config overrides for every variant (as in perception train), e.g. model.head.det_offset_head=True")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
                    help="processes synthesizing the dataset (the files do not depend on it)")
     return p.parse_args(argv)
