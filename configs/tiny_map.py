@@ -1,3 +1,3 @@
 # tiny, single task: 'map' only.
 _base_ = ["tiny.py"]
-model = dict(tasks=("map",))
+model = dict(tasks=("map",), refiner=None)  # no boxes to refine

@@ -37,6 +37,7 @@ SCHEMA = {
         "camera": KWARGS,  # CameraEncoder kwargs or None
         "fusion": KWARGS,  # FusedBEVNeck kwargs
         "head": KWARGS,  # MultiTaskHead kwargs
+        "refiner": KWARGS,  # PointBoxRefiner kwargs (second-stage box refinement from LiDAR points) or None
         "score_threshold": 0.05,  # detection decoding in predict
         "max_boxes": 500,  # per sample (nuScenes submission limit)
         "depth_loss_weight": 1.0,  # camera LiDAR-supervised depth loss

@@ -2,7 +2,8 @@
 
 Sub-packages: ``lidar`` (voxelization, pillar / sparse encoders), ``camera`` (image backbone, FPN,
 LSS lift with LiDAR-assisted depth), ``bev`` (SECOND-style BEV backbone + FPN), ``fusion`` (MAFI and the
-fused BEV neck), ``queries`` / ``decoder`` / ``heads`` / ``losses`` (the multi-task head). All BEV tensors
+fused BEV neck), ``queries`` / ``decoder`` / ``heads`` / ``losses`` (the multi-task head), ``roi_heads``
+(the optional second stage that refines boxes from the LiDAR points). All BEV tensors
 are ``(B, C, X, Y)`` indexed x-first in the augmented LiDAR frame. :func:`build_model` assembles
 :class:`M3Net` from the ``model`` config section.
 """

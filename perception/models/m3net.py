@@ -23,6 +23,7 @@ INJECTED = {
     "camera": ("point_cloud_range", "bev_cell"),
     "fusion": ("lidar_channels", "camera_channels", "tasks"),
     "head": ("tasks", "in_channels", "point_cloud_range", "bev_cell"),
+    "refiner": ("point_channels",),
 }
 
 
@@ -31,6 +32,9 @@ class M3Net(nn.Module):
 
     - ``score_threshold`` / ``max_boxes``: detection decoding in :meth:`predict`.
     - ``depth_loss_weight``: weight of the camera encoder's depth loss (``'depth'`` in the losses).
+    - ``refiner``: optional second stage (:class:`PointBoxRefiner`) that corrects and rescores the decoded
+      boxes from the LiDAR points around them (``'loss_refine'``, ``'loss_refine_score'`` in the losses);
+      samples without LiDAR keep the first stage's boxes and scores.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class M3Net(nn.Module):
         score_threshold: float = 0.05,
         max_boxes: int = 500,
         depth_loss_weight: float = 1.0,
+        refiner: Optional[nn.Module] = None,
     ):
         super().__init__()
         if lidar_encoder is None and camera_encoder is None:
@@ -55,6 +60,9 @@ class M3Net(nn.Module):
         self.score_threshold = float(score_threshold)
         self.max_boxes = int(max_boxes)
         self.depth_loss_weight = float(depth_loss_weight)
+        if refiner is not None and (lidar_encoder is None or "det" not in self.tasks):
+            raise ValueError("M3Net: a box refiner needs the LiDAR encoder and the 'det' task")
+        self.refiner = refiner
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -84,7 +92,19 @@ class M3Net(nn.Module):
             losses = dict(self.head.loss(_float32(outputs), batch))
             if self.camera_encoder is not None and self.depth_loss_weight > 0:
                 losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
+            if self.refiner is not None:
+                # The detector's own top boxes of this step (augmented LiDAR frame, detached) teach the
+                # refiner's quality score what the first stage's false positives look like.
+                det = self.head.det_head.decode(_float32(outputs["det"]), 0.0, self.refiner.det_proposals)
+                refine = self.refiner.loss(self._lidar_points(batch), batch["gt_boxes"], batch["gt_labels"],
+                                           [d["boxes"] for d in det], [d["labels"] for d in det])
+                losses.update(loss_refine=refine["refine"], loss_refine_score=refine["refine_score"])
         return losses
+
+    @staticmethod
+    def _lidar_points(batch):
+        """The batch's point clouds, empty for the samples whose LiDAR is missing (``lidar_mask`` False)."""
+        return [p if bool(m) else p[:0] for p, m in zip(batch["points"], batch["lidar_mask"])]
 
     @torch.no_grad()
     def predict(self, batch) -> list:
@@ -92,7 +112,13 @@ class M3Net(nn.Module):
         ``bev_probs (6, 200, 200)`` when 'map'; ``occ_labels (200, 200, 16)`` uint8 when 'occ'."""
         task_bevs, _ = self.encode(batch)
         outputs = self.head(task_bevs, batch)
-        return self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+        results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+        if self.refiner is not None:
+            for r, points in zip(results, self._lidar_points(batch)):
+                boxes, scores = self.refiner.refine(points.to(r["boxes"].device), r["boxes"], r["scores"], r["labels"])
+                order = scores.argsort(descending=True)
+                r.update(boxes=boxes[order], scores=scores[order], labels=r["labels"][order])
+        return results
 
 
 def _float32(value):
@@ -164,9 +190,19 @@ def build_model(model_cfg) -> M3Net:
         MultiTaskHead, head_kw, "head", filename,
         tasks=tasks, in_channels=neck.out_channels, point_cloud_range=pcr, bev_cell=bev_cell,
     )
+    refiner = None
+    if model_cfg.get("refiner") is not None:
+        from perception.models.roi_heads.point_refiner import PointBoxRefiner
+
+        if lidar is None:
+            raise ValueError(f"config key model.refiner in {filename}: the box refiner reads LiDAR points; "
+                             "set model.refiner=None when model.lidar is None")
+        refiner = _construct(PointBoxRefiner, dict(model_cfg["refiner"]), "refiner", filename,
+                             point_channels=lidar.in_channels)
     return M3Net(
         tasks, lidar, camera, neck, head,
         score_threshold=model_cfg.get("score_threshold", 0.05),
         max_boxes=model_cfg.get("max_boxes", 500),
         depth_loss_weight=model_cfg.get("depth_loss_weight", 1.0),
+        refiner=refiner,
     )

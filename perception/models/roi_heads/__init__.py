@@ -1,0 +1,1 @@
+"""Second-stage box refinement from the raw LiDAR points around each detection (LiDAR-RCNN style)."""
