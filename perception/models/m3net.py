@@ -93,8 +93,8 @@ class M3Net(nn.Module):
             if self.camera_encoder is not None and self.depth_loss_weight > 0:
                 losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
             if self.refiner is not None:
-                # The detector's own top boxes of this step (augmented LiDAR frame, detached) teach the
-                # refiner's quality score what the first stage's false positives look like.
+                # The detector's own top boxes of this step (augmented LiDAR frame, detached): the errors the
+                # refiner meets at inference, and the false positives its quality score must rate low.
                 det = self.head.det_head.decode(_float32(outputs["det"]), 0.0, self.refiner.det_proposals)
                 refine = self.refiner.loss(self._lidar_points(batch), batch["gt_boxes"], batch["gt_labels"],
                                            [d["boxes"] for d in det], [d["labels"] for d in det])
