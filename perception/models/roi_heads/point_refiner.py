@@ -65,13 +65,20 @@ def _mlp(sizes):
     return nn.Sequential(*layers)
 
 
+def nearest_same_class(boxes, labels, gt_boxes, gt_labels):
+    """``(distance (M,), index (M,))``: BEV centre distance (m, as the nuScenes matching) from each box to the
+    nearest GT box of its class, and that GT's index; ``inf`` (index 0) when there is none."""
+    if gt_boxes.shape[0] == 0:
+        return boxes.new_full((boxes.shape[0],), float("inf")), torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+    dist = torch.cdist(boxes[:, :2], gt_boxes[:, :2].to(boxes))  # (M, G)
+    dist = dist.masked_fill(labels[:, None] != gt_labels[None, :].to(labels.device), float("inf"))
+    return dist.min(dim=1)
+
+
 def quality_target(boxes, labels, gt_boxes, gt_labels):
     """``(M,)`` fraction of :data:`DISTANCE_THRESHOLDS` within which a GT box of the same class has its
-    centre (BEV distance, as the nuScenes matching): 1 on a GT centre, 0 when none is within 4 m."""
-    if gt_boxes.shape[0] == 0 or boxes.shape[0] == 0:
-        return boxes.new_zeros(boxes.shape[0])
-    dist = torch.cdist(boxes[:, :2], gt_boxes[:, :2].to(boxes))  # (M, G)
-    dist = dist.masked_fill(labels[:, None] != gt_labels[None, :].to(labels.device), float("inf")).min(dim=1).values
+    centre: 1 on a GT centre, 0 when none is within 4 m."""
+    dist, _ = nearest_same_class(boxes, labels, gt_boxes, gt_labels)
     return torch.stack([(dist < t).to(boxes.dtype) for t in DISTANCE_THRESHOLDS]).mean(0)
 
 
@@ -90,8 +97,8 @@ class PointBoxRefiner(nn.Module):
     box's larger side, times a random 0.3-1.7 per proposal, capped at 3x), ``jitter_z`` (m), ``jitter_size``
     (log), ``jitter_yaw`` (rad): the training proposals' noise; ``proposals_per_box``: jittered copies of
     each GT box per step; ``det_proposals``: the detector's top boxes per sample used in training (all rated;
-    those with a GT of their class within ``match_radius`` metres also learn the residual to it); ``score_weight``: a in the rescoring (0 keeps the
-    first stage's scores); ``iterations``: refinement passes at inference, each from the previous one's boxes
+    those with a GT of their class within ``match_radius`` metres also learn the residual to it);
+    ``score_weight``: a in the rescoring (0 keeps the first stage's scores); ``iterations``: refinement passes at inference, each from the previous one's boxes
     (the residual is learned for proposals up to ~1 m off, so a second pass corrects what the first left;
     the quality of the last pass rates the output).
     """
@@ -205,13 +212,11 @@ class PointBoxRefiner(nn.Module):
         return losses
 
     def _match(self, boxes, labels, gt_boxes, gt_labels):
-        """``(targets (K, 9), ok (K,))``: the nearest GT box of each box's class (BEV centre distance), and
-        whether it lies within ``match_radius``."""
+        """``(targets (K, 9), ok (K,))``: the nearest GT box of each box's class (:func:`nearest_same_class`),
+        and whether it lies within ``match_radius``."""
         if gt_boxes.shape[0] == 0:
             return boxes.clone(), torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
-        dist = torch.cdist(boxes[:, :2], gt_boxes[:, :2])
-        dist = dist.masked_fill(labels[:, None] != gt_labels[None, :], float("inf"))
-        best, index = dist.min(dim=1)
+        best, index = nearest_same_class(boxes, labels, gt_boxes, gt_labels)
         return gt_boxes[index], best <= self.match_radius
 
     @torch.no_grad()
