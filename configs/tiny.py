@@ -5,6 +5,8 @@
 # 16384 sampled voxels per sample (half occupied, rare classes drawn more often: occ_sample_balance; inference
 # undoes that class prior, occ_prior_correction) and the map losses on a stride-2 subgrid (docs/benchmarks.md);
 # loss weights rebalanced for this head (measured gradient norms on the shared neck, docs/benchmarks.md).
+# A cue refiner corrects the occupancy logits from per-voxel LiDAR cues (occ_lidar_cues: point counts at 0.4 m,
+# free / occluded along the sensor ray), which the 1.6 m cells cannot resolve (docs/benchmarks.md).
 # A second stage (model.refiner, perception/models/roi_heads) corrects and rescores each box from the LiDAR
 # points around it: the 1.6 m BEV cells alone place car centres ~0.7 m off (docs/benchmarks.md).
 _base_ = ["_base_/model_m3net.py", "_base_/data_nuscenes.py", "_base_/schedule_onecycle.py"]
@@ -15,7 +17,7 @@ model = dict(
     camera=dict(image_size=(96, 256), fpn_channels=64, context_channels=32, depth_bins=(1.0, 60.0, 1.0)),
     fusion=dict(out_channels=64, fused_channels=64, backbone_channels=(64, 128), backbone_layers=(2, 2)),
     head=dict(num_layers=2, d_model=64, num_heads=4, ffn_dim=128, num_det_queries=100,
-              occ_bev_height_bins=20, occ_train_voxels=16384, occ_sample_balance=0.5, map_train_stride=2,
+              occ_bev_height_bins=20, occ_lidar_cues=True, occ_train_voxels=16384, occ_sample_balance=0.5, map_train_stride=2,
               loss_weights=dict(map=10.0, map_aux=20.0, det=2.0, heatmap=1.0, occ=5.0)),
     refiner=dict(margin=1.0, max_points=128, det_proposals=32, score_weight=0.5, iterations=2),
 )

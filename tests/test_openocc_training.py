@@ -179,7 +179,7 @@ def test_one_training_step_on_openocc_labels_has_occupancy_gradients(labelled, s
     sampled = seen[0]["labels"][seen[0]["mask"]]
     # every written occupied voxel is drawn (occupied first), the noise voxel (255) never counts
     assert set(sampled.unique().tolist()) == {0, 1, 2, 4, 16}
-    occ_keys = ("loss_occ_ce", "loss_occ_lovasz", "loss_occ_affinity")
+    occ_keys = ("loss_occ_ce", "loss_occ_lovasz", "loss_occ_affinity", "loss_occ_refine")  # + the cue refiner's
     assert all(torch.isfinite(losses[k]) for k in occ_keys) and float(losses["loss_occ_ce"].detach()) > 0
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses[k] for k in occ_keys).backward()

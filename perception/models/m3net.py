@@ -63,6 +63,8 @@ class M3Net(nn.Module):
         if refiner is not None and (lidar_encoder is None or "det" not in self.tasks):
             raise ValueError("M3Net: a box refiner needs the LiDAR encoder and the 'det' task")
         self.refiner = refiner
+        if lidar_encoder is None and getattr(head, "occ_cues", None) is not None:
+            raise ValueError("M3Net: occupancy LiDAR cues (head.occ_lidar_cues) need the LiDAR encoder")
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -184,6 +186,9 @@ def build_model(model_cfg) -> M3Net:
         tasks=tasks,
     )
     head_kw = dict(model_cfg["head"])
+    if head_kw.get("occ_lidar_cues") and lidar is None:
+        raise ValueError(f"config key model.head.occ_lidar_cues in {filename}: the occupancy cues read LiDAR "
+                         "points; set it False when model.lidar is None")
     if isinstance(head_kw.get("occ_grid"), str):  # a name from OCC_GRIDS
         head_kw["occ_grid"] = occupancy_grid(head_kw["occ_grid"], filename)
     head = _construct(

@@ -19,6 +19,7 @@ from perception.models.heads.bev_sampling import map_grid_points, occ_grid_point
 from perception.models.heads.det_head import DetHead
 from perception.models.heads.map_head import MapHead, map_seg_loss
 from perception.models.heads.occ_head import OccHead, occ_losses
+from perception.models.heads.occ_lidar_cues import NUM_CUES, LidarOccCues
 from perception.models.queries.common import conv_bn_relu
 from perception.models.queries.det_queries import DetQueryInit
 from perception.models.queries.map_queries import MapQueryInit
@@ -54,6 +55,11 @@ class MultiTaskHead(nn.Module):
     losses are computed on every s-th cell of the map grid in x and y, at a random offset per step (1 = all).
     Inference (``eval()``) always predicts the full grids.
 
+    ``occ_lidar_cues``: the occupancy head's cue refiner corrects the logits from per-voxel cues of the raw
+    LiDAR points (:class:`LidarOccCues`: point counts at 0.4 m, free / occluded along the sensor ray; loss
+    ``loss_occ_refine``, weight ``occ``); needs ``batch['points']`` from a LiDAR the model uses (M3Net refuses
+    it without a LiDAR encoder).
+
     ``det_offset_head``: a dense centre-offset map anchors the detection queries (:class:`DetQueryInit`),
     trained on the cells within ``det_offset_radius`` of each GT centre (loss weight ``offset``)."""
 
@@ -82,6 +88,7 @@ class MultiTaskHead(nn.Module):
         occ_height_bins=8,
         occ_channels=32,
         occ_bev_height_bins=16,
+        occ_lidar_cues=False,
         map_num_strips=5,
         num_points=4,
         tcs_hidden=None,
@@ -154,8 +161,9 @@ class MultiTaskHead(nn.Module):
             self.map_head = MapHead(d_model, point_cloud_range, map_num_strips, len(BEV_MAP_CLASSES))
         if "occ" in tasks:
             self.occ_init = OccQueryInit(d_model, occ_query_stride)
+            self.occ_cues = LidarOccCues(point_cloud_range) if occ_lidar_cues else None
             self.occ_head = OccHead(d_model, point_cloud_range, occ_num_classes, occ_height_bins, occ_channels,
-                                    occ_bev_height_bins)
+                                    occ_bev_height_bins, cue_channels=NUM_CUES if occ_lidar_cues else 0)
 
     def _check_inputs(self, task_bevs, batch):
         for t in self.tasks:
@@ -164,9 +172,10 @@ class MultiTaskHead(nn.Module):
             if task_bevs[t].dim() != 4 or tuple(task_bevs[t].shape[-2:]) != self.bev_shape:
                 raise ValueError(f"task_bevs[{t!r}] must be (B, C, {self.bev_shape[0]}, {self.bev_shape[1]}), got {tuple(task_bevs[t].shape)}")
         need = ["bev_aug"] + (["lidar2ego"] if "occ" in self.tasks and self.occ_frame == "ego" else [])
+        need += ["points", "lidar_mask"] if getattr(self, "occ_cues", None) is not None else []
         for key in need:
             if key not in batch:
-                raise ValueError(f"batch is missing {key!r} (B, 4, 4), needed to sample the target grids")
+                raise ValueError(f"batch is missing {key!r}, needed to sample the target grids")
 
     def forward(self, task_bevs, batch):
         """-> ``{'det': {...}, 'map': {...}, 'occ': {...}}`` (enabled tasks only); see the heads for keys."""
@@ -211,16 +220,27 @@ class MultiTaskHead(nn.Module):
                 s_labels, s_mask = labels.gather(1, index), mask.gather(1, index)
                 self._count_occ_prior(labels, mask, s_labels, s_mask)
                 pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
-                logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)  # (B, C, K, 1, 1)
-                outputs["occ"] = {
-                    "logits": logits,
-                    "labels": s_labels[:, :, None, None],
-                    "mask": s_mask[:, :, None, None],
-                }
+                outputs["occ"] = self._occ_outputs(q_out, inits, task_bev, batch, pts)  # logits (B, C, K, 1, 1)
+                outputs["occ"].update(labels=s_labels[:, :, None, None], mask=s_mask[:, :, None, None])
             else:
-                logits = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts)
-                outputs["occ"] = {"logits": logits}
+                outputs["occ"] = self._occ_outputs(q_out, inits, task_bev, batch, pts)
         return outputs
+
+    def _occ_outputs(self, q_out, inits, task_bev, batch, pts):
+        """``{'logits'}`` at the voxel centres ``pts``; with the cue refiner ``logits`` are the refined ones and
+        ``base_logits`` the BEV-only ones."""
+        out = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts, self._occ_cues(batch, pts))
+        if isinstance(out, tuple):
+            return {"base_logits": out[0], "logits": out[1]}
+        return {"logits": out}
+
+    def _occ_cues(self, batch, pts):
+        """LiDAR cues at the voxel centres ``pts`` ``(B, ..., 3)`` (augmented LiDAR frame), or None when off."""
+        if self.occ_cues is None:
+            return None
+        bev_aug = batch["bev_aug"].to(pts.device, pts.dtype)  # the sensor origin moves with the BEV augmentation
+        points = [p.to(pts.device) for p in batch["points"]]
+        return self.occ_cues(points, batch["lidar_mask"], bev_aug[:, :3, 3], pts)
 
     def _occ_targets(self, batch, device):
         """``(labels int64, mask bool)`` ``(B, NX, NY, NZ)``: the voxels that count (mask, valid sample, not ignored)."""
@@ -300,7 +320,7 @@ class MultiTaskHead(nn.Module):
             else:
                 losses["loss_map"], losses["loss_map_aux"] = logits.sum() * 0.0, aux.sum() * 0.0
         if "occ" in self.tasks:
-            logits = outputs["occ"]["logits"]
+            logits = outputs["occ"].get("base_logits", outputs["occ"]["logits"])
             if "labels" in outputs["occ"]:  # training on sampled voxels (occ_train_voxels)
                 labels, mask = outputs["occ"]["labels"], outputs["occ"]["mask"]
             else:
@@ -311,6 +331,10 @@ class MultiTaskHead(nn.Module):
                 mask = mask & batch["gt_occ_valid"].to(logits.device).bool()[:, None, None, None]
             ce, lov, aff = occ_losses(logits, labels, mask, self.occ_class_weights, self.occ_free_index, self.occ_ignore_index)
             losses.update(loss_occ_ce=w["occ"] * ce, loss_occ_lovasz=w["occ"] * lov, loss_occ_affinity=w["occ"] * aff)
+            if "base_logits" in outputs["occ"]:  # the cue refiner: the same losses on the refined logits
+                refined = occ_losses(outputs["occ"]["logits"], labels, mask, self.occ_class_weights,
+                                     self.occ_free_index, self.occ_ignore_index)
+                losses["loss_occ_refine"] = w["occ"] * sum(refined)
         return losses
 
     @torch.no_grad()

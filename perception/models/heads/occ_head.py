@@ -9,10 +9,12 @@ in the augmented LiDAR frame:
 - the *query volume* (M3Net's occupancy queries): each query output of the shared decoder (a BEV column of
   the coarse query grid) is mapped by a Linear to ``height_bins x C`` features.
 
-The logits of a target voxel = MLP(trilinear sample of both volumes at the voxel centre), the centre mapped
-into the augmented LiDAR frame (``A @ inv(lidar2ego) @ p`` for Occ3D's ego grid).
+The logits of a target voxel = MLP(trilinear sample of both volumes at the voxel centre [, the voxel's LiDAR
+cues: :mod:`perception.models.heads.occ_lidar_cues`, when ``cue_channels`` > 0]), the centre mapped into the
+augmented LiDAR frame (``A @ inv(lidar2ego) @ p`` for Occ3D's ego grid).
 """
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -26,10 +28,20 @@ class OccHead(nn.Module):
     -> logits (B, num_classes, NX, NY, NZ)``.
 
     ``height_bins``: bins of the query volume; ``bev_height_bins``: bins of the BEV lift (0 disables it);
-    ``channels``: features per bin; ``hidden``: width of the voxel MLP."""
+    ``channels``: features per bin; ``hidden``: width of the voxel MLP.
+
+    ``cue_channels`` > 0 adds the cue refiner (``cues (B, cue_channels, NX, NY, NZ)`` in ``forward``): a second
+    MLP reads the voxel's LiDAR cues beside the (detached) sampled features and logits and adds a correction to
+    the logits. ``forward`` then returns ``(logits, refined)``, else ``logits``. Nothing flows back from the
+    correction into the BEV network: the BEV features keep learning occupancy on their own (their loss is on
+    ``logits``), which also supervises where the objects are for detection; with the cues in the first layer
+    instead, the network leaned on them and detection learned markedly slower (docs/benchmarks.md).
+    The refiner is built under a forked RNG and its last layer starts at zero: switching it on leaves every
+    other layer's initial weights as they were, and it starts as the identity on the logits.
+"""
 
     def __init__(self, d_model, point_cloud_range, num_classes, height_bins=8, channels=32, bev_height_bins=16,
-                 hidden=64):
+                 hidden=64, cue_channels=0, cue_hidden=64):
         super().__init__()
         self.pc_range, self.height_bins, self.channels = list(point_cloud_range), height_bins, channels
         self.bev_height_bins = int(bev_height_bins)
@@ -41,8 +53,19 @@ class OccHead(nn.Module):
             )
         self.mlp = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.ReLU(inplace=True),
                                  nn.Conv1d(hidden, hidden, 1), nn.ReLU(inplace=True), nn.Conv1d(hidden, num_classes, 1))
+        self.cue_channels = int(cue_channels)
+        self.cue_refiner = None
+        if self.cue_channels:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self.cue_refiner = nn.Sequential(
+                    nn.Conv1d(channels + num_classes + self.cue_channels, cue_hidden, 1), nn.ReLU(inplace=True),
+                    nn.Conv1d(cue_hidden, cue_hidden, 1), nn.ReLU(inplace=True), nn.Conv1d(cue_hidden, num_classes, 1),
+                )
+            nn.init.zeros_(self.cue_refiner[-1].weight)
+            nn.init.zeros_(self.cue_refiner[-1].bias)
 
-    def forward(self, query, query_shape, occ_bev, points):
+    def forward(self, query, query_shape, occ_bev, points, cues=None):
         b = query.shape[0]
         nxq, nyq = query_shape
         vol = self.lift(query).reshape(b, nxq, nyq, self.height_bins, self.channels).permute(0, 4, 3, 1, 2)
@@ -52,7 +75,16 @@ class OccHead(nn.Module):
             lifted = self.bev_lift(occ_bev).reshape(b, self.channels, self.bev_height_bins, nx, ny)
             feat = feat + sample_volume(lifted, points, self.pc_range)
         grid_shape = points.shape[1:-1]
-        return self.mlp(feat.reshape(b, self.channels, -1)).reshape(b, -1, *grid_shape)
+        feat = feat.reshape(b, self.channels, -1)
+        logits = self.mlp(feat)
+        if self.cue_refiner is None:
+            return logits.reshape(b, -1, *grid_shape)
+        if cues is None or cues.shape[1] != self.cue_channels:
+            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), got {None if cues is None else tuple(cues.shape)}")
+        base = logits.detach()
+        x = torch.cat([feat.detach(), base, cues.reshape(b, self.cue_channels, -1).to(feat.dtype)], dim=1)
+        refined = base + self.cue_refiner(x)
+        return logits.reshape(b, -1, *grid_shape), refined.reshape(b, -1, *grid_shape)
 
 
 def occ_losses(logits, labels, mask, class_weights, free_index, ignore_index):
