@@ -79,8 +79,8 @@ def plot_curves(log, path, title):
     steps = [r["step"] for r in log]
     axes[0].plot(steps, [r["loss"] for r in log], label="total")
     axes[0].set_yscale("log")
-    for k in keys:
-        axes[1].plot(steps, [r[k] for r in log], label=k)
+    for i, k in enumerate(keys):  # matplotlib cycles 10 colours: dash the next ten so no two lines look alike
+        axes[1].plot(steps, [r[k] for r in log], label=k, linestyle="-" if i < 10 else "--")
     axes[1].set_yscale("log")
     for ax in axes:
         ax.set_xlabel("step")
