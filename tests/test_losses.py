@@ -49,6 +49,33 @@ def test_lovasz_perfect_is_zero_and_hand_case():
     assert lovasz_softmax_flat(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)).item() == 0.0
 
 
+def _lovasz_per_class(probs, labels):
+    """The loss written class by class (one sort each), as in Berman et al.'s reference code."""
+    losses = []
+    for c in torch.unique(labels).tolist():
+        fg = (labels == c).float()
+        errors_sorted, perm = torch.sort((fg - probs[:, c]).abs(), descending=True)
+        gt = fg[perm]
+        jaccard = 1.0 - (gt.sum() - gt.cumsum(0)) / (gt.sum() + (1 - gt).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+        losses.append(torch.dot(errors_sorted, jaccard))
+    return torch.stack(losses).mean()
+
+
+def test_lovasz_batched_sort_equals_per_class_form():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (3000,), generator=g)
+    labels[:1500] = 6  # a dominant class, as "free" in occupancy; class 3 absent
+    labels[labels == 3] = 2
+    logits = torch.randn(3000, 7, generator=g, requires_grad=True)
+    got = lovasz_softmax_flat(logits.softmax(-1), labels)
+    want = _lovasz_per_class(logits.softmax(-1), labels)
+    (g_got,) = torch.autograd.grad(got, logits)
+    (g_want,) = torch.autograd.grad(want, logits)
+    assert abs(got.item() - want.item()) < 1e-6 and got.item() > 0.1
+    assert torch.allclose(g_got, g_want, atol=1e-7) and g_got.abs().sum() > 0
+
+
 def test_scene_affinity_prefers_correct_prediction():
     labels = torch.tensor([0, 0, 1, 2, 2, 2])
     good = torch.nn.functional.one_hot(labels, 3).float() * 0.98 + 0.01

@@ -1,19 +1,22 @@
 """Query init, grid sampling layout, box coding, matching, heatmap targets, decoding, losses and an overfit check."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from perception.constants import BEV_MAP_GRID, GridSpec
+from perception.config import load_config
+from perception.constants import BEV_MAP_GRID, DETECTION_CLASSES, GridSpec
 from perception.models.heads.bev_sampling import map_grid_points, occ_grid_points, sample_bev
 from perception.models.heads.box_coder import decode_boxes, encode_boxes
 from perception.models.heads.heatmap_target import draw_heatmap_target
 from perception.models.heads.matcher import hungarian_match
 from perception.models.heads.multitask import MultiTaskHead
-from perception.models.queries.det_queries import DetQueryInit
+from perception.models.queries.det_queries import NO_NMS_CLASSES, DetQueryInit
 
 PCR = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _rot_z(deg):
@@ -94,6 +97,18 @@ def test_det_query_init_local_max_and_small_classes():
     heat[0, 8, 4, 4], heat[0, 8, 4, 5] = 0.7, 0.6  # pedestrian: 1x1, both kept
     labels, cells = init.select_peaks(heat)
     assert labels.tolist() == [[0, 8, 8]] and cells.tolist() == [[2 * 6 + 2, 4 * 6 + 4, 4 * 6 + 5]]
+    # Coarse-cell configs (tiny) put pedestrians under the 3x3 NMS too: the freed query goes to the next peak.
+    heat[0, 9, 0, 0] = 0.5  # a traffic cone, still exempt
+    coarse = DetQueryInit(d_model=4, num_queries=3, nms_exempt_classes=("traffic_cone",))
+    labels, cells = coarse.select_peaks(heat)
+    assert labels.tolist() == [[0, 8, 9]] and cells.tolist() == [[2 * 6 + 2, 4 * 6 + 4, 0]]
+    with pytest.raises(ValueError, match="det_nms_exempt_classes"):
+        DetQueryInit(d_model=4, num_queries=3, nms_exempt_classes=("person",))
+    # The config key reaches the query init: tiny (1.6 m cells) exempts cones only, the default both.
+    nms = {t: _tiny_head(det_nms_exempt_classes=e).det_init.nms_classes for t, e in
+           (("tiny", load_config(REPO / "configs" / "tiny.py").model.head["det_nms_exempt_classes"]), ("default", NO_NMS_CLASSES))}
+    ped, cone = DETECTION_CLASSES.index("pedestrian"), DETECTION_CLASSES.index("traffic_cone")
+    assert nms["tiny"][ped] and not nms["tiny"][cone] and not nms["default"][ped] and not nms["default"][cone]
 
 
 def _batch(b=1, boxes=None, labels=None, bev_valid=True):
@@ -309,6 +324,30 @@ def test_offset_targets_cover_the_centre_neighbourhood():
     cells, _ = offset_targets(corner, PCR, 0.8, (128, 128), radius=1)
     assert sorted(cells.tolist()) == [0, 1, 128, 129]
     assert offset_targets(corner, PCR, 0.8, (128, 128), radius=0)[0].tolist() == [0]
+
+
+def test_centre_cell_is_the_same_for_heatmap_offsets_and_object_count():
+    """Centres on cell borders (float32 metres whose float32 and float64 cell coordinates floor differently) and
+    at the grid edges: the heatmap's peak cell, the offset target's centre cell and the heatmap loss's count
+    of on-grid objects all take the same cell."""
+    from perception.models.heads.det_head import DetHead
+    from perception.models.heads.heatmap_target import offset_targets
+
+    cell, shape = 0.8, (128, 128)
+    k = torch.arange(-3, 131, dtype=torch.float64)
+    x = (PCR[0] + k * cell).float()  # borders, incl. both edges and beyond
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([x, x + 1e-5, x - 1e-5, (torch.rand(200, generator=g) * 104 - 52).float()])
+    boxes = torch.zeros(len(x), 9)
+    boxes[:, 0], boxes[:, 1], boxes[:, 3:6] = x, x.flip(0), 1.0
+    head = DetHead(8, PCR, cell, 10)
+    n_on = 0
+    for box in boxes:
+        peak = (draw_heatmap_target(box[None], torch.tensor([0]), 10, PCR, cell, shape)[0] == 1.0).nonzero().tolist()
+        centre = offset_targets(box[None], PCR, cell, shape, radius=0)[0].tolist()
+        assert peak == [[c // shape[1], c % shape[1]] for c in centre], box[:2]
+        n_on += len(centre)
+    assert head._num_on_grid([boxes], shape) == n_on and 0 < n_on < len(boxes)
 
 
 def test_offset_head_anchors_queries_and_decoded_boxes():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from perception.constants import DETECTION_CLASSES
 from perception.models.heads.box_coder import cell_centers_xy, decode_boxes, encode_boxes
-from perception.models.heads.heatmap_target import draw_heatmap_target, offset_targets
+from perception.models.heads.heatmap_target import centre_cells, draw_heatmap_target, offset_targets, on_grid
 from perception.models.heads.matcher import hungarian_match
 from perception.models.losses.focal import gaussian_focal_loss, sigmoid_focal_loss
 
@@ -111,13 +111,7 @@ class DetHead(nn.Module):
         return loss_cls, BOX_LOSS_SCALE * box_loss / norm
 
     def _num_on_grid(self, gt_boxes, bev_shape):
-        n = 0
-        for bx in gt_boxes:
-            if bx.numel() == 0:
-                continue
-            ix = torch.floor((bx[:, 0].float() - self.pc_range[0]) / self.bev_cell)
-            iy = torch.floor((bx[:, 1].float() - self.pc_range[1]) / self.bev_cell)
-            n += int(((ix >= 0) & (ix < bev_shape[0]) & (iy >= 0) & (iy < bev_shape[1])).sum())
+        n = sum(int(on_grid(centre_cells(bx, self.pc_range, self.bev_cell)[1], bev_shape).sum()) for bx in gt_boxes if bx.numel())
         return max(n, 1)
 
     @torch.no_grad()

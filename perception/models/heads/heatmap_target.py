@@ -21,20 +21,33 @@ def gaussian_radius(length_cells, width_cells, min_overlap=0.1):
     return min(r1, r2, r3)
 
 
+def centre_cells(boxes, point_cloud_range, bev_cell):
+    """Where box centres fall on the x-first BEV grid: ``(xy (M, 2) float64 in cells from the grid corner,
+    cell (M, 2) int64 = floor(xy))``; ``boxes`` ``(M, >=2)`` metres, augmented LiDAR frame. The one place the
+    heatmap peak, the offset targets and the heatmap loss's object count take "the cell of a centre" from
+    (float64 on the CPU, so a centre on a cell border falls on the same side for all three)."""
+    xy = (boxes[:, :2].detach().cpu().double() - torch.tensor(point_cloud_range[:2], dtype=torch.float64)) / bev_cell
+    return xy, torch.floor(xy).long()
+
+
+def on_grid(cell, bev_shape):
+    """``(..., 2)`` int64 cells -> bool, True inside the ``(X, Y)`` grid."""
+    return (cell[..., 0] >= 0) & (cell[..., 0] < bev_shape[0]) & (cell[..., 1] >= 0) & (cell[..., 1] < bev_shape[1])
+
+
 def offset_targets(boxes, point_cloud_range, bev_cell, bev_shape, radius=1):
     """Dense centre-offset targets for one sample: ``(cells (N,) int64 flat ix * Y + iy, offsets (N, 2))``.
 
     Every cell within ``radius`` cells (Chebyshev) of the cell holding a box centre gets the offset from its
     own centre to the box centre, in cells (x, y); ``boxes`` ``(M, 9)`` metres, augmented LiDAR frame.
     """
-    nx, ny = bev_shape
-    xy = (boxes[:, :2].detach().float().cpu() - torch.tensor(point_cloud_range[:2])) / bev_cell  # in cells
-    centre = torch.floor(xy).long()
+    ny = bev_shape[1]
+    xy, centre = centre_cells(boxes, point_cloud_range, bev_cell)
     steps = torch.arange(-radius, radius + 1)
     dx, dy = torch.meshgrid(steps, steps, indexing="ij")
     cell = centre[:, None, :] + torch.stack([dx.flatten(), dy.flatten()], -1)[None]  # (M, n, 2)
-    offset = xy[:, None, :] - (cell.float() + 0.5)
-    inside = (cell[..., 0] >= 0) & (cell[..., 0] < nx) & (cell[..., 1] >= 0) & (cell[..., 1] < ny)
+    offset = (xy[:, None, :] - (cell.double() + 0.5)).float()
+    inside = on_grid(cell, bev_shape)
     return (cell[..., 0] * ny + cell[..., 1])[inside], offset[inside]
 
 
@@ -48,13 +61,12 @@ def draw_heatmap_target(boxes, labels, num_classes, point_cloud_range, bev_cell,
     """
     nx, ny = bev_shape
     heat = torch.zeros(num_classes, nx, ny)
-    x0, y0 = point_cloud_range[0], point_cloud_range[1]
-    for box, label in zip(boxes.detach().cpu().tolist(), labels.detach().cpu().tolist()):
+    _, cells = centre_cells(boxes, point_cloud_range, bev_cell)
+    inside = on_grid(cells, bev_shape).tolist()
+    for box, label, (ix, iy), keep in zip(boxes.detach().cpu().tolist(), labels.detach().cpu().tolist(), cells.tolist(), inside):
         if not 0 <= label < num_classes:
             raise ValueError(f"gt_labels: label {label} outside [0, {num_classes})")
-        ix = int(math.floor((box[0] - x0) / bev_cell))
-        iy = int(math.floor((box[1] - y0) / bev_cell))
-        if not (0 <= ix < nx and 0 <= iy < ny):
+        if not keep:
             continue
         r = max(min_radius, int(gaussian_radius(box[3] / bev_cell, box[4] / bev_cell)))
         sigma = (2 * r + 1) / 6

@@ -21,7 +21,7 @@ from perception.models.heads.map_head import MapHead, map_seg_loss
 from perception.models.heads.occ_head import OccHead, occ_losses
 from perception.models.heads.occ_lidar_cues import NUM_CUES, LidarOccCues
 from perception.models.queries.common import conv_bn_relu
-from perception.models.queries.det_queries import DetQueryInit
+from perception.models.queries.det_queries import NO_NMS_CLASSES, DetQueryInit
 from perception.models.queries.map_queries import MapQueryInit
 from perception.models.queries.occ_queries import OccQueryInit
 from perception.models.queries.position import PositionEmbedding
@@ -60,6 +60,9 @@ class MultiTaskHead(nn.Module):
     ``loss_occ_refine``, weight ``occ``); needs ``batch['points']`` from a LiDAR the model uses (M3Net refuses
     it without a LiDAR encoder).
 
+    ``det_nms_kernel`` / ``det_nms_exempt_classes``: the local-max NMS that picks the detection query peaks
+    and the classes that skip it (:class:`DetQueryInit`; names from ``DETECTION_CLASSES``).
+
     ``det_offset_head``: a dense centre-offset map anchors the detection queries (:class:`DetQueryInit`),
     trained on the cells within ``det_offset_radius`` of each GT centre (loss weight ``offset``)."""
 
@@ -77,6 +80,7 @@ class MultiTaskHead(nn.Module):
         num_det_queries=200,
         det_upsample=1,
         det_nms_kernel=3,
+        det_nms_exempt_classes=NO_NMS_CLASSES,
         map_grid=BEV_MAP_GRID,
         occ_grid=OCC3D_GRID,
         occ_frame="ego",
@@ -150,7 +154,7 @@ class MultiTaskHead(nn.Module):
                 raise ValueError(f"det_upsample must be an integer >= 1, got {det_upsample}")
             self.det_up = det_upsampler(d_model, int(det_upsample))
             self.det_init = DetQueryInit(d_model, num_det_queries, len(DETECTION_CLASSES), det_nms_kernel,
-                                         offset_head=det_offset_head)
+                                         offset_head=det_offset_head, nms_exempt_classes=tuple(det_nms_exempt_classes))
             if int(det_offset_radius) < 0:
                 raise ValueError(f"det_offset_radius must be >= 0 (cells), got {det_offset_radius}")
             self.det_offset_radius = int(det_offset_radius)

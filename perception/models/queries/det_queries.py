@@ -7,7 +7,10 @@ import torch.nn.functional as F
 from perception.constants import DETECTION_CLASSES
 from perception.models.queries.common import cells_to_normalized, conv_bn_relu, gather_cells
 
-# Small objects keep every local value (1x1 "NMS"): neighbouring pedestrians/cones are real objects.
+# Small objects keep every local value (1x1 "NMS"): at TransFusion's 0.6 m cells neighbouring pedestrian/cone
+# peaks are real objects. At coarse cells (tiny: 1.6 m) one pedestrian's Gaussian lights up several cells and
+# each becomes a query (~4 pedestrian boxes per GT pedestrian, crowding the other classes out of the top-K):
+# such configs set ``model.head.det_nms_exempt_classes=()`` (docs/benchmarks.md).
 NO_NMS_CLASSES = ("pedestrian", "traffic_cone")
 
 
@@ -29,8 +32,12 @@ class DetQueryInit(nn.Module):
 
     MAX_OFFSET = 1.5  # cells: the dense targets reach 1.5 cells (3 x 3 neighbourhood of the centre cell)
 
-    def __init__(self, d_model, num_queries, num_classes=len(DETECTION_CLASSES), nms_kernel=3, offset_head=False):
+    def __init__(self, d_model, num_queries, num_classes=len(DETECTION_CLASSES), nms_kernel=3, offset_head=False,
+                 nms_exempt_classes=NO_NMS_CLASSES):
         super().__init__()
+        unknown = [c for c in nms_exempt_classes if c not in DETECTION_CLASSES]
+        if unknown:
+            raise ValueError(f"det_nms_exempt_classes: {unknown} not in DETECTION_CLASSES {DETECTION_CLASSES}")
         if int(nms_kernel) < 1 or int(nms_kernel) % 2 == 0:
             raise ValueError(f"det_nms_kernel must be an odd integer >= 1 (cells), got {nms_kernel}")
         self.num_queries, self.num_classes, self.nms_kernel = num_queries, num_classes, int(nms_kernel)
@@ -41,14 +48,14 @@ class DetQueryInit(nn.Module):
             self.offset_head = nn.Sequential(conv_bn_relu(d_model, d_model), nn.Conv2d(d_model, 2, 1))
         self.class_embed = nn.Embedding(num_classes, d_model)
         nms = torch.ones(num_classes, dtype=torch.bool)
-        for name in NO_NMS_CLASSES:
-            if name in DETECTION_CLASSES and DETECTION_CLASSES.index(name) < num_classes:
+        for name in nms_exempt_classes:
+            if DETECTION_CLASSES.index(name) < num_classes:
                 nms[DETECTION_CLASSES.index(name)] = False
         self.register_buffer("nms_classes", nms, persistent=False)
 
     def select_peaks(self, heat):
         """Top-``num_queries`` (class, cell) pairs of ``heat`` ``(B, K, X, Y)`` after ``nms_kernel`` x
-        ``nms_kernel`` local-max NMS (1x1 for the classes in ``NO_NMS_CLASSES``). Returns ``(labels, cells)``
+        ``nms_kernel`` local-max NMS (1x1 for the ``nms_exempt_classes``). Returns ``(labels, cells)``
         ``(B, Q)``. The kernel should span about one car width (3 cells of 0.6-1.6 m, 5 of 0.8 m): smaller
         leaves several peaks on one vehicle (duplicate boxes), larger merges neighbouring vehicles."""
         b, k, nx, ny = heat.shape
