@@ -10,7 +10,7 @@ from perception.models.queries.common import cells_to_normalized, conv_bn_relu, 
 # Small objects keep every local value (1x1 "NMS"): at TransFusion's 0.6 m cells neighbouring pedestrian/cone
 # peaks are real objects. At coarse cells (tiny: 1.6 m) one pedestrian's Gaussian lights up several cells and
 # each becomes a query (~4 pedestrian boxes per GT pedestrian, crowding the other classes out of the top-K):
-# such configs set ``model.head.det_nms_exempt_classes=()`` (docs/benchmarks.md).
+# such configs narrow ``model.head.det_nms_exempt_classes`` (tiny: cones only; docs/benchmarks.md).
 NO_NMS_CLASSES = ("pedestrian", "traffic_cone")
 
 
