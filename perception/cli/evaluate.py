@@ -37,12 +37,10 @@ def add_parser(subparsers):
     p.set_defaults(func=run)
 
 
-def config_openocc_root(config, cfg_options=()):
-    """The config's ``data.openocc_root`` when it predicts occupancy on the OpenOccupancy grid, else None."""
-    from perception.config import load_config
+def config_openocc_root(cfg):
+    """The loaded config's ``data.openocc_root`` when it predicts occupancy on the OpenOccupancy grid, else None."""
     from perception.eval.runner import occupancy_protocol
 
-    cfg = load_config(config, list(cfg_options))
     if "occ" in cfg.model.tasks and occupancy_protocol(cfg) == "openocc":
         return cfg.data.openocc_root
     return None
@@ -59,12 +57,13 @@ def run(args):
     from perception.eval import runner
 
     if not saved:
-        openocc_root = args.openocc_root
-        if openocc_root is None:
-            openocc_root = config_openocc_root(args.config, args.cfg_options)
-        runner.evaluate_checkpoint(args.config, args.checkpoint, args.dataroot, args.version, args.split,
+        from perception.config import load_config
+
+        cfg = load_config(args.config, list(args.cfg_options))  # once: the runner takes the loaded config
+        openocc_root = args.openocc_root if args.openocc_root is not None else config_openocc_root(cfg)
+        runner.evaluate_checkpoint(cfg, args.checkpoint, args.dataroot, args.version, args.split,
                                    args.out, allow_partial=args.allow_partial, openocc_root=openocc_root,
-                                   cfg_options=args.cfg_options, device=args.device)
+                                   device=args.device)
         return 0
     nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
     metrics = runner.score_saved(nusc, args.split, args.out, results=args.results, bev_dir=args.bev_results,

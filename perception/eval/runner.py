@@ -266,13 +266,14 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, a
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
+    name = getattr(cfg, "filename", None) or "the config"
     predictor = Predictor(cfg, checkpoint, device=device)
     protocol = occupancy_protocol(predictor.cfg) if "occ" in predictor.tasks else None
     if protocol == "openocc" and openocc_root is None:
-        raise ValueError(f"{config}: the occupancy grid is OpenOccupancy: pass --openocc-root DIR "
+        raise ValueError(f"{name}: the occupancy grid is OpenOccupancy: pass --openocc-root DIR "
                          f"(nuScenes-Occupancy labels)")
     if protocol != "openocc" and openocc_root is not None:
-        raise ValueError(f"--openocc-root given but {config} does not predict on the OpenOccupancy grid")
+        raise ValueError(f"--openocc-root given but {name} does not predict on the OpenOccupancy grid")
     rank, size = distributed.init_from_env()
     nusc = NuScenes(version=version, dataroot=dataroot, verbose=False)
     tokens = split_sample_tokens(nusc, split)
