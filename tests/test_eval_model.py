@@ -101,6 +101,21 @@ def test_render_prediction_writes_bev_and_camera_pictures(config, checkpoint, sy
     assert all(Path(p).stat().st_size > 10_000 for p in pngs)
 
 
+def test_pictures_show_only_the_boxes_above_the_display_score():
+    import numpy as np
+
+    from perception.cli.show import shown_boxes
+    from perception.runtime.predictor import Prediction
+
+    scores = np.array([0.9, 0.01, 0.2, 0.19], np.float32)
+    boxes = np.arange(36, dtype=np.float32).reshape(4, 9)
+    pred = Prediction(boxes=boxes, scores=scores, labels=np.array([0, 1, 2, 3]), class_names=[], bev_probs=None,
+                      occ_labels=None)
+    shown, labels = shown_boxes(pred, 0.2)
+    assert labels.tolist() == [0, 2] and np.array_equal(shown, boxes[[0, 2]])
+    assert len(shown_boxes(pred, 1.0)[0]) == 0
+
+
 def test_cfg_options_reach_the_evaluated_model(config, checkpoint, synth_root, tmp_path):
     """``--cfg-options`` rebuild the evaluated model as trained with them: a cap on the boxes shows in the
     submission, and an option the checkpoint was not trained with fails at weight loading, not silently."""
