@@ -90,11 +90,10 @@ def main(argv=None):
             for s, batch, task_bevs in encoded:
                 out = model.head(task_bevs, batch)["det"]
                 r = model.head.det_head.decode(out, float(k["score_threshold"]), model.max_boxes)[0]
-                boxes, scores = r["boxes"], r["scores"]
-                if k["refine"] and model.refiner is not None:  # the same call as M3Net.predict (LiDAR frame)
-                    boxes, scores = model.refiner.refine(model._lidar_points(batch)[0], boxes, scores, r["labels"])
-                det[s.token] = lidar_boxes_to_submission(s.token, boxes.numpy(), scores.numpy(), r["labels"].numpy(),
-                                                         s.lidar2global)
+                if k["refine"]:  # the second stage as M3Net.predict runs it (LiDAR frame)
+                    r = model.refine_boxes([r], batch)[0]
+                det[s.token] = lidar_boxes_to_submission(s.token, r["boxes"].numpy(), r["scores"].numpy(),
+                                                         r["labels"].numpy(), s.lidar2global)
         folder = os.path.join(args.out, name)
         path = write_submission(os.path.join(folder, "results_nusc.json"), make_submission(det))
         metrics, _ = evaluate_detection(nusc, path, args.split, folder)

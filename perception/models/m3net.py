@@ -115,6 +115,12 @@ class M3Net(nn.Module):
         task_bevs, _ = self.encode(batch)
         outputs = self.head(task_bevs, batch)
         results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+        return self.refine_boxes(results, batch)
+
+    @torch.no_grad()
+    def refine_boxes(self, results, batch):
+        """The second stage on decoded ``results`` (in place, LiDAR frame): each sample's boxes corrected and
+        rescored from its LiDAR points, then sorted by the new score. Unchanged without ``refiner``."""
         if self.refiner is not None:
             for r, points in zip(results, self._lidar_points(batch)):
                 boxes, scores = self.refiner.refine(points.to(r["boxes"].device), r["boxes"], r["scores"], r["labels"])
