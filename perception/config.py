@@ -86,6 +86,8 @@ SCHEMA = {
         "seed": 0,
         "workers": 0,  # DataLoader workers per process
         "log_interval": 10,  # steps between log lines
+        "checkpoint_interval": 1,  # epochs between W/epoch_N.pth files; 0 = only W/latest.pth, at the end
+        "keep_checkpoints": 3,  # newest epoch_N.pth files kept (older ones deleted); -1 keeps all
         "max_steps": None,  # stop after this many optimizer steps (debug / tests)
     },
 }
@@ -189,6 +191,10 @@ def _check_values(cfg: dict, filename):
         raise ValueError(f"model.point_cloud_range must have 6 numbers [x0, y0, z0, x1, y1, z1] (file {filename})")
     if cfg["train"]["schedule"] not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {cfg['train']['schedule']!r} (file {filename})")
+    for key, low in (("checkpoint_interval", 0), ("keep_checkpoints", -1)):
+        value = cfg["train"][key]
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"train.{key} must be an integer >= {low}, got {value!r} (file {filename})")
     if cfg["data"]["occ_format"] not in OCC_FORMATS:
         raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {cfg['data']['occ_format']!r} (file {filename})")
     if cfg["model"]["lidar"] is None and cfg["model"]["camera"] is None:

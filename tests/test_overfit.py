@@ -31,6 +31,7 @@ OVERRIDES = [
     "data.augment.bev_flip_x_prob=0.0", "data.augment.bev_flip_y_prob=0.0", "data.augment.bev_translate_std=0.0",
     "train.batch_size=2", "train.lr=0.002", "train.schedule='cosine'", "train.ema=False", "train.log_interval=1",
     "model.score_threshold=0.0",
+    "train.checkpoint_interval=0",  # one step per epoch: only latest.pth, at the end (each is ~140 MB)
 ]
 TASK_LOSSES = {"det": ("loss_det_heatmap", "loss_det_cls", "loss_det_box"), "map": ("loss_map", "loss_map_aux"),
                "occ": ("loss_occ_ce", "loss_occ_lovasz", "loss_occ_affinity")}

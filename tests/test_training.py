@@ -6,14 +6,19 @@ so that resume has RNG state to restore.
 
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from perception.config import load_config
 from perception.training import Trainer, load_checkpoint
 from perception.training.distributed import DistContext, cleanup_distributed, init_distributed
 from perception.training.logger import read_log
+REPO = Path(__file__).resolve().parents[1]
 
 TRAIN_CFG = dict(
     epochs=3, batch_size=2, lr=1e-2, weight_decay=0.01, schedule="onecycle", pct_start=0.4, grad_clip=1.0,
@@ -81,6 +86,42 @@ def test_checkpoints_load_weights_only_and_hold_the_run_state(tmp_path):
         load_checkpoint(tmp_path / "nope.pth")
 
 
+def test_checkpoint_interval_and_keep_bound_the_files_on_disk(tmp_path):
+    # 5 steps per epoch, 5 epochs: epoch files after epochs 2 and 4, only the newest kept
+    make_trainer(tmp_path / "a", epochs=5, checkpoint_interval=2, keep_checkpoints=1).fit()
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.pth")) == ["epoch_4.pth", "latest.pth"]
+    assert load_checkpoint(tmp_path / "a" / "epoch_4.pth")["step"] == 20
+    assert load_checkpoint(tmp_path / "a" / "latest.pth")["step"] == 25
+    make_trainer(tmp_path / "b", epochs=2, checkpoint_interval=0).fit()  # only latest.pth, at the end
+    assert [p.name for p in (tmp_path / "b").glob("*.pth")] == ["latest.pth"]
+    with pytest.raises(ValueError, match=r"train.keep_checkpoints .*tiny.py"):
+        load_config(REPO / "configs" / "tiny.py", ["train.keep_checkpoints=-2"])
+
+
+# Runs in a child: a file-size limit makes the write fail for real (EFBIG), as a full disk would.
+FULL_DISK = """
+import resource, signal, sys, torch
+from perception.training.checkpoint import save_checkpoint
+path = sys.argv[1]
+save_checkpoint(path, {"w": torch.zeros(10)})  # the good previous checkpoint
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+try:
+    save_checkpoint(path, {"w": torch.zeros(1 << 16)})  # 256 KiB: over the limit
+except OSError as err:
+    print(err)
+"""
+
+
+def test_a_checkpoint_that_cannot_be_written_names_the_file_and_keeps_the_previous_one(tmp_path):
+    path = tmp_path / "latest.pth"
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert f"could not write checkpoint {path}" in out.stdout and "MiB free" in out.stdout
+    assert torch.equal(load_checkpoint(path)["w"], torch.zeros(10))
+    assert not path.with_name("latest.pth.tmp").exists()
+
+
 def test_cpu_runs_are_reproducible_and_loss_falls(tmp_path):
     make_trainer(tmp_path / "a").fit()
     make_trainer(tmp_path / "b").fit()
@@ -141,12 +182,10 @@ def test_ddp_two_gloo_ranks_stay_identical_and_match_single_process(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ the real model
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 NUSC = "mmdetection3d/tests/data/nuscenes"
 
 
 def test_build_model_rejects_unknown_constructor_key_naming_key_and_file():
-    from perception.config import load_config
     from perception.models import build_model
 
     cfg = load_config(REPO / "configs" / "tiny.py", ["model.lidar.voxel_sise=[1, 1, 1]"])

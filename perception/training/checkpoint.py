@@ -7,6 +7,7 @@ Files are written atomically (temporary file, then rename) so a killed run never
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,15 @@ def save_checkpoint(path, state: dict):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except (OSError, RuntimeError) as err:  # a full disk surfaces as RuntimeError("... unexpected pos ...")
+        tmp.unlink(missing_ok=True)  # the previous ``path`` (if any) is untouched
+        free_mb = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(
+            f"could not write checkpoint {path} ({free_mb:.0f} MiB free on its disk; the previous file, if any, "
+            f"is kept): {err}"
+        ) from err
     os.replace(tmp, path)
 
 

@@ -6,8 +6,8 @@ dict of named, already-weighted loss tensors (their sum is optimised; each is lo
 collation (modality dropout); its ``numpy.random.Generator`` is seeded from ``(seed, step, rank)`` so a resumed
 run draws the same numbers as an uninterrupted one.
 
-Checkpoints (``W/epoch_N.pth`` after each epoch, ``W/latest.pth`` after each epoch and at the end) hold
-model / optimizer / scheduler / scaler / EMA states, ``epoch`` (completed epochs), ``step`` (optimizer
+Checkpoints (``W/epoch_N.pth`` every ``checkpoint_interval`` epochs, the newest ``keep_checkpoints`` of them
+kept; ``W/latest.pth`` with each of those and at the end) hold model / optimizer / scheduler / scaler / EMA states, ``epoch`` (completed epochs), ``step`` (optimizer
 steps), the config as a plain dict and the RNG states; :mod:`perception.training.checkpoint`.
 """
 
@@ -21,6 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from perception.config import REQUIRED, SCHEMA
 from perception.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception.training.distributed import DistContext, all_reduce_mean
 from perception.training.ema import ModelEMA
@@ -100,7 +101,8 @@ class Trainer:
         progress: bool = True,
         max_minutes: Optional[float] = None,
     ):
-        self.cfg = dict(train_cfg)
+        # Keys the caller left out take the schema's defaults (``perception.config`` validates real configs).
+        self.cfg = {**{k: v for k, v in SCHEMA["train"].items() if v is not REQUIRED}, **train_cfg}
         self.max_minutes = None if max_minutes is None else float(max_minutes)
         self.ctx = ctx or DistContext()
         self.work_dir = Path(work_dir)
@@ -174,6 +176,19 @@ class Trainer:
     def save(self, name: str):
         if self.ctx.is_main:
             save_checkpoint(self.work_dir / name, self.state_dict())
+
+    def save_epoch(self, epoch: int):
+        """After completed ``epoch`` (1-based): ``epoch_N.pth`` + ``latest.pth`` every ``checkpoint_interval``
+        epochs, deleting epoch files beyond the newest ``keep_checkpoints`` (a tiny-model checkpoint is ~140 MB;
+        a run of many short epochs would otherwise fill the disk)."""
+        interval, keep = int(self.cfg["checkpoint_interval"]), int(self.cfg["keep_checkpoints"])
+        if interval <= 0 or epoch % interval != 0:
+            return
+        self.save(f"epoch_{epoch}.pth")
+        self.save("latest.pth")
+        if keep >= 0 and self.ctx.is_main:
+            for old in range(epoch - keep * interval, 0, -interval):
+                (self.work_dir / f"epoch_{old}.pth").unlink(missing_ok=True)
 
     def resume(self, path=None) -> bool:
         """Restore everything from ``path`` (default ``W/latest.pth``). Returns False when there is none."""
@@ -261,8 +276,7 @@ class Trainer:
             if out_of_time:
                 break
             if self.step % self.steps_per_epoch == 0 and self.step // self.steps_per_epoch == epoch + 1:
-                self.save(f"epoch_{epoch + 1}.pth")
-                self.save("latest.pth")
+                self.save_epoch(epoch + 1)
         self.save("latest.pth")
         bar.close()
         self.logger.close()
