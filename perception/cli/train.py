@@ -1,7 +1,8 @@
 """``perception train CONFIG``: train a model, single process or under ``torchrun --nproc_per_node N``.
 
 Writes ``W/epoch_N.pth`` every ``train.checkpoint_interval`` epochs (the newest ``train.keep_checkpoints``
-kept) and ``W/latest.pth`` (loadable with ``torch.load(weights_only=True)``), ``W/log.jsonl`` (losses per task) and ``W/config.json`` (the resolved config).
+kept) and ``W/latest.pth`` (loadable with ``torch.load(weights_only=True)``), ``W/log.jsonl`` (losses per
+task) and ``W/config.json`` (the resolved config).
 """
 
 

@@ -7,8 +7,9 @@ collation (modality dropout); its ``numpy.random.Generator`` is seeded from ``(s
 run draws the same numbers as an uninterrupted one.
 
 Checkpoints (``W/epoch_N.pth`` every ``checkpoint_interval`` epochs, the newest ``keep_checkpoints`` of them
-kept; ``W/latest.pth`` with each of those and at the end) hold model / optimizer / scheduler / scaler / EMA states, ``epoch`` (completed epochs), ``step`` (optimizer
-steps), the config as a plain dict and the RNG states; :mod:`perception.training.checkpoint`.
+kept; ``W/latest.pth`` with each of those and at the end) hold model / optimizer / scheduler / scaler / EMA
+states, ``epoch`` (completed epochs), ``step`` (optimizer steps), the config as a plain dict and the RNG
+states; :mod:`perception.training.checkpoint`.
 """
 
 import math
