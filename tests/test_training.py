@@ -18,6 +18,7 @@ from perception.config import load_config
 from perception.training import Trainer, load_checkpoint
 from perception.training.distributed import DistContext, cleanup_distributed, init_distributed
 from perception.training.logger import read_log
+
 REPO = Path(__file__).resolve().parents[1]
 
 TRAIN_CFG = dict(
@@ -241,7 +242,6 @@ def _one_sample_batch(cfg, real_dir):
 def test_full_config_builds_and_runs_forward_backward_at_batch_1(real_dir, all_cores):
     """The published configuration (180 x 180 BEV, 6 cameras at 256 x 704, 6 decoder layers) on CPU: slow
     (a couple of minutes) but it must build, run and give finite gradients."""
-    from perception.config import load_config
     from perception.models import build_model
 
     cfg = load_config(REPO / "configs" / "nuscenes_full.py")
