@@ -32,12 +32,12 @@ KNOBS = {"score_threshold", "iterations", "score_weight", "refine", "num_det_que
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config")
-    p.add_argument("checkpoint")
-    p.add_argument("--dataroot", required=True)
-    p.add_argument("--version", default="v1.0-trainval")
-    p.add_argument("--split", default="val")
-    p.add_argument("--out", required=True)
+    p.add_argument("config", help="config file the checkpoint was trained with, e.g. configs/tiny.py")
+    p.add_argument("checkpoint", help="checkpoint file, e.g. outputs/run11/fusion/work/latest.pth")
+    p.add_argument("--dataroot", required=True, help="nuScenes-format dataroot holding the split")
+    p.add_argument("--version", default="v1.0-trainval", help="nuScenes version (default v1.0-trainval)")
+    p.add_argument("--split", default="val", help="split scored (default val)")
+    p.add_argument("--out", required=True, help="output folder: summary.json and one folder per variant")
     p.add_argument("--variants", default='{"config": {}}', help="JSON {name: {knob: value}}; {} = the config's values")
     return p.parse_args(argv)
 
