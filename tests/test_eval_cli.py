@@ -45,8 +45,10 @@ def test_saved_bev_scored_against_data_layer_gt(split, synth_root, tmp_path):
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     bev = m["bev_map"]
     assert bev["num_samples"] == len(tokens) and m["skipped_no_gt"]["bev"] == 0
-    assert bev["per_class"]["walkway"] == 0.0
-    assert all(v == 1.0 for name, v in bev["per_class"].items() if name != "walkway" and not np.isnan(v))
+    assert bev["per_class"]["walkway"] == 0.0 and "walkway" not in bev["absent_classes"]
+    assert all(v == 1.0 for name, v in bev["per_class"].items() if name != "walkway" and name not in
+               bev["absent_classes"])
+    assert all(bev["per_class"][name] == 0.0 for name in bev["absent_classes"])  # BEVFusion: absent counts 0
     assert "detection" not in m and "occupancy" not in m
 
 
@@ -72,7 +74,8 @@ def test_openocc_protocol_on_hand_made_labels(split, synth_root, tmp_path):
     oo = m["occupancy_openocc"]
     assert oo["num_samples"] == len(tokens) - 1 and m["skipped_no_gt"]["occ"] == 1
     assert oo["per_class"]["car"] == pytest.approx(0.5) and oo["per_class"]["vegetation"] == 1.0
-    assert oo["geometry_IoU"] == pytest.approx(2 / 3) and oo["mIoU"] == pytest.approx(0.75)
+    assert oo["geometry_IoU"] == pytest.approx(2 / 3) and oo["mIoU_present"] == pytest.approx(0.75)
+    assert np.isnan(oo["mIoU"]) and "empty union" in oo["mIoU_note"]  # the reference's sum / 16 with absent classes
     assert "occupancy" not in m and (tmp_path / "out" / "plots" / "openocc_iou.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no nuScenes-Occupancy label file"):  # wrong root
         _eval(synth_root, tmp_path / "out2", "--occ-results", str(preds), "--openocc-root", str(tmp_path))

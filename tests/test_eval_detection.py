@@ -148,7 +148,9 @@ def test_cli_scores_gt_as_predictions_for_all_tasks(split_gt, synth_root, tmp_pa
     assert rc == 0
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["detection"]["mAP"] == pytest.approx(_devkit_perfect_map(split_gt))
-    assert m["bev_map"]["mIoU"] == 1.0 and m["bev_map"]["num_samples"] == len(gt)
+    bev = m["bev_map"]
+    assert bev["mIoU_present"] == 1.0 and bev["num_samples"] == len(gt)
+    assert bev["mIoU"] == pytest.approx(1 - len(bev["absent_classes"]) / 6)  # BEVFusion: absent classes count 0
     assert m["occupancy"]["mIoU"] == 1.0 and m["occupancy"]["ray"]["RayIoU"] == 1.0
     assert (tmp_path / "out" / "plots" / "occ_confusion.png").stat().st_size > 0
     assert (tmp_path / "out" / "plots" / "pr_car.png").stat().st_size > 0

@@ -32,8 +32,12 @@ def test_bev_iou_hand_case_best_threshold_and_empty_class():
     # t=0.35, 0.40: IoU 100/200; t=0.45, 0.50: 100/100; t>=0.55: 0/100
     assert r["per_threshold"]["drivable_area"] == pytest.approx([0.5, 0.5, 1, 1, 0, 0, 0])
     assert r["per_class"]["drivable_area"] == 1.0 and r["best_threshold"]["drivable_area"] == 0.45
-    assert math.isnan(r["per_class"]["walkway"])  # absent from GT and prediction: excluded
-    assert r["mIoU"] == 1.0
+    # walkway etc. are absent from GT and prediction: IoU 0 in BEVFusion's mean (its + 1e-7 denominator), so
+    # the leaderboard mIoU is (1 + 5 * 0) / 6; the mean over present classes is labelled mIoU_present
+    assert r["per_class"]["walkway"] == 0.0 and r["best_threshold"]["walkway"] is None
+    assert r["absent_classes"] == [n for n in r["per_class"] if n != "drivable_area"]
+    assert r["mIoU"] == pytest.approx(1 / 6) and r["mIoU_present"] == 1.0
+    assert "leaderboard" in r["protocol"]["mIoU"]
 
 
 def test_bev_iou_accumulates_over_split_not_per_sample():
@@ -74,6 +78,8 @@ def test_occ_miou_hand_case_mask_and_absent_classes():
     assert r["mIoU"] == pytest.approx(0.5)
     # geometry over ALL voxels: TP 2, FP 1 (outside the mask counts), FN 2
     assert r["geometry_IoU"] == pytest.approx(2 / 5)
+    # masked geometry: only x = 0 is in the mask: TP 2, FP 0, FN 2
+    assert r["geometry_IoU_camera_mask"] == pytest.approx(2 / 4)
 
 
 def test_occ_all_free_volumes_give_nan_miou():
@@ -81,7 +87,7 @@ def test_occ_all_free_volumes_give_nan_miou():
     m = OccMiou()
     m.update(free, free, np.ones_like(free))
     r = m.compute()
-    assert math.isnan(r["mIoU"]) and math.isnan(r["geometry_IoU"])
+    assert math.isnan(r["mIoU"]) and math.isnan(r["geometry_IoU"]) and math.isnan(r["geometry_IoU_camera_mask"])
 
 
 def test_real_occ3d_against_itself_and_cars_as_trucks(real_dir):
@@ -116,14 +122,16 @@ def test_cast_rays_depth_to_a_wall():
     vol[150, :, :] = CAR  # wall at x in [20, 20.4) m
     labels, depth = cast_rays(vol, [0.2, 0.2, 2.2], np.array([[1.0, 0, 0], [-1.0, 0, 0]]))
     assert labels.tolist() == [CAR, OCC3D_FREE]
-    assert depth[0] == pytest.approx(19.8)  # from x = 0.2 to the wall's face at 20.0
+    # SparseOcc's kernel reports where the ray LEAVES the first occupied voxel: x = 20.4, 20.2 m from x = 0.2
+    assert depth[0] == pytest.approx(20.2, abs=1e-5)
+    assert depth[1] == pytest.approx(40.2, abs=1e-5)  # no hit: where the ray leaves the grid (x = -40)
 
 
 def test_rayiou_depth_thresholds():
     gt = np.full((200, 200, 16), OCC3D_FREE, np.uint8)
     gt[150, :, :] = CAR  # 20 m ahead
     pred = np.full_like(gt, OCC3D_FREE)
-    pred[146, :, :] = CAR  # 1.6 m closer: TP at 2 m and 4 m, not at 1 m
+    pred[146, :, :] = CAR  # 1.6 m closer (leaves at 18.6 m instead of 20.2 m): TP at 2 m and 4 m, not at 1 m
     dirs = np.array([[1.0, 0.0, 0.0]])
     ray = RayIou(dirs)
     ray.update(pred, gt, [[0.2, 0.2, 2.2]])
@@ -164,7 +172,9 @@ def test_openocc_loader_and_metric(tmp_path):
     r = m.compute()
     assert r["per_class"]["car"] == pytest.approx(1 / 2) and r["per_class"]["vegetation"] == 1.0
     assert r["geometry_IoU"] == pytest.approx(2 / 3)
-    assert r["mIoU"] == pytest.approx(0.75)  # other classes absent -> NaN, excluded
+    # other classes absent -> IoU NaN: the reference's sum / 16 is NaN (explained), the present-class mean 0.75
+    assert math.isnan(r["mIoU"]) and r["mIoU_present"] == pytest.approx(0.75)
+    assert "NaN" in r["mIoU_note"] and "barrier" in r["absent_classes"] and "car" not in r["absent_classes"]
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 3), np.int64))
     with pytest.raises(ValueError, match="bad.npy"):

@@ -9,4 +9,9 @@
 - :mod:`perception.eval.results_io`: saved prediction formats and their validation.
 - :mod:`perception.eval.runner`: score a split; :mod:`perception.eval.distributed`: shard + gather.
 - :mod:`perception.eval.report`: terminal table and PNG plots.
+
+The dense metrics reproduce their reference implementations number for number (each module names its reference
+file and commit; ``tests/test_eval_reference.py`` checks them against transcriptions of the reference
+arithmetic). Each metric dict carries a ``protocol`` entry that names the reference and labels which number is
+the leaderboard's and which are extras.
 """

@@ -35,10 +35,10 @@ def binary_iou(tp, fp, fn):
 
 
 def nanmean_or_nan(values):
-    """Mean over the non-NaN entries, NaN (without a warning) when all are NaN."""
+    """``np.nanmean`` (the reference scripts' mean, same summation order), NaN without a warning when all
+    entries are NaN."""
     values = np.asarray(values, dtype=np.float64)
-    ok = ~np.isnan(values)
-    return float(values[ok].mean()) if ok.any() else float("nan")
+    return float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan")
 
 
 def geometry_counts(occupied_pred, occupied_gt):

@@ -34,7 +34,11 @@ def format_table(metrics):
             lines.append(f"{name:22s}" + "".join(f"  {_fmt(row[c])}" for c in cols))
     bev = metrics.get("bev_map")
     if bev:
-        lines.append(f"BEV map ({bev['num_samples']} samples)  mIoU {_fmt(bev['mIoU'])}")
+        line = f"BEV map ({bev['num_samples']} samples)  mIoU {_fmt(bev['mIoU'])} (BEVFusion: absent classes count 0)"
+        if bev.get("absent_classes"):
+            line += (f"  over present classes {_fmt(bev.get('mIoU_present'))} (absent: "
+                     f"{', '.join(bev['absent_classes'])})")
+        lines.append(line)
         lines.append(f"{'class':22s}{'IoU':>8s}{'thr':>8s}" + "".join(f"{t:>8.2f}" for t in bev["thresholds"]))
         for name, v in bev["per_class"].items():
             t = bev["best_threshold"][name]
@@ -44,7 +48,8 @@ def format_table(metrics):
     if occ:
         ray = occ.get("ray", {})
         lines.append(f"Occupancy Occ3D ({occ['num_samples']} samples)  mIoU {_fmt(occ['mIoU'])}  geometry IoU "
-                     f"{_fmt(occ['geometry_IoU'])}  RayIoU {_fmt(ray.get('RayIoU'))} (@1 {_fmt(ray.get('RayIoU@1'))}"
+                     f"{_fmt(occ.get('geometry_IoU_camera_mask'))} (camera mask) {_fmt(occ['geometry_IoU'])} (all "
+                     f"voxels)  RayIoU {_fmt(ray.get('RayIoU'))} (@1 {_fmt(ray.get('RayIoU@1'))}"
                      f" @2 {_fmt(ray.get('RayIoU@2'))} @4 {_fmt(ray.get('RayIoU@4'))})")
         lines.append(f"{'class':22s}{'IoU':>8s}{'Ray@1':>8s}{'Ray@2':>8s}{'Ray@4':>8s}")
         for name, v in occ["per_class"].items():
@@ -53,11 +58,14 @@ def format_table(metrics):
     oo = metrics.get("occupancy_openocc")
     if oo:
         lines.append(f"Occupancy OpenOccupancy ({oo['num_samples']} samples)  mIoU {_fmt(oo['mIoU'])}  geometry IoU "
-                     f"{_fmt(oo['geometry_IoU'])}")
+                     f"{_fmt(oo['geometry_IoU'])}  mIoU over present classes {_fmt(oo.get('mIoU_present'))}")
+        if oo.get("mIoU_note"):
+            lines.append(f"  mIoU {oo['mIoU_note']}")
         lines.append(f"{'class':22s}{'IoU':>8s}")
         lines += [f"{name:22s}  {_fmt(v)}" for name, v in oo["per_class"].items()]
-    if occ or oo:
-        lines.append("(NaN: class absent from GT and prediction over the split, excluded from the means)")
+    if occ:
+        lines.append("(Occ3D / RayIoU NaN: class absent from GT and prediction over the split, left out of the "
+                     "means)")
     return "\n".join(lines)
 
 
