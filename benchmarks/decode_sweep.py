@@ -76,7 +76,7 @@ def main(argv=None):
     encoded = []  # (sample, batch, task BEVs): the encoders do not depend on any knob
     with torch.inference_mode():
         for s in samples:
-            batch = predictor._batch_for(s)
+            batch, _ = predictor.batch_for(s)
             encoded.append((s, batch, model.encode(batch)[0]))
 
     summary = {}

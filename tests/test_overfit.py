@@ -43,7 +43,7 @@ def overfit(cfg, items, device, steps=STEPS):
     from perception.models import build_model
     from perception.training import DistContext, Trainer
     from perception.training.logger import read_log
-    from perception.training.trainer import move_to_device
+    from perception.data.collate import to_device
 
     cfg["train"]["epochs"] = steps  # one step per epoch (2 items, batch 2)
     torch.manual_seed(0)
@@ -56,7 +56,7 @@ def overfit(cfg, items, device, steps=STEPS):
     first = {t: np.mean([sum(r[k] for k in keys) for r in log[:3]]) for t, keys in TASK_LOSSES.items()}
     last = {t: np.mean([sum(r[k] for k in keys) for r in log[-3:]]) for t, keys in TASK_LOSSES.items()}
     model.eval()
-    preds = model.predict(move_to_device(collate(items), torch.device(device)))
+    preds = model.predict(to_device(collate(items), torch.device(device)))
     return first, last, preds
 
 

@@ -1,6 +1,9 @@
-"""Predictor: output types/shapes, degraded inputs (no LiDAR, no cameras, NaN), calibration cache, and that
-predict_sample (dataset Sample) and predict (live frame) share one preprocessing."""
+"""Predictor: output types/shapes, degraded inputs (no LiDAR, no cameras, NaN, bad calibration), that
+predict_sample (dataset Sample) and predict (live Frame) share one preprocessing, and that no ground truth
+reaches the model at inference."""
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from perception.config import load_config
 from perception.constants import DETECTION_CLASSES, OCC3D_FREE
 from perception.data.sample import CameraView, Sample
 from perception.models import build_model
-from perception.runtime import Predictor
+from perception.runtime import CameraFrame, Frame, Predictor
 from perception.training.checkpoint import save_checkpoint
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.py"
@@ -40,9 +43,9 @@ def real(real_dir):
     return load_points(str(real_dir / LIDAR))[:, :4], load_image(str(real_dir / IMAGE)), real_dir
 
 
-def frame(points, image=None):
-    cams = {} if image is None else {"CAM_BACK_LEFT": {"image": image, "intrinsics": K, "lidar2cam": L2C}}
-    return {"points": points, "cameras": cams, "timestamp": 1}
+def frame(points, image=None, intrinsics=K, lidar2cam=L2C, lidar2ego=np.eye(4)):
+    cams = {} if image is None else {"CAM_BACK_LEFT": CameraFrame(image, intrinsics, lidar2cam)}
+    return Frame(points=points, cameras=cams, lidar2ego=lidar2ego, timestamp=1)
 
 
 def check(pred, tasks=("det", "map", "occ")):
@@ -58,15 +61,80 @@ def check(pred, tasks=("det", "map", "occ")):
     assert all(v >= 0 for v in pred.timings_ms.values())
 
 
-def test_lidar_and_camera_frame_and_calibration_cache(predictor, real):
+def test_lidar_and_camera_frame_repeats_exactly(predictor, real):
     points, image, _ = real
     first = predictor.predict(frame(points, image))
     check(first)
     assert len(first.boxes) > 0 and first.warnings == [] and first.timings_ms["model"] > 0
-    hits = predictor.calibration_cache_hits
     again = predictor.predict(frame(points, image))
-    assert predictor.calibration_cache_hits == hits + 1
-    np.testing.assert_allclose(again.bev_probs, first.bev_probs, atol=1e-5)
+    np.testing.assert_array_equal(again.bev_probs, first.bev_probs)
+    np.testing.assert_array_equal(again.boxes, first.boxes)
+
+
+def test_bad_calibration_drops_the_camera_with_a_note(predictor, real):
+    points, image, _ = real
+    with pytest.warns(UserWarning):
+        no_cam = predictor.predict(frame(points))
+    singular = K.copy()
+    singular[0, 0] = 0.0
+    nan_extrinsics = L2C.copy()
+    nan_extrinsics[0, 3] = np.nan
+    scaled = L2C.copy()
+    scaled[:3, :3] *= 2.0
+    cases = {"intrinsics missing": dict(intrinsics=None), "intrinsics is singular": dict(intrinsics=singular),
+             "lidar2cam is not finite": dict(lidar2cam=nan_extrinsics),
+             "lidar2cam rotation is not a proper rotation": dict(lidar2cam=scaled)}
+    for message, bad in cases.items():
+        with pytest.warns(UserWarning, match=f"camera CAM_BACK_LEFT: {message}"):
+            pred = predictor.predict(frame(points, image, **bad))
+        assert any("CAM_BACK_LEFT" in w for w in pred.warnings)
+        np.testing.assert_array_equal(pred.bev_probs, no_cam.bev_probs)  # exactly as without that camera
+
+
+def test_lidar2ego_is_required_for_ego_frame_occupancy(predictor, real):
+    points, _, _ = real
+    with pytest.raises(ValueError, match="lidar2ego is required"):
+        predictor.predict(frame(points[:200], lidar2ego=None))
+    bad = np.eye(4)
+    bad[3, 3] = 0.0
+    with pytest.raises(ValueError, match="lidar2ego last row"):
+        predictor.predict(frame(points[:200], lidar2ego=bad))
+    with pytest.raises(ValueError, match="takes a perception.runtime.Frame"):
+        predictor.predict({"points": points})
+    # The occupancy grid is in the ego frame: the frame's lidar2ego is what the model samples that grid with.
+    turned = np.eye(4)
+    turned[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    seen = []
+    model_predict = predictor.model.predict
+    try:
+        predictor.model.predict = lambda batch: seen.append(batch["lidar2ego"].cpu().numpy()) or model_predict(batch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predictor.predict(frame(points[:200], lidar2ego=turned))
+    finally:
+        predictor.model.predict = model_predict
+    np.testing.assert_allclose(seen[0][0], turned)
+
+
+def test_ground_truth_never_reaches_the_model(predictor, real_dir):
+    sample = Sample(token="s", lidar_path=str(real_dir / LIDAR), lidar2ego=np.eye(4), ego2global=np.eye(4),
+                    boxes=np.array([[0, 10, 0, 4, 2, 1.5, 0, 0, 0]], np.float32), labels=np.array([0]),
+                    num_lidar_pts=np.array([50]))
+    batch, _ = predictor.batch_for(sample)
+    assert not [k for k in batch if k.startswith("gt_")]
+    with_gt = predictor.predict_sample(sample)
+    sample.boxes, sample.labels, sample.num_lidar_pts = np.zeros((0, 9), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    without = predictor.predict_sample(sample)
+    np.testing.assert_array_equal(with_gt.boxes, without.boxes)
+    np.testing.assert_array_equal(with_gt.bev_probs, without.bev_probs)
+
+
+def test_runtime_imports_neither_training_nor_eval():
+    code = ("import sys, perception.runtime; "
+            "bad = sorted(m for m in sys.modules if m.startswith(('perception.training', 'perception.eval', 'perception.cli'))); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_degraded_inputs_give_valid_results(predictor, real):
@@ -95,7 +163,7 @@ def test_degraded_inputs_give_valid_results(predictor, real):
     with pytest.warns(UserWarning):
         empty = predictor.predict(frame(np.zeros((0, 4), np.float32)))
     assert empty.boxes.shape == (0, 9) and (empty.occ_labels == OCC3D_FREE).all() and empty.bev_probs.max() == 0
-    with pytest.raises(ValueError, match="points"):
+    with pytest.raises(ValueError, match="Frame.points"):
         predictor.predict(frame(np.zeros((5, 3), np.float32)))
 
 

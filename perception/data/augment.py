@@ -62,6 +62,31 @@ class ImageAugParams:
     flip_prob: float = 0.5
 
 
+def image_aug_params(data_cfg):
+    """:class:`ImageAugParams` of a config's ``data`` section (``image_size``, ``augment``)."""
+    a = data_cfg["augment"]
+    return ImageAugParams(
+        final_hw=tuple(data_cfg["image_size"]),
+        resize_range=tuple(a["resize_lim"]),
+        test_resize=a["test_resize"],
+        bottom_crop_range=tuple(a["bottom_crop_lim"]),
+        rot_range_deg=tuple(a["rot_lim"]),
+        flip_prob=float(a["image_flip_prob"]),
+    )
+
+
+def bev_aug_params(data_cfg):
+    """:class:`BevAugParams` of a config's ``data.augment`` section."""
+    a = data_cfg["augment"]
+    return BevAugParams(
+        rot_range=tuple(a["bev_rot_lim"]),
+        scale_range=tuple(a["bev_scale_lim"]),
+        flip_x_prob=float(a["bev_flip_x_prob"]),
+        flip_y_prob=float(a["bev_flip_y_prob"]),
+        translation_std=float(a["bev_translate_std"]),
+    )
+
+
 # ---------------------------------------------------------------------------------------------- 3D (LiDAR)
 
 

@@ -1,5 +1,7 @@
 """Batching (:func:`collate`) and modality dropout (:func:`modality_dropout`).
 
+:func:`to_device` moves a batch to the model's device (training and the runtime share it).
+
 :func:`collate` turns the item dicts of :class:`perception.data.dataset.M3Dataset` into the training batch of
 ``docs/architecture.md`` (keys, dtypes and shapes exactly as its table): variable-size data (points, GT boxes,
 labels, meta) stay lists of length B, everything else is stacked into tensors with a leading batch axis.
@@ -30,15 +32,31 @@ LISTED = {"points": torch.float32, "gt_boxes": torch.float32, "gt_labels": torch
 
 
 def collate(items):
-    """List of B item dicts -> batch dict (see ``docs/architecture.md``). ``meta`` stays a list of dicts."""
+    """List of B item dicts -> batch dict (see ``docs/architecture.md``). ``meta`` stays a list of dicts.
+    Items without any ``gt_*`` key (inference) give a batch without ground truth."""
     if not items:
         raise ValueError("collate: empty list of items")
-    missing = [k for k in (*STACKED, *LISTED, "meta") if k not in items[0]]
+    # Inference items (``inference_item``) carry no ground truth: the GT keys may be absent from all items.
+    gt_free = not any(k.startswith("gt_") for k in items[0])
+    required = [k for k in (*STACKED, *LISTED, "meta") if not (gt_free and k.startswith("gt_"))]
+    missing = [k for k in required if any(k not in it for it in items)]
     if missing:
         raise ValueError(f"collate: items lack keys {missing}")
-    batch = {k: torch.stack([torch.as_tensor(np.asarray(it[k])) for it in items]).to(dt) for k, dt in STACKED.items()}
-    batch.update({k: [torch.as_tensor(np.asarray(it[k])).to(dt) for it in items] for k, dt in LISTED.items()})
+    batch = {k: torch.stack([torch.as_tensor(np.asarray(it[k])) for it in items]).to(dt)
+             for k, dt in STACKED.items() if k in required}
+    batch.update({k: [torch.as_tensor(np.asarray(it[k])).to(dt) for it in items] for k, dt in LISTED.items() if k in required})
     batch["meta"] = [it["meta"] for it in items]
+    return batch
+
+
+def to_device(batch, device):
+    """Tensors (also inside lists / dicts) to ``device``; other values unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list):
+        return [to_device(v, device) for v in batch]
     return batch
 
 

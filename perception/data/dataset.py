@@ -36,6 +36,105 @@ _LOAD_ERRORS = (FileNotFoundError, OSError, ValueError)
 OPENOCC_FREE = 0  # OpenOccupancy "empty" label (``perception.eval.openocc``: 0 empty, 1-16 semantic, 255 ignore)
 
 
+def read_points(sample, num_sweeps):
+    """The sample's keyframe plus ``num_sweeps`` sweeps: ``(N, 5)`` float32 x, y, z (m), intensity, time lag (s)
+    in the ORIGINAL LiDAR frame, a validity flag (False: missing or unreadable, empty points), and the problems
+    found as ``(kind, count, message)`` (the dataset counts them, the runtime reports them)."""
+    problems = []
+    try:
+        points = np.asarray(replace(sample, num_sweeps=num_sweeps).points, dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] not in (4, 5):
+            raise ValueError(f"points of {sample.lidar_path} have shape {points.shape}, expected (N, 4|5)")
+    except _LOAD_ERRORS as e:
+        problems.append(("lidar_unreadable", 1, f"sample {sample.token}: LiDAR unreadable, lidar_mask=False: {e}"))
+        return np.zeros((0, 5), np.float32), False, problems
+    if points.shape[1] == 4:  # keyframe only: time lag 0
+        points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
+    finite = np.all(np.isfinite(points), axis=1)
+    if not finite.all():
+        problems.append(("nan_points", int((~finite).sum()), f"sample {sample.token}: {(~finite).sum()} NaN/inf points removed"))
+    return points[finite], True, problems
+
+
+def camera_inputs(sample, cameras, image_aug, A, rng=None):
+    """Per-camera network inputs for ``cameras`` (``CAMERA_NAMES`` order): normalised augmented images
+    ``(n, 3, H, W)``, ``cam_mask``, and the augmented ``intrinsics`` / ``lidar2cam`` / ``lidar2img`` /
+    ``img_aug`` matrices; ``A`` is the BEV augmentation (original -> augmented LiDAR frame). ``rng`` draws a
+    training image augmentation; ``None`` uses the deterministic test-time one. Returns ``(inputs, problems)``
+    with problems as in :func:`read_points`; a missing or unreadable camera has ``cam_mask`` False."""
+    fH, fW = image_aug.final_hw
+    n = len(cameras)
+    out = {
+        "images": np.zeros((n, 3, fH, fW), np.float32),
+        "cam_mask": np.zeros((n,), bool),
+        "intrinsics": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+        "lidar2cam": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
+        "lidar2img": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
+        "img_aug": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+    }
+    problems = []
+    for i, name in enumerate(cameras):
+        cam = sample.cameras.get(name)
+        if cam is None:
+            problems.append(("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False"))
+            continue
+        try:
+            image = cam.image
+        except _LOAD_ERRORS as e:
+            problems.append(("camera_unreadable", 1, f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}"))
+            continue
+        hw = image.shape[:2]
+        P = augment.sample_image_aug(image_aug, hw, rng) if rng is not None else augment.eval_image_aug(image_aug, hw)
+        K = augment.augment_intrinsics(cam.intrinsics, P)
+        l2c = augment.augment_lidar2cam(cam.lidar2cam, A)
+        warped = augment.warp_image(image, P, (fH, fW)).astype(np.float32) / 255.0
+        out["images"][i] = ((warped - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+        out["cam_mask"][i] = True
+        out["intrinsics"][i] = K
+        out["lidar2cam"][i] = l2c
+        out["lidar2img"][i] = augment.lidar2img_from(K, l2c)
+        out["img_aug"][i] = P
+    return out, problems
+
+
+def crop_to_range(points, point_cloud_range):
+    """Points whose x, y, z lie in ``[lo, hi)`` of ``point_cloud_range`` (xmin, ymin, zmin, xmax, ymax, zmax)."""
+    bounds = np.asarray(point_cloud_range, dtype=np.float32)  # float32 like the points: same cut at the edges
+    lo, hi = bounds[:3], bounds[3:]
+    return points[np.all((points[:, :3] >= lo) & (points[:, :3] < hi), axis=1)]
+
+
+def inference_item(sample, cameras, image_aug, num_sweeps, point_cloud_range):
+    """The inference item of ``sample``: what :class:`M3Dataset` (``training=False``) gives, without any ground
+    truth (the model cannot see labels at test time). A plain function: the runtime calls it per frame.
+
+    Returns ``(item, problems)``: the item has ``points``, ``lidar_mask``, the camera inputs of
+    :func:`camera_inputs`, ``bev_aug`` (identity), ``lidar2ego`` and ``meta``; problems as in :func:`read_points`.
+    """
+    A = augment.identity_bev_aug()
+    points, lidar_ok, problems = read_points(sample, num_sweeps)
+    cams, cam_problems = camera_inputs(sample, cameras, image_aug, A)
+    item = {
+        "points": crop_to_range(augment.augment_points(A, points), point_cloud_range).astype(np.float32),
+        "lidar_mask": lidar_ok,
+        **cams,
+        "bev_aug": A.astype(np.float32),
+        "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float32),
+        "meta": _meta(sample),
+    }
+    return item, problems + cam_problems
+
+
+def _meta(sample):
+    return {
+        "token": sample.token,
+        "timestamp": sample.timestamp,
+        "scene_name": sample.scene_name,
+        "ego2global": np.asarray(sample.ego2global, dtype=np.float64),
+        "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float64),
+    }
+
+
 class M3Dataset(torch.utils.data.Dataset):
     """Samples -> augmented, ground-truth-filtered items.
 
@@ -152,9 +251,7 @@ class M3Dataset(torch.utils.data.Dataset):
         A = augment.sample_bev_aug(self.bev_aug, rng) if self.training else augment.identity_bev_aug()
 
         points, lidar_ok = self._load_points(sample)
-        points = augment.augment_points(A, points)
-        lo, hi = self.point_cloud_range[:3], self.point_cloud_range[3:]
-        points = points[np.all((points[:, :3] >= lo) & (points[:, :3] < hi), axis=1)]
+        points = crop_to_range(augment.augment_points(A, points), self.point_cloud_range)
 
         boxes, labels = self._filter_boxes(sample, A)
         cams = self._load_cameras(sample, A, rng)
@@ -173,31 +270,17 @@ class M3Dataset(torch.utils.data.Dataset):
             "gt_occ": gt_occ,
             "gt_occ_mask": gt_occ_mask,
             "gt_occ_valid": occ_valid,
-            "meta": {
-                "token": sample.token,
-                "timestamp": sample.timestamp,
-                "scene_name": sample.scene_name,
-                "ego2global": np.asarray(sample.ego2global, dtype=np.float64),
-                "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float64),
-            },
+            "meta": _meta(sample),
         }
 
     # ------------------------------------------------------------------------------------------ LiDAR
 
     def _load_points(self, sample):
         """``(N, 5)`` float32 x, y, z, intensity, time lag in the ORIGINAL LiDAR frame, and a validity flag."""
-        try:
-            points = np.asarray(replace(sample, num_sweeps=self.num_sweeps).points, dtype=np.float32)
-            if points.ndim != 2 or points.shape[1] not in (4, 5):
-                raise ValueError(f"points of {sample.lidar_path} have shape {points.shape}, expected (N, 4|5)")
-        except _LOAD_ERRORS as e:
-            self._count("lidar_unreadable", 1, f"sample {sample.token}: LiDAR unreadable, lidar_mask=False: {e}")
-            return np.zeros((0, 5), np.float32), False
-        if points.shape[1] == 4:  # keyframe only: time lag 0
-            points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
-        finite = np.all(np.isfinite(points), axis=1)
-        self._count("nan_points", int((~finite).sum()), f"sample {sample.token}: {(~finite).sum()} NaN/inf points removed")
-        return points[finite], True
+        points, ok, problems = read_points(sample, self.num_sweeps)
+        for key, n, message in problems:
+            self._count(key, n, message)
+        return points, ok
 
     def _filter_boxes(self, sample, A):
         """GT boxes in the augmented LiDAR frame with invalid labels, empty and out-of-range boxes removed."""
@@ -225,37 +308,9 @@ class M3Dataset(torch.utils.data.Dataset):
 
     def _load_cameras(self, sample, A, rng):
         """Per-camera augmented image and matrices, ``CAMERA_NAMES`` order restricted to ``self.cameras``."""
-        fH, fW = self.image_aug.final_hw
-        n = len(self.cameras)
-        out = {
-            "images": np.zeros((n, 3, fH, fW), np.float32),
-            "cam_mask": np.zeros((n,), bool),
-            "intrinsics": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
-            "lidar2cam": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
-            "lidar2img": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
-            "img_aug": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
-        }
-        for i, name in enumerate(self.cameras):
-            cam = sample.cameras.get(name)
-            if cam is None:
-                self._count("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False")
-                continue
-            try:
-                image = cam.image
-            except _LOAD_ERRORS as e:
-                self._count("camera_unreadable", 1, f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}")
-                continue
-            hw = image.shape[:2]
-            P = augment.sample_image_aug(self.image_aug, hw, rng) if self.training else augment.eval_image_aug(self.image_aug, hw)
-            K = augment.augment_intrinsics(cam.intrinsics, P)
-            l2c = augment.augment_lidar2cam(cam.lidar2cam, A)
-            warped = augment.warp_image(image, P, (fH, fW)).astype(np.float32) / 255.0
-            out["images"][i] = ((warped - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
-            out["cam_mask"][i] = True
-            out["intrinsics"][i] = K
-            out["lidar2cam"][i] = l2c
-            out["lidar2img"][i] = augment.lidar2img_from(K, l2c)
-            out["img_aug"][i] = P
+        out, problems = camera_inputs(sample, self.cameras, self.image_aug, A, rng if self.training else None)
+        for key, n, message in problems:
+            self._count(key, n, message)
         return out
 
     # ------------------------------------------------------------------------------------------ dense GT

@@ -1,18 +1,18 @@
 """The one inference entry point (eval, ROS 2 nodes, log replay): :class:`Predictor`.
 
-A *frame* (live sensor data) is a dict:
-- ``points``: ``(N, 4|5)`` float array, LiDAR frame, x, y, z (m), intensity, [time lag (s)]; ``None`` or
-  ``(0, 4)`` when the LiDAR is missing.
-- ``cameras``: ``{name: {"image": (H, W, 3) uint8 RGB, "intrinsics": 3x3 pixels, "lidar2cam": 4x4}}``
-  for any subset of ``CAMERA_NAMES`` (``lidar2cam``: LiDAR frame at the LiDAR stamp -> camera frame).
-- ``lidar2ego``: 4x4 (optional, identity by default; the occupancy grid is in the ego frame).
-- ``timestamp``: microseconds (optional), ``token`` (optional).
+:meth:`Predictor.predict` takes a live :class:`perception.runtime.frame.Frame`; :meth:`Predictor.predict_sample`
+takes a dataset :class:`Sample`. Both go through the same test-time transform
+(:func:`perception.data.dataset.inference_item`, the one :class:`M3Dataset` uses with ``training=False``) and
+:func:`perception.data.collate.collate`; it is not re-implemented here. The inference batch holds no ground truth.
 
-Preprocessing is the dataset's test-time transform (:class:`perception.data.dataset.M3Dataset` with
-``training=False``) followed by :func:`perception.data.collate.collate`; it is not re-implemented here.
 Bad input degrades instead of failing: NaN/inf points and pixels are counted, warned about and removed
-(points) or zeroed (pixels); a malformed camera is treated as missing; with neither LiDAR nor any camera
-the result is empty (no boxes, zero BEV probabilities, all-free occupancy).
+(points) or zeroed (pixels); a camera with a bad image or calibration is treated as missing, with a note
+naming it and the field; with neither LiDAR nor any camera the result is empty (no boxes, zero BEV
+probabilities, all-free occupancy). A frame without ``lidar2ego`` is an error when the model predicts
+ego-frame occupancy.
+
+Imports run one way: this module uses the data layer and the models, never ``perception.training`` or
+``perception.eval`` (a deployed node does not load the trainer).
 """
 
 import time
@@ -23,8 +23,15 @@ from typing import Optional
 import numpy as np
 import torch
 
+from perception.config import load_config
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES
+from perception.data.augment import image_aug_params
+from perception.data.collate import collate, to_device
+from perception.data.dataset import inference_item
 from perception.data.sample import CameraView, Sample
+from perception.models import build_model
+from perception.models.weights import load_checkpoint, model_weights
+from perception.runtime.frame import Frame, check_camera, check_rigid
 
 
 @dataclass
@@ -65,14 +72,10 @@ class Predictor:
     ``config``: a :class:`perception.config.Config` (or a config file path); ``checkpoint``: a checkpoint
     path, a loaded checkpoint dict, or ``None`` (random weights, for tests); ``device``: 'cpu' or 'cuda'
     (fp16 autocast on CUDA). ``use_ema``: load the EMA weights when the checkpoint has them.
+    A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both.
     """
 
     def __init__(self, config, checkpoint=None, device="cpu", use_ema=False):
-        from perception.config import load_config
-        from perception.models import build_model
-        from perception.training.checkpoint import load_checkpoint, model_weights
-        from perception.training.data import make_dataset
-
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
@@ -83,40 +86,49 @@ class Predictor:
         self.model = build_model(self.cfg["model"])
         if checkpoint is not None:
             ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-            self.model.load_state_dict(model_weights(ckpt, use_ema))
+            try:
+                self.model.load_state_dict(model_weights(ckpt, use_ema))
+            except RuntimeError as e:  # missing / unexpected keys or shape mismatches
+                where = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
+                cfg_name = getattr(self.cfg, "filename", None) or "the config"
+                first = str(e).strip().splitlines()
+                raise ValueError(f"checkpoint {where} does not fit the model of {cfg_name}: "
+                                 f"{' '.join(line.strip() for line in first[:3])[:400]}") from e
         self.model.to(self.device).eval()
-        # The dataset's test-time transform, built once; its sample list is swapped per call.
-        self.dataset = make_dataset(self.cfg, [], training=False, load_gt=False)  # no GT at inference
-        self._calib_key = None
-        self._calib = None
-        self.calibration_cache_hits = 0
+        # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
+        data = self.cfg["data"]
+        self.cameras = tuple(c for c in CAMERA_NAMES if c in data["cameras"])
+        self.image_aug = image_aug_params(data)
+        self.num_sweeps = int(data["num_sweeps"])
+        self.point_cloud_range = tuple(self.cfg["model"]["point_cloud_range"])
+        head = self.model.head
+        self.needs_lidar2ego = "occ" in self.tasks and getattr(head, "occ_frame", "ego") == "ego"
 
     # ------------------------------------------------------------------ preprocessing
-    def _frame_to_sample(self, frame, notes):
-        """Validate a frame dict and wrap it as a :class:`_LiveSample` (degrading bad parts, see module doc)."""
-        if not isinstance(frame, dict):
-            raise ValueError(f"frame must be a dict with 'points' / 'cameras', got {type(frame).__name__}")
-        points = frame.get("points")
+    def _frame_to_sample(self, frame: Frame, notes):
+        """Validate a :class:`Frame` and wrap it as a :class:`_LiveSample` (degrading bad parts, see module doc)."""
+        if not isinstance(frame, Frame):
+            raise ValueError(f"Predictor.predict takes a perception.runtime.Frame, got {type(frame).__name__}")
+        notes.extend(frame.notes)
+        points = frame.points
         points = np.zeros((0, 5), np.float32) if points is None else np.asarray(points, dtype=np.float32)
         if points.ndim != 2 or points.shape[1] not in (4, 5):
-            raise ValueError(f"frame['points'] must be (N, 4) or (N, 5), got {points.shape}")
+            raise ValueError(f"Frame.points must be (N, 4) or (N, 5), got {points.shape}")
         finite = np.isfinite(points).all(axis=1)
         if not finite.all():
             notes.append(f"{int((~finite).sum())} NaN/inf points removed")
             points = points[finite]
-        if points.shape[1] == 4:  # no time lag channel: a single keyframe
+        if points.shape[1] == 4:  # no time lag channel: a single sweep
             points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
         cameras = {}
-        for name, cam in (frame.get("cameras") or {}).items():
+        for name, cam in frame.cameras.items():
             if name not in CAMERA_NAMES:
-                raise ValueError(f"frame['cameras'] has unknown camera {name!r}; expected one of {CAMERA_NAMES}")
-            image = None if cam is None else cam.get("image")
-            if image is None:
+                raise ValueError(f"Frame.cameras has unknown camera {name!r}; expected one of {CAMERA_NAMES}")
+            problem = check_camera(name, cam)
+            if problem is not None:
+                notes.append(f"{problem}; camera treated as missing")
                 continue
-            image = np.asarray(image)
-            if image.ndim != 3 or image.shape[2] != 3:
-                notes.append(f"camera {name}: image shape {image.shape} is not (H, W, 3); treated as missing")
-                continue
+            image = np.asarray(cam.image)
             if image.dtype != np.uint8:
                 bad = ~np.isfinite(image.astype(np.float32))
                 if bad.any():
@@ -124,40 +136,32 @@ class Predictor:
                 image = np.clip(np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), 0, 255)
                 image = image.astype(np.uint8)
             cameras[name] = CameraView(
-                name=name, path="<live>", intrinsics=np.asarray(cam["intrinsics"], np.float64),
-                lidar2cam=np.asarray(cam["lidar2cam"], np.float64), _image=image,
+                name=name, path="<live>", intrinsics=np.asarray(cam.intrinsics, np.float64),
+                lidar2cam=np.asarray(cam.lidar2cam, np.float64), timestamp=int(cam.timestamp), _image=image,
             )
-        lidar2ego = np.asarray(frame.get("lidar2ego", np.eye(4)), dtype=np.float64)
+        if frame.lidar2ego is None:
+            if self.needs_lidar2ego:
+                raise ValueError("Frame.lidar2ego is required: the model predicts occupancy on an ego-frame grid "
+                                 "(model.tasks has 'occ'); give the LiDAR -> ego (base_link) transform")
+            lidar2ego = np.eye(4)
+        else:
+            problem = check_rigid(frame.lidar2ego, "Frame.lidar2ego")
+            if problem is not None:
+                raise ValueError(problem)
+            lidar2ego = np.asarray(frame.lidar2ego, dtype=np.float64)
         sample = _LiveSample(
-            token=str(frame.get("token", "live")), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=np.eye(4),
-            timestamp=int(frame.get("timestamp", 0)), cameras=cameras, live_points=points,
+            token=str(frame.token), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=np.eye(4),
+            timestamp=int(frame.timestamp), cameras=cameras, live_points=points, num_sweeps=0,
         )
         return sample, len(points) > 0
 
-    def _batch_for(self, sample, has_lidar=True):
-        """The dataset's test-time item for ``sample``, collated into a batch of one on the device."""
-        from perception.data.collate import collate
-        from perception.training.trainer import move_to_device
-
-        self.dataset.samples = [sample]
-        batch = collate([self.dataset[0]])
+    def batch_for(self, sample, has_lidar=True):
+        """The test-time batch of one ``sample`` on the device (no ground truth), and the problems found."""
+        item, problems = inference_item(sample, self.cameras, self.image_aug, self.num_sweeps, self.point_cloud_range)
+        batch = collate([item])
         if not has_lidar:
             batch["lidar_mask"][:] = False
-        batch = move_to_device(batch, self.device)
-        self._reuse_calibration(batch)
-        return batch
-
-    def _reuse_calibration(self, batch):
-        """Keep the device copies of the camera matrices while the calibration is unchanged (the common
-        case for a fixed rig), so repeated frames share the same tensors (and any caches keyed on them)."""
-        keys = ("intrinsics", "lidar2cam", "lidar2img", "img_aug")
-        key = tuple(batch[k].cpu().numpy().tobytes() for k in keys) + (batch["cam_mask"].cpu().numpy().tobytes(),)
-        if key == self._calib_key:
-            for k in keys:
-                batch[k] = self._calib[k]
-            self.calibration_cache_hits += 1
-        else:
-            self._calib_key, self._calib = key, {k: batch[k] for k in keys}
+        return to_device(batch, self.device), problems
 
     # ------------------------------------------------------------------ inference
     def _empty(self, notes, timings):
@@ -195,13 +199,13 @@ class Predictor:
         }
         return pred
 
-    def predict(self, frame) -> Prediction:
-        """Run on a live frame (see the module docstring for its keys)."""
+    def predict(self, frame: Frame) -> Prediction:
+        """Run on a live :class:`Frame`."""
         t0 = time.perf_counter()
         notes = []
         sample, has_lidar = self._frame_to_sample(frame, notes)
         use_lidar = has_lidar and self.model.lidar_encoder is not None
-        use_cams = bool(set(sample.cameras) & set(self.dataset.cameras)) and self.model.camera_encoder is not None
+        use_cams = bool(set(sample.cameras) & set(self.cameras)) and self.model.camera_encoder is not None
         if not has_lidar:
             notes.append("no LiDAR points")
         if not use_cams:
@@ -210,13 +214,12 @@ class Predictor:
             warnings.warn(f"Predictor: {note}", stacklevel=2)
         if not use_lidar and not use_cams:
             return self._empty(notes + ["no usable modality: empty result"], {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0})
-        return self._run(self._batch_for(sample, has_lidar), notes, t0)
+        batch, _ = self.batch_for(sample, has_lidar)
+        return self._run(batch, notes, t0)
 
     def predict_sample(self, sample: Sample) -> Prediction:
         """Run on a dataset :class:`Sample` (evaluation), through the same test-time transform."""
         t0 = time.perf_counter()
-        notes = []
-        batch = self._batch_for(sample)
-        if not bool(batch["lidar_mask"][0]):
-            notes.append(f"sample {sample.token}: LiDAR unreadable")
+        batch, problems = self.batch_for(sample)
+        notes = [message for kind, _, message in problems if kind != "camera_missing"]
         return self._run(batch, notes, t0)

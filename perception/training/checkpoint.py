@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# Loading lives with the model (the runtime loads weights without the trainer); re-exported for training code.
+from perception.models.weights import load_checkpoint, model_weights  # noqa: F401
+
 
 def rng_state() -> dict:
     """The python, numpy, torch (and CUDA) global RNG states as plain types / tensors."""
@@ -60,20 +63,3 @@ def save_checkpoint(path, state: dict):
             f"is kept): {err}"
         ) from err
     os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code is unpickled)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def model_weights(checkpoint: dict, use_ema: bool = False) -> dict:
-    """The model state dict of a checkpoint (the EMA weights when ``use_ema`` and present)."""
-    if "model" not in checkpoint:
-        raise ValueError("checkpoint has no 'model' entry")
-    if use_ema and checkpoint.get("ema") is not None:
-        return checkpoint["ema"]
-    return checkpoint["model"]

@@ -9,6 +9,7 @@ default ``<dataroot>/m3_index_<version>.pkl``, built when missing) or from expli
 from functools import partial
 from pathlib import Path
 
+from perception.data.augment import bev_aug_params, image_aug_params
 from perception.training.distributed import DistContext, barrier
 
 
@@ -50,33 +51,6 @@ def load_split(data_cfg, which: str, ctx: DistContext = DistContext()) -> list:
     if not samples:
         raise ValueError(f"no samples of split {split!r} in {path} (data.{which}_split)")
     return samples
-
-
-def image_aug_params(data_cfg):
-    from perception.data.augment import ImageAugParams
-
-    a = data_cfg["augment"]
-    return ImageAugParams(
-        final_hw=tuple(data_cfg["image_size"]),
-        resize_range=tuple(a["resize_lim"]),
-        test_resize=a["test_resize"],
-        bottom_crop_range=tuple(a["bottom_crop_lim"]),
-        rot_range_deg=tuple(a["rot_lim"]),
-        flip_prob=float(a["image_flip_prob"]),
-    )
-
-
-def bev_aug_params(data_cfg):
-    from perception.data.augment import BevAugParams
-
-    a = data_cfg["augment"]
-    return BevAugParams(
-        rot_range=tuple(a["bev_rot_lim"]),
-        scale_range=tuple(a["bev_scale_lim"]),
-        flip_x_prob=float(a["bev_flip_x_prob"]),
-        flip_y_prob=float(a["bev_flip_y_prob"]),
-        translation_std=float(a["bev_translate_std"]),
-    )
 
 
 def check_occ_config(cfg):

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from perception.config import REQUIRED, SCHEMA
+from perception.data.collate import to_device
 from perception.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception.training.distributed import DistContext, all_reduce_mean
 from perception.training.ema import ModelEMA
@@ -67,17 +68,6 @@ def _worker_init(worker_id):
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-
-
-def move_to_device(batch, device):
-    """Tensors (also inside lists / dicts) to ``device``; other values unchanged."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, list):
-        return [move_to_device(v, device) for v in batch]
-    return batch
 
 
 class Trainer:
@@ -216,7 +206,7 @@ class Trainer:
     def train_step(self, batch) -> dict:
         """One optimizer step on one collated batch; returns the loss values (floats) of this process."""
         self.ddp.train()
-        batch = move_to_device(batch, self.ctx.device)
+        batch = to_device(batch, self.ctx.device)
         if self.batch_transform is not None:
             batch = self.batch_transform(batch, self._step_rng())
         with torch.autocast(device_type=self.ctx.device.type, dtype=torch.float16, enabled=self.use_amp):

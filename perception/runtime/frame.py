@@ -1,0 +1,100 @@
+"""What a caller hands the :class:`Predictor` for one live moment: a :class:`Frame`.
+
+Frames and units (``shared/docs/reference.md``): LiDAR frame x right, y forward, z up (nuScenes LIDAR_TOP;
+any rig works as long as the calibration says how its frames relate); camera optical frame x right, y down,
+z forward; metres, seconds, pixels. Transforms are 4x4 ``a2b`` matrices, ``p_b = a2b @ p_a``.
+
+:func:`check_camera` and :func:`check_rigid` validate calibration as it arrives from a live source (a ROS
+topic, a YAML file, a bag): a bad matrix never reaches the model as NaNs or a ``KeyError``; the camera is
+left out of that frame with a note that names it and the field.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+# Tolerances for "this is a rigid transform / a pinhole matrix" (float32 round trips stay far inside them).
+_ORTHO_TOL = 1e-3
+_MIN_FOCAL_PX = 1e-3
+
+
+@dataclass
+class CameraFrame:
+    """One camera of a frame.
+
+    - ``image``: ``(H, W, 3)`` uint8 RGB, rectified (distortion is not modelled).
+    - ``intrinsics``: 3x3 pinhole matrix K of that image, pixels.
+    - ``lidar2cam``: 4x4, LiDAR frame at the LiDAR stamp -> camera optical frame at the camera stamp (with
+      the ego motion between the two stamps folded in when poses are known).
+    - ``timestamp``: microseconds (0 when unknown).
+    """
+
+    image: Optional[np.ndarray]
+    intrinsics: Optional[np.ndarray]
+    lidar2cam: Optional[np.ndarray]
+    timestamp: int = 0
+
+
+@dataclass
+class Frame:
+    """Live sensor data for one LiDAR stamp.
+
+    - ``points``: ``(N, 4|5)`` float, LiDAR frame: x, y, z (m), intensity, [time lag (s), >= 0, for points of
+      earlier sweeps moved into this frame]; ``None`` or ``(0, 4)`` when the LiDAR is missing.
+    - ``cameras``: camera name (``CAMERA_NAMES``) -> :class:`CameraFrame`, any subset.
+    - ``lidar2ego``: 4x4 LiDAR -> ego (``base_link``: x forward, y left, z up). Required when the model
+      predicts ego-frame occupancy (Occ3D): without it the occupancy grid would turn with the LiDAR's
+      mounting yaw (90 degrees on a nuScenes rig).
+    - ``timestamp``: microseconds (LiDAR stamp); ``token``: a name for the frame in notes and results.
+    - ``notes``: problems found upstream (message conversion, stale sensors), carried into the prediction.
+    """
+
+    points: Optional[np.ndarray] = None
+    cameras: Dict[str, CameraFrame] = field(default_factory=dict)
+    lidar2ego: Optional[np.ndarray] = None
+    timestamp: int = 0
+    token: str = "live"
+    notes: List[str] = field(default_factory=list)
+
+
+def check_rigid(matrix, what: str) -> Optional[str]:
+    """Why ``matrix`` is not a 4x4 rigid transform (finite, orthonormal rotation, last row 0 0 0 1), or None."""
+    if matrix is None:
+        return f"{what} missing"
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (4, 4):
+        return f"{what} has shape {m.shape}, expected (4, 4)"
+    if not np.isfinite(m).all():
+        return f"{what} is not finite"
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
+        return f"{what} last row is {m[3].tolist()}, expected [0, 0, 0, 1]"
+    R = m[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=_ORTHO_TOL) or np.linalg.det(R) < 0:
+        return f"{what} rotation is not a proper rotation (singular, scaled or mirrored)"
+    return None
+
+
+def check_intrinsics(K, what: str) -> Optional[str]:
+    """Why ``K`` is not a 3x3 pinhole matrix (finite, fx and fy > 0, last row 0 0 1), or None."""
+    if K is None:
+        return f"{what} missing"
+    k = np.asarray(K, dtype=np.float64)
+    if k.shape != (3, 3):
+        return f"{what} has shape {k.shape}, expected (3, 3)"
+    if not np.isfinite(k).all():
+        return f"{what} is not finite"
+    if k[0, 0] <= _MIN_FOCAL_PX or k[1, 1] <= _MIN_FOCAL_PX or not np.allclose(k[2], [0.0, 0.0, 1.0]):
+        return f"{what} is singular or not a pinhole matrix (fx={k[0, 0]}, fy={k[1, 1]}, last row {k[2].tolist()})"
+    return None
+
+
+def check_camera(name: str, cam) -> Optional[str]:
+    """Why camera ``name`` of a frame cannot be used (the note names the camera and the field), or None."""
+    if cam is None or cam.image is None:
+        return f"camera {name}: no image"
+    image = np.asarray(cam.image)
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) == 0:
+        return f"camera {name}: image shape {image.shape} is not (H, W, 3)"
+    return check_intrinsics(cam.intrinsics, f"camera {name}: intrinsics") or check_rigid(
+        cam.lidar2cam, f"camera {name}: lidar2cam")
