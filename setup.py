@@ -28,7 +28,9 @@ INSTALL_REQUIRES = [
     "rosbags>=0.10",
     "mcap>=1.2",
     "mcap-ros2-support>=0.5",
+    "mcap-protobuf-support>=0.5",  # log replay reads Foxglove-protobuf MCAPs (the public nuScenes conversions)
     "pillow",
+    "pyyaml",
     "tqdm",
     "shapely",
     "matplotlib",
@@ -48,9 +50,16 @@ EXTRAS = {
     ],
     "viz": ["open3d"],
     "cuda": ["mamba-ssm", "spconv-cu126"],
+    # replay --video (mp4 from the rendered frames)
+    "video": ["imageio-ffmpeg"],
+    # perception export / bench --backend onnxruntime (ONNX opset 17+ and its CPU runtime)
+    "export": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"],
     # timm (any image backbone by name) and tensorboard (training curves) are optional at run time;
     # dev installs them so their code paths are tested.
-    "dev": ["pytest", "pytest-timeout", "timm", "tensorboard"],
+    "dev": ["pytest", "pytest-timeout", "timm", "tensorboard",
+            "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2",  # tests/test_export.py
+            "foxglove-schemas-protobuf",  # tests write Foxglove-protobuf MCAPs
+            "imageio-ffmpeg"],  # tests/test_replay.py assembles a video
 }
 
 setup(
@@ -67,10 +76,14 @@ setup(
         ("share/" + PACKAGE + "/launch", _files("launch/*.launch.py")),
         ("share/" + PACKAGE + "/configs", _files("configs/*.py")),
         ("share/" + PACKAGE + "/configs/_base_", _files("configs/_base_/*.py")),
+        ("share/" + PACKAGE + "/configs/ros", _files("configs/ros/*.yaml")),
     ],
     entry_points={
         "console_scripts": [
             "perception = perception.cli.main:main",
+            # ROS 2 nodes (also `ros2 run m3_perception <name>` after colcon build: setup.cfg puts them in lib/)
+            "perception_node = ros_nodes.perception_node:main",
+            "sensor_player = ros_nodes.sensor_player:main",
         ],
     },
     zip_safe=False,

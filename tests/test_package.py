@@ -45,3 +45,48 @@ def test_setup_installs_the_ament_resource_package_xml_and_configs():
 def test_setup_cfg_puts_scripts_where_ros2_run_looks():
     text = (REPO / "setup.cfg").read_text()
     assert "script_dir=$base/lib/m3_perception" in text and "install_scripts=$base/lib/m3_perception" in text
+
+
+def _console_scripts():
+    return dict(line.replace(" ", "").split("=", 1) for line in _setup().entry_points["console_scripts"])
+
+
+def test_ros_executables_launch_file_and_parameter_file_are_installed():
+    import importlib
+
+    scripts = _console_scripts()
+    for name in ("perception_node", "sensor_player"):
+        module, func = scripts[name].split(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
+    files = {dest: srcs for dest, srcs in _setup().data_files}
+    assert "launch/perception.launch.py" in files["share/m3_perception/launch"]
+    assert files["share/m3_perception/configs/ros"] == ["configs/ros/perception.yaml"]
+
+
+def test_launch_file_names_the_installed_executables_and_parameter_file():
+    """`launch` is not on PyPI: read the launch file's syntax tree for the Node actions it creates."""
+    import ast
+
+    tree = ast.parse((REPO / "launch" / "perception.launch.py").read_text())
+    names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in names
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Node"]
+    assert len(nodes) == 2
+    kwargs = [{k.arg: k.value for k in n.keywords} for n in nodes]
+    assert {ast.literal_eval(k["executable"]) for k in kwargs} == {"perception_node", "sensor_player"}
+    assert set(_console_scripts()) >= {"perception_node", "sensor_player"}
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert {"configs", "ros", "perception.yaml"} <= strings  # share/m3_perception/configs/ros/perception.yaml
+    assert "m3_perception" in strings
+
+
+def test_parameter_file_matches_the_node_schema():
+    import yaml
+
+    from ros_nodes.perception_node import PARAMETERS
+
+    params = yaml.safe_load((REPO / "configs" / "ros" / "perception.yaml").read_text())
+    values = params["perception_node"]["ros__parameters"]
+    assert set(values) == set(PARAMETERS)
+    for name, (default, _) in PARAMETERS.items():
+        assert values[name] == default and type(values[name]) is type(default), name

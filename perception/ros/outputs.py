@@ -146,14 +146,18 @@ def bev_to_occupancy_grids(bev_probs, header):
 
 
 def _voxel_centres(occ_labels, grid, free_index):
+    """``(M, 3)`` float32 centres (metres) and ``(M,)`` uint8 labels of the non-free voxels, ``[ix, iy, iz]`` order."""
     occ = np.asarray(occ_labels)
     if occ.ndim != 3 or tuple(occ.shape) != tuple(grid.shape):
         raise ValueError(f"occupancy labels have shape {occ.shape}, the grid is {grid.shape}")
-    ix, iy, iz = np.nonzero(occ != free_index)
-    lower = np.asarray(grid.lower, np.float64)
-    size = np.asarray(grid.size, np.float64)
-    centres = lower + (np.stack([ix, iy, iz], axis=1) + 0.5) * size
-    return centres.astype(np.float32), occ[ix, iy, iz].astype(np.uint8)
+    flat = np.flatnonzero(occ != free_index)
+    index = np.unravel_index(flat, occ.shape)
+    # per-axis centre tables (float64 arithmetic, one float32 rounding) gathered by index: no (M, 3) temporaries
+    centres = np.empty((len(flat), 3), np.float32)
+    for axis in range(3):
+        table = (grid.lower[axis] + (np.arange(occ.shape[axis]) + 0.5) * grid.size[axis]).astype(np.float32)
+        centres[:, axis] = table[index[axis]]
+    return centres, occ.reshape(-1)[flat].astype(np.uint8)
 
 
 def occupancy_to_pointcloud2(occ_labels, grid, free_index, header):

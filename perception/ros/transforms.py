@@ -6,6 +6,7 @@ A 4x4 ``T_a_from_b`` maps points in frame b to frame a: ``p_a = T @ p_b``. Reade
 
 import numpy as np
 
+from perception.geometry import quat_to_rotmat, rotmat_to_quat
 from perception.ros.errors import MessageError
 from perception.ros.stamps import stamp_to_ns
 
@@ -15,39 +16,14 @@ def quaternion_to_rotation(q):
     q = np.asarray(q, dtype=np.float64).reshape(-1)
     if q.shape != (4,) or not np.isfinite(q).all():
         raise ValueError(f"quaternion must be 4 finite numbers (x, y, z, w), got {q.tolist()}")
-    norm = np.linalg.norm(q)
-    if norm < 1e-12:
+    if np.linalg.norm(q) < 1e-12:
         raise ValueError(f"quaternion {q.tolist()} has zero norm")
-    x, y, z, w = q / norm
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    return quat_to_rotmat(q[[3, 0, 1, 2]])  # the project's rotation code takes (w, x, y, z)
 
 
 def rotation_to_quaternion(R):
-    """3x3 rotation -> unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method, stable for all angles)."""
-    R = np.asarray(R, dtype=np.float64)
-    m00, m11, m22 = R[0, 0], R[1, 1], R[2, 2]
-    trace = m00 + m11 + m22
-    if trace > 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    elif m00 > m11 and m00 > m22:
-        s = 2.0 * np.sqrt(1.0 + m00 - m11 - m22)
-        q = [0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s, (R[2, 1] - R[1, 2]) / s]
-    elif m11 > m22:
-        s = 2.0 * np.sqrt(1.0 + m11 - m00 - m22)
-        q = [(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s, (R[0, 2] - R[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m22 - m00 - m11)
-        q = [(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
+    """3x3 rotation -> unit quaternion (x, y, z, w) with w >= 0."""
+    return rotmat_to_quat(R)[[1, 2, 3, 0]]
 
 
 def yaw_to_quaternion(yaw):

@@ -1,0 +1,329 @@
+"""perception_node over real DDS (the PyPI ROS 2 wheels): node, sensor player and test each in their own process.
+
+- The node's boxes, BEV map and occupancy for a keyframe equal ``Predictor.predict_sample`` on the same
+  dataset sample: message conversion, calibration, sweep accumulation and camera association lose nothing.
+- Bad messages, a camera that stops, a LiDAR that stops: reported on /diagnostics, the node goes on.
+- Bad parameters: one log line, exit code 2.
+"""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid, Odometry
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
+
+from perception.config import load_config
+from perception.constants import BEV_MAP_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.data import build_index, load_info_file
+from perception.data.io import load_points
+from perception.data.scene_stream import SceneStream
+from perception.models import build_model
+from perception.ros.calibration import RigCalibration, write_calibration_yaml
+from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compressed, rgb_to_image
+from perception.ros.pointcloud import make_pointcloud2, pointcloud2_fields, points_to_pointcloud2
+from perception.ros.stamps import make_header, stamp_to_ns
+from perception.ros.transforms import matrix_to_odometry
+from perception.runtime import Predictor
+from perception.synth.generate import generate_dataset
+from perception.training.checkpoint import save_checkpoint
+from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
+
+CONFIG = str(REPO / "configs" / "tiny.py")
+LIDAR = "mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin"
+IMAGE = "mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/n015-2018-07-18-11-07-57+0800__CAM_BACK_LEFT__1531883530447423.jpg"
+K = np.array([[1260.0, 0.0, 800.0], [0.0, 1260.0, 450.0], [0.0, 0.0, 1.0]])
+L2C = np.eye(4)  # LiDAR (x right, y forward, z up) -> a camera looking along LiDAR +y
+L2C[:3, :3] = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]
+RELIABLE_NODE = {"sensor_qos": "reliable", "max_input_wait": 2.0, "score_threshold": 0.0, "lidar_timeout": 1.0,
+                 "diagnostics_period": 0.5}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("node_ckpt") / "tiny_random.pth"
+    save_checkpoint(path, {"model": build_model(load_config(CONFIG).model).state_dict()})
+    return path
+
+
+@pytest.fixture
+def bus():
+    b = Bus()
+    yield b
+    b.close()
+
+
+def markers_boxes(msg):
+    """``(K, 6)`` x, y, z, l, w, h of the CUBE markers (ns 'boxes') of a MarkerArray, and their yaws."""
+    cubes = [m for m in msg.markers if m.ns == "boxes" and m.type == Marker.CUBE]
+    rows = [[m.pose.position.x, m.pose.position.y, m.pose.position.z, m.scale.x, m.scale.y, m.scale.z] for m in cubes]
+    yaws = [2 * np.arctan2(m.pose.orientation.z, m.pose.orientation.w) for m in cubes]
+    return np.array(rows).reshape(-1, 6), np.array(yaws)
+
+
+def stamp_of(msg):
+    return stamp_to_ns((msg.markers[0] if isinstance(msg, MarkerArray) else msg).header.stamp)
+
+
+def latest(bus, topic, stamp_ns):
+    return next((m for m in reversed(bus.messages(topic)) if stamp_of(m) == stamp_ns), None)
+
+
+# ---------------------------------------------------------------------------------------------- equivalence
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A 2-keyframe synthetic scene with one sweep before each keyframe, its index and calibration YAML."""
+    root = tmp_path_factory.mktemp("node_scene")
+    generate_dataset(root, scenes=1, samples_per_scene=2, seed=5, sweeps_per_sample=1)
+    build_index(str(root), "v1.0-trainval", str(root / "index.pkl"), num_sweeps=1, progress=False)
+    samples = load_info_file(str(root / "index.pkl"), data_root=str(root), num_sweeps=1)
+    stream = SceneStream(str(root), "v1.0-trainval")
+    write_calibration_yaml(RigCalibration(**stream.calibration()), root / "rig.yaml")
+    return root, sorted(samples, key=lambda s: s.timestamp)
+
+
+def test_node_output_equals_predict_sample(bus, scene, checkpoint, tmp_path):
+    root, samples = scene
+    last = samples[-1]  # the scene's last LiDAR message: never replaced in the node's frame slot
+    stamp = last.timestamp * 1000
+    topics = {"/perception/markers": MarkerArray, "/perception/occupancy": PointCloud2, "/diagnostics": DiagnosticArray}
+    topics.update({f"/perception/bev/{c}": OccupancyGrid for c in BEV_MAP_CLASSES})
+    for topic, kind in topics.items():
+        bus.subscribe(topic, kind)
+    node = start_node("ros_nodes.perception_node", {"config": CONFIG, "checkpoint": str(checkpoint),
+                      "calibration": str(root / "rig.yaml"), **RELIABLE_NODE}, tmp_path / "node.log",
+                      params_file=REPO / "configs" / "ros" / "perception.yaml")  # the shipped parameter file
+    player = start_node("ros_nodes.sensor_player", {"dataroot": str(root), "rate": 0.25, "reliable_sensors": True,
+                        "wait_for_subscribers": 1, "start_delay": 1.0}, tmp_path / "player.log")
+    try:
+        assert bus.wait_for(lambda: latest(bus, "/perception/occupancy", stamp) is not None, 120, [node]), \
+            (tmp_path / "node.log").read_text()[-3000:]
+        bus.wait_for(lambda: all(latest(bus, t, stamp) for t in topics if t != "/diagnostics"), 10)
+    finally:
+        stop(player), stop(node)
+    expected = Predictor(load_config(CONFIG), checkpoint).predict_sample(last)
+
+    markers = latest(bus, "/perception/markers", stamp)
+    assert markers.markers[0].action == Marker.DELETEALL and markers.markers[0].header.frame_id == "LIDAR_TOP"
+    got, yaws = markers_boxes(markers)
+    assert len(got) == len(expected.boxes) > 0
+    order_got, order_exp = np.lexsort(got[:, :2].T), np.lexsort(expected.boxes[:, :2].T)
+    np.testing.assert_allclose(got[order_got], expected.boxes[order_exp, :6], atol=2e-3)
+    yaw_err = np.angle(np.exp(1j * (yaws[order_got] - expected.boxes[order_exp, 6])))
+    assert np.abs(yaw_err).max() < 2e-3
+    for c, name in enumerate(BEV_MAP_CLASSES):
+        grid = latest(bus, f"/perception/bev/{name}", stamp)
+        data = np.asarray(grid.data, np.int16).reshape(grid.info.height, grid.info.width).T  # [ix, iy]
+        assert np.abs(data - np.round(100 * expected.bev_probs[c])).max() <= 1, name
+    occ = latest(bus, "/perception/occupancy", stamp)
+    assert occ.header.frame_id == "base_link"
+    fields = pointcloud2_fields(occ)
+    idx = [np.floor((fields[a] - OCC3D_GRID.lower[i]) / OCC3D_GRID.size[i]).astype(int) for i, a in enumerate("xyz")]
+    labels = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8)
+    labels[idx[0], idx[1], idx[2]] = fields["label"]
+    assert (labels == expected.occ_labels).mean() > 0.9999
+    inputs = [diagnostics_values(m, ": inputs") for m in bus.messages("/diagnostics")]
+    seen = next(v for v in reversed(inputs) if v and v.get("sweeps_merged") == "1")
+    assert all(seen[f"camera {c}"] == "ok" for c in last.cameras)
+
+
+# ---------------------------------------------------------------------------------------------- robustness
+class Sensors:
+    """Test-side publishers of one LiDAR, CAM_FRONT (compressed) and CAM_FRONT_LEFT (raw) and odometry."""
+
+    def __init__(self, bus, real_dir):
+        self.bus = bus
+        self.lidar = bus.publisher("/LIDAR_TOP", PointCloud2)
+        self.odom = bus.publisher("/odom", Odometry)
+        self.front = bus.publisher("/CAM_FRONT/image_rect_compressed", CompressedImage)
+        self.front_info = bus.publisher("/CAM_FRONT/camera_info", CameraInfo)
+        self.left = bus.publisher("/CAM_FRONT_LEFT/image_rect", Image)
+        self.left_info = bus.publisher("/CAM_FRONT_LEFT/camera_info", CameraInfo)
+        self.points = load_points(str(real_dir / LIDAR))[::4, :4]
+        self.jpeg = (real_dir / IMAGE).read_bytes()
+        self.rgb = np.zeros((90, 160, 3), np.uint8)
+        self.stamp = 1_700_000_000_000_000_000
+
+    def frame(self, cameras=True, cloud=None):
+        """One sensor moment: odometry, cameras (10 ms after the LiDAR stamp), LiDAR. Returns the LiDAR stamp."""
+        self.stamp += 100_000_000
+        t = self.stamp
+        self.odom.publish(matrix_to_odometry(np.eye(4), t, "odom", "base_link"))
+        if cameras:
+            self.front_info.publish(intrinsics_to_camera_info(K, 1600, 900, make_header(t + 10**7, "CAM_FRONT")))
+            self.front.publish(jpeg_bytes_to_compressed(self.jpeg, make_header(t + 10**7, "CAM_FRONT")))
+            self.left_info.publish(intrinsics_to_camera_info(K * [[0.1], [0.1], [1]], 160, 90,
+                                                             make_header(t + 10**7, "CAM_FRONT_LEFT")))
+            self.left.publish(rgb_to_image(self.rgb, make_header(t + 10**7, "CAM_FRONT_LEFT")))
+        self.lidar.publish(cloud(t) if cloud else points_to_pointcloud2(self.points, make_header(t, "LIDAR_TOP")))
+        return t
+
+
+@pytest.fixture(scope="module")
+def rig_yaml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rig") / "rig.yaml"
+    write_calibration_yaml(RigCalibration(lidar2ego=np.eye(4), lidar2cam={"CAM_FRONT": L2C, "CAM_FRONT_LEFT": L2C}), path)
+    return path
+
+
+FAST = "model.head.occ_lidar_cues=False model.refiner=None"  # tiny without its two refiners: ~2x faster frames
+
+
+def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tmp_path):
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "fast.pth"
+    save_checkpoint(checkpoint, {"model": build_model(load_config(CONFIG, FAST.split()).model).state_dict()})
+    for topic, kind in {"/perception/markers": MarkerArray, "/diagnostics": DiagnosticArray}.items():
+        bus.subscribe(topic, kind)
+    log = tmp_path / "node.log"
+    node = start_node("ros_nodes.perception_node", {
+        "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml), "cameras": "CAM_FRONT CAM_FRONT_LEFT",
+        "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST,
+        **dict(RELIABLE_NODE, lidar_timeout=3.0)}, log)
+    sensors = Sensors(bus, real_dir)
+    try:
+        inputs_topics = ["/LIDAR_TOP", "/odom", "/CAM_FRONT/image_rect_compressed", "/CAM_FRONT/camera_info",
+                         "/CAM_FRONT_LEFT/image_rect", "/CAM_FRONT_LEFT/camera_info"]
+        assert bus.wait_for(lambda: all(bus.node.count_subscribers(t) for t in inputs_topics), 60, [node]), log.read_text()
+
+        def answered(stamp, timeout=30):
+            return bus.wait_for(lambda: latest(bus, "/perception/markers", stamp) is not None, timeout, [node])
+
+        def inputs():
+            diags = [diagnostics_values(m, ": inputs") for m in bus.messages("/diagnostics")]
+            return [d for d in diags if d]
+
+        assert answered(sensors.frame(), 60), log.read_text()[-3000:]
+        assert answered(sensors.frame())  # the cameras are flowing now: the node waits for their images
+        assert inputs()[-1]["camera CAM_FRONT"] == "ok" and inputs()[-1]["camera CAM_FRONT_LEFT"] == "ok"
+
+        def cloud_without_xyz(t):
+            return make_pointcloud2(make_header(t, "LIDAR_TOP"), {"a": np.zeros(10, np.float32)})
+
+        def cloud_short_step(t):
+            msg = points_to_pointcloud2(sensors.points, make_header(t, "LIDAR_TOP"))
+            msg.point_step = 8  # fields x, y, z, intensity need 16 bytes
+            return msg
+
+        bad = {
+            "lidar: pointcloud_no_xyz": lambda: sensors.frame(cameras=False, cloud=cloud_without_xyz),
+            "lidar: pointcloud_layout": lambda: sensors.frame(cameras=False, cloud=cloud_short_step),
+            "CAM_FRONT: image_decode": lambda: sensors.front.publish(
+                CompressedImage(header=make_header(sensors.stamp, "CAM_FRONT"), format="jpeg", data=b"\xff\xd8garbage")),
+            "CAM_FRONT_LEFT: image_encoding": lambda: sensors.left.publish(Image(
+                header=make_header(sensors.stamp, "CAM_FRONT_LEFT"), height=2, width=2, encoding="yuv422", step=4,
+                data=bytes(8))),
+            "CAM_FRONT_LEFT: image_size": lambda: sensors.left.publish(
+                rgb_to_image(np.zeros((45, 80, 3), np.uint8), make_header(sensors.stamp, "CAM_FRONT_LEFT"))),
+            "CAM_FRONT: camera_info_k": lambda: sensors.front_info.publish(
+                CameraInfo(header=make_header(sensors.stamp, "CAM_FRONT"), width=1600, height=900, k=[0.0] * 9)),
+        }
+        for kind, send in bad.items():
+            send()
+            send()  # twice: logged once, counted twice
+            assert answered(sensors.frame()), f"no answer after {kind}"
+            assert bus.wait_for(lambda: inputs()[-1].get(f"bad input {kind}", "").startswith("2 ("), 5), inputs()[-1]
+            assert inputs()[-1]["_level"] >= 1  # WARN
+        # NaN and empty clouds are degraded frames, not bad ones: answered, NaNs dropped
+        nan_points = sensors.points.copy()
+        nan_points[:50] = np.nan
+        assert answered(sensors.frame(cloud=lambda t: points_to_pointcloud2(nan_points, make_header(t, "LIDAR_TOP"))))
+        empty = sensors.frame(cloud=lambda t: points_to_pointcloud2(np.zeros((0, 4), np.float32), make_header(t, "LIDAR_TOP")))
+        assert answered(empty) and len(markers_boxes(latest(bus, "/perception/markers", empty))[0]) >= 0
+        # a camera that stops: outputs keep coming, diagnostics name it
+        sensors.frame()
+        for _ in range(3):
+            stamp = sensors.frame(cameras=False)
+        assert answered(stamp)
+        assert bus.wait_for(lambda: inputs()[-1].get("camera CAM_FRONT") == "stale", 5), inputs()[-1]
+        assert "CAM_FRONT" in inputs()[-1]["_message"]
+        # the LiDAR stops: diagnostics say so (ERROR); output resumes when it returns
+        assert bus.wait_for(lambda: inputs()[-1]["lidar"].startswith("no message for"), 15)
+        assert inputs()[-1]["_level"] == 2
+        assert answered(sensors.frame())
+        assert bus.wait_for(lambda: inputs()[-1]["lidar"] == "ok", 5)
+        assert node.poll() is None
+    finally:
+        code = stop(node)
+    text = log.read_text()
+    for kind in bad:
+        assert text.count(kind.split(": ")[1]) >= 1
+    assert text.count("pointcloud_no_xyz") == 1, "each kind of bad input is logged once"
+    assert "Traceback" not in text and code == 0
+
+
+# ---------------------------------------------------------------------------------------------- start-up errors
+def test_bad_parameters_stop_the_node_with_one_line(checkpoint, rig_yaml, tmp_path):
+    torch.manual_seed(0)
+    lidar_only = tmp_path / "lidar_only.pth"
+    save_checkpoint(lidar_only, {"model": build_model(load_config(REPO / "configs" / "tiny_lidar.py").model).state_dict()})
+    good = {"config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml)}
+    cases = {
+        "missing checkpoint": ({"checkpoint": str(tmp_path / "nope.pth")}, "checkpoint: file not found"),
+        "unknown device": ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
+        "config/checkpoint mismatch": ({"checkpoint": str(lidar_only)}, "does not fit the model of"),
+        "no calibration": ({"calibration": ""}, "parameter calibration is required"),
+    }
+    procs = {name: start_node("ros_nodes.perception_node", dict(good, **change), tmp_path / f"{i}.log")
+             for i, (name, (change, _)) in enumerate(cases.items())}
+    for i, (name, (_, message)) in enumerate(cases.items()):
+        assert procs[name].wait(120) == 2, name
+        text = (tmp_path / f"{i}.log").read_text()
+        errors = [line for line in text.splitlines() if "[ERROR]" in line and "[perception_node]" in line]
+        assert len(errors) == 1 and message in errors[0], (name, text)
+        assert "Traceback" not in text
+
+
+# ---------------------------------------------------------------------------------------------- tf calibration
+def test_tf_calibration_path_with_a_stand_in_tf2_ros(monkeypatch, checkpoint, real_dir):
+    """On a ROS install (calibration parameter empty) the extrinsics come from tf2_ros, which is not on PyPI:
+    a stand-in module with a Buffer that knows the rig's transforms exercises the node's tf path in-process."""
+    import sys
+    import types
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from perception.ros.transforms import matrix_to_transform_stamped
+    from ros_nodes.perception_node import PerceptionNode
+
+    lidar2ego = np.eye(4)
+    lidar2ego[:3, 3] = [0.9, 0.0, 1.8]
+    tree = {("base_link", "LIDAR_TOP"): lidar2ego, ("CAM_FRONT", "LIDAR_TOP"): L2C}
+    lookups = []
+
+    class Buffer:
+        def lookup_transform(self, target, source, time, timeout=None):
+            lookups.append((target, source))
+            if (target, source) not in tree:
+                raise LookupError(f"{source} -> {target} not on tf yet")
+            return matrix_to_transform_stamped(tree[(target, source)], 0, target, source)
+
+    monkeypatch.setitem(sys.modules, "tf2_ros", types.SimpleNamespace(Buffer=Buffer, TransformListener=lambda b, n: None))
+    context = Context()
+    rclpy.init(context=context, domain_id=199)
+    node = rclpy.create_node("perception_node", context=context, parameter_overrides=[
+        Parameter("config", value=CONFIG), Parameter("checkpoint", value=str(checkpoint)),
+        Parameter("cameras", value="CAM_FRONT")])
+    perception = PerceptionNode(node)
+    perception.stop()  # no worker: the test takes frames from the slot itself
+    try:
+        assert perception.bridge is None  # nothing known before the first cloud names the LiDAR frame
+        cloud = points_to_pointcloud2(load_points(str(real_dir / LIDAR))[:, :4], make_header(10**18, "LIDAR_TOP"))
+        perception._on_lidar(cloud)
+        assert perception.slot.take(0.0) is None and perception.errors.counts["lidar: waiting for calibration"] == 1
+        perception._try_tf()
+        assert perception.bridge is not None and ("CAM_FRONT", "LIDAR_TOP") in lookups
+        np.testing.assert_allclose(perception.bridge.assembler.lidar2ego, lidar2ego, atol=1e-12)
+        np.testing.assert_allclose(perception.bridge.assembler.lidar2cam["CAM_FRONT"], L2C, atol=1e-12)
+        perception._on_lidar(cloud)
+        assert perception.slot.take(0.0)[0] == 10**18  # frames flow once tf has the rig
+    finally:
+        perception.stop()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
