@@ -3,7 +3,10 @@
 1. synthesizes a small nuScenes-format dataset (cached under ``--cache``),
 2. trains the ``tiny`` config on it (reusing the cached checkpoint when one exists),
 3. evaluates it on the held-out synthetic scenes with the official protocols and prints the scores,
-4. renders one validation sample (BEV + cameras, with predictions) to PNG files.
+4. renders one validation sample (BEV + cameras, with predictions) to PNG files,
+5. converts one validation scene into a ROS 2 bag and replays it through the perception node's code
+   (``perception convert`` + ``perception replay``): ``replay/<scene>_perception.mcap`` holds the sensor data
+   and the predictions; open it in Foxglove (see the README, "Log replay").
 """
 
 import time
@@ -29,6 +32,8 @@ def add_parser(subparsers):
                    help="stop training after this many minutes of wall clock whatever the step (default 6)")
     p.add_argument("--retrain", action="store_true", help="ignore a cached checkpoint and train again")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (default 0)")
+    p.add_argument("--replay-frames", type=int, default=20,
+                   help="LiDAR frames of the replayed scene (default 20, ~1 min on 2 CPU cores; 0 = the whole scene)")
     p.set_defaults(func=run)
 
 
@@ -75,8 +80,35 @@ def run(args):
     pngs = render_prediction(args.config, str(ckpt), dataroot=str(dataroot), version=version, out_dir=str(out_dir))
     for p in pngs:
         print(f"[demo] rendered {p}")
+    replay_scene(dataroot, version, str(ckpt), args.config, cache / "replay", args.replay_frames)
     print(f"[demo] done in {time.time() - t0:.0f} s")
     return 0 if metrics is not None else 1
+
+
+def replay_scene(dataroot, version, ckpt, config, out_dir, max_frames=20):
+    """Convert the first validation scene into a bag and replay it (inputs copied, keyframes scored)."""
+    from nuscenes.utils.splits import create_splits_scenes
+
+    from perception.data.nuscenes_index import VERSION_SPLITS
+    from perception.data.scene_stream import SceneStream
+    from perception.replay.convert import convert_scene
+    from perception.replay.replay import ReplayOptions
+    from perception.replay.run import replay
+    from perception.replay.sources import open_source
+    from perception.runtime import Predictor
+
+    val = set(create_splits_scenes()[VERSION_SPLITS[version][-1]])
+    names = SceneStream.scene_names(dataroot, version)
+    scene = next((n for n in names if n in val), names[0])
+    bag = Path(out_dir) / f"{scene}.mcap"
+    result = convert_scene(dataroot, version, scene, bag, overwrite=True)
+    print(f"[demo] {result.line()}")
+    out = Path(out_dir) / f"{scene}_perception.mcap"
+    options = ReplayOptions(copy_inputs=True, max_frames=max_frames or None)
+    replay(open_source(bag), Predictor(config, ckpt), out, options, overwrite=True)
+    print(f"[demo] replayed {scene}: {out} holds the sensor data and the predictions; open it in Foxglove "
+          f"(Open local file), 3D panel with fixed frame LIDAR_TOP, topics /LIDAR_TOP, /perception/markers, "
+          f"/perception/occupancy, /markers/annotations (GT)")
 
 
 def checkpoint_fits(config, ckpt) -> bool:

@@ -16,6 +16,8 @@ COMMANDS = {
     "show": "perception.cli.show",
     "train": "perception.cli.train",
     "eval": "perception.cli.evaluate",
+    "convert": "perception.cli.convert",
+    "replay": "perception.cli.replay",
     "demo": "perception.cli.demo",
 }
 

@@ -1,0 +1,361 @@
+"""The replay loop: input messages -> :class:`perception.ros.bridge.PerceptionBridge` (the perception node's
+own conversion, sweep accumulation, camera staleness rule, Predictor and output messages) -> a ROS 2 bag.
+
+Order and determinism. Messages are read in log-time order. The node waits briefly for the poses and
+images of a LiDAR stamp; replay does the deterministic equivalent: a LiDAR message is held until the input
+has moved ``lookahead_s`` (>= ``max_camera_lidar_delay``) past its stamp, so every message stamped up to
+``stamp + max_camera_lidar_delay`` has been fed first, then the frame is processed. Later LiDAR messages
+wait in stamp order (they only matter to later frames), so out-of-order arrival within the window is
+harmless. Every LiDAR message is processed (no dropping offline); outputs carry the input stamps.
+
+Bad input never stops a replay: a message that cannot be converted is counted by ``topic: kind`` with one
+warning naming the topic and stamp; a LiDAR frame that cannot be processed is skipped and counted by reason
+(``bad_pointcloud``, ``duplicate``, ``out_of_order``, ``no_calibration``, ``inference_error``). A truncated
+input ends the replay at the cut; the output written so far is closed and readable.
+"""
+
+import heapq
+import json
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from perception.ros.errors import MessageError
+from perception.ros.stamps import header_stamp_ns
+from perception.replay import foxglove
+from perception.replay.summary import ReplayStats
+from perception.replay.topics import TopicOptions, resolve
+
+WORLD_FRAMES = ("map", "odom", "world")
+
+
+@dataclass
+class ReplayOptions:
+    topics: TopicOptions = field(default_factory=TopicOptions)
+    max_camera_lidar_delay: float = 0.12
+    lookahead_s: float = 0.3
+    score_threshold: float = 0.3
+    ego_frame: str = "base_link"
+    occupancy_markers: bool = False
+    copy_inputs: bool = False
+    max_frames: int = None
+    calibration: object = None  # a RigCalibration (from --calibration); None: from the input's tf
+
+
+class FrameSink:
+    """What to do with each processed frame besides writing it (scoring, rendering): ``on_frame(info)``."""
+
+    def on_frame(self, info):  # pragma: no cover - interface
+        pass
+
+
+class Replayer:
+    """One replay of ``source`` through ``predictor`` into ``writer`` (a :class:`BagWriter` or None)."""
+
+    def __init__(self, predictor, source, writer, options=None, sinks=(), log=print):
+        self.predictor = predictor
+        self.source = source
+        self.writer = writer
+        self.opts = options or ReplayOptions()
+        self.sinks = list(sinks)
+        self.log = log
+        self.stats = ReplayStats()
+        self.bridge = None
+        self.model_cameras = predictor.cameras if predictor.model.camera_encoder is not None else ()
+        self.roles = resolve(source.topics(), self.opts.topics, self.model_cameras)
+        for note in self.roles.notes:
+            self._warn(note)
+        self.uses_odometry = any(r == "odometry" for r, _ in self.roles.by_topic.values())
+        self.tf_tree = {}  # child frame -> (parent frame, 4x4 child -> parent): static extrinsics
+        self.camera_frames = {}  # camera -> frame_id of its images
+        self.lidar_frame = None
+        self.samples = {}  # LiDAR stamp ns -> sample info dict (from /nuscenes/sample)
+        self._waiting = []  # converted inputs received before the bridge exists: (kind, camera, view, topic)
+        self._pending = []  # heap of (stamp, seq, InputMessage, message) LiDAR frames waiting for their window
+        self._pending_stamps = set()
+        self._done_stamps = set()
+        self._last_done = None
+        self._seq = 0
+        self._lookahead_ns = int(max(self.opts.lookahead_s, self.opts.max_camera_lidar_delay) * 1e9)
+        self._read_ms = 0.0
+        self._feed_ms = 0.0
+        self._copy_ms = 0.0  # --copy-inputs writing between two frames (counted in the frame's 'write')
+        self._warned = set()
+        self._stop = False
+
+    # ------------------------------------------------------------------ reporting
+    def _warn(self, text, kind=None):
+        """Print a warning (once per ``kind`` when given) and keep it for the summary."""
+        if kind is not None:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+        self.stats.warnings.append(text)
+        self.log(f"warning: {text}")
+
+    def _bad_input(self, topic, stamp, kind, text):
+        key = f"{topic}: {kind}"
+        self.stats.input_errors[key] += 1
+        self._warn(f"{topic} @ {stamp} ns: {text} (further '{kind}' errors on {topic} are counted)", kind=key)
+
+    def _skip(self, reason, topic, stamp, text):
+        self.stats.skipped[reason] += 1
+        self._warn(f"frame {topic} @ {stamp} ns skipped ({reason}): {text}")
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, progress=True):
+        """Replay the whole input (or ``max_frames`` LiDAR frames); returns the :class:`ReplayStats`."""
+        from tqdm import tqdm
+
+        topics = set(self.roles.by_topic) if not self.opts.copy_inputs else None
+        start = time.perf_counter()
+        total = self.source.topics()[self.roles.topic_of("lidar")].count
+        if self.opts.max_frames is not None and total is not None:
+            total = min(total, self.opts.max_frames)
+        self.bar = tqdm(total=total, desc="replay", unit="frame", disable=not progress)
+        try:
+            t_read = time.perf_counter()
+            for msg in self.source.messages(topics):
+                self._read_ms += (time.perf_counter() - t_read) * 1e3
+                self._flush(msg.log_time_ns)
+                if self._stop:
+                    break
+                self._feed(msg)
+                t_read = time.perf_counter()
+            else:
+                self._flush(None)
+        finally:
+            self.bar.close()
+            self.stats.wall_s = time.perf_counter() - start
+            for problem in getattr(self.source, "problems", []):
+                self._warn(problem)
+        return self.stats
+
+    def _flush(self, now_ns):
+        """Process the held LiDAR frames whose window has passed (all of them when ``now_ns`` is None)."""
+        while self._pending and not self._stop and (
+                now_ns is None or self._pending[0][0] + self._lookahead_ns < now_ns):
+            stamp, _, item, message = heapq.heappop(self._pending)
+            self._pending_stamps.discard(stamp)
+            self._process(stamp, item, message)
+            if self.opts.max_frames is not None and len(self.stats.frames) >= self.opts.max_frames:
+                self._stop = True
+
+    # ------------------------------------------------------------------ inputs
+    def _feed(self, item):
+        role, camera = self.roles.by_topic.get(item.topic, (None, None))
+        if self.opts.copy_inputs and self.writer is not None:
+            self._copy(item, role)
+        if role is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            message = item.message()
+        except Exception as e:  # noqa: BLE001 - a payload that does not deserialize
+            self._bad_input(item.topic, item.log_time_ns, "undecodable", f"{type(e).__name__}: {e}")
+            return
+        try:
+            if role == "lidar":
+                self._add_lidar(item, message)
+            elif role == "sample":
+                info = json.loads(message.data)
+                self.samples[int(info["lidar_stamp_ns"])] = info
+            elif role == "tf":
+                self._add_transforms(item, message)
+            else:
+                self._to_bridge(role, camera, self._view(item, role, message), item.topic)
+        except (MessageError, ValueError, KeyError, AttributeError, TypeError) as e:
+            self._bad_input(item.topic, item.log_time_ns, getattr(e, "kind", type(e).__name__), str(e))
+        self._feed_ms += (time.perf_counter() - t0) * 1e3
+
+    @staticmethod
+    def _view(item, role, message):
+        if item.encoding != "protobuf":
+            return message
+        if role == "image":
+            return foxglove.compressed_image_view(message)
+        if role == "camera_info":
+            return foxglove.camera_info_view(message)
+        raise MessageError(f"{item.msgtype}: not readable as {role}", "unknown_type")
+
+    def _add_lidar(self, item, message):
+        view = foxglove.pointcloud_view(message) if item.encoding == "protobuf" else message
+        stamp = header_stamp_ns(view)
+        if self.lidar_frame is None:
+            self.lidar_frame = view.header.frame_id
+        if stamp in self._pending_stamps or stamp in self._done_stamps:
+            self._skip("duplicate", item.topic, stamp, "a LiDAR message with this stamp was already replayed")
+            return
+        if self._last_done is not None and stamp <= self._last_done:
+            self._skip("out_of_order", item.topic, stamp, f"older than the frame already processed at "
+                                                          f"{self._last_done} ns (beyond the look-ahead window)")
+            return
+        self._pending_stamps.add(stamp)
+        self._seq += 1
+        heapq.heappush(self._pending, (stamp, self._seq, item, view))
+
+    def _add_transforms(self, item, message):
+        if item.encoding == "protobuf":
+            transforms = foxglove.transform_views(message, item.msgtype)
+        else:
+            transforms = message.transforms
+        from perception.ros.transforms import transform_to_matrix
+
+        for tf in transforms:
+            parent, child = str(tf.header.frame_id), str(tf.child_frame_id)
+            T = transform_to_matrix(tf)
+            if parent in WORLD_FRAMES and child == self.opts.ego_frame:
+                if not self.uses_odometry:  # ego poses from tf when the input has no odometry topic
+                    self._to_bridge("odometry", None, _odometry_view(tf, T), item.topic)
+            else:
+                self.tf_tree[child] = (parent, T)
+
+    def _to_bridge(self, role, camera, view, topic):
+        if role in ("image", "raw_image") and camera not in self.camera_frames:
+            self.camera_frames[camera] = str(view.header.frame_id)
+        if self.bridge is None:
+            self._waiting.append((role, camera, view, topic))
+            del self._waiting[:-2000]  # bounded: only what precedes the first frame matters
+            return
+        self._call_bridge(role, camera, view, topic)
+
+    def _call_bridge(self, role, camera, view, topic):
+        try:
+            if role == "odometry":
+                self.bridge.on_odometry(view)
+            elif role == "camera_info":
+                if camera in self.bridge.cameras:
+                    self.bridge.on_camera_info(camera, view)
+            elif camera in self.bridge.cameras:
+                self.bridge.on_image(camera, view, compressed=role == "image")
+        except (MessageError, ValueError) as e:
+            stamp = header_stamp_ns(view) if hasattr(view, "header") else "?"
+            self._bad_input(topic, stamp, getattr(e, "kind", "invalid"), str(e))
+
+    # ------------------------------------------------------------------ calibration and bridge
+    def _ego_from(self, frame):
+        """4x4 ``frame`` -> ego through the static tf tree, or None."""
+        T, seen = np.eye(4), set()
+        while frame != self.opts.ego_frame:
+            if frame in seen or frame not in self.tf_tree:
+                return None
+            seen.add(frame)
+            parent, T_frame = self.tf_tree[frame]
+            T, frame = T_frame @ T, parent
+        return T
+
+    def _calibration_from_tf(self):
+        from perception.geometry import invert
+        from perception.ros.calibration import RigCalibration
+
+        lidar2ego = self._ego_from(self.lidar_frame)
+        if lidar2ego is None:
+            return None
+        calib = RigCalibration(lidar2ego=lidar2ego, lidar_frame=self.lidar_frame, ego_frame=self.opts.ego_frame)
+        for cam in self.model_cameras:
+            candidates = [self.camera_frames.get(cam), cam, cam.lower()]
+            cam2ego = next((T for T in (self._ego_from(f) for f in candidates if f) if T is not None), None)
+            if cam2ego is not None:
+                calib.lidar2cam[cam] = invert(cam2ego) @ lidar2ego
+                calib.camera_frames[cam] = next(f for f in candidates if f and self._ego_from(f) is not None)
+        return calib
+
+    def _ensure_bridge(self, topic, stamp):
+        if self.bridge is not None:
+            return True
+        from perception.ros.bridge import PerceptionBridge
+
+        calib = self.opts.calibration or self._calibration_from_tf()
+        if calib is None:
+            self._skip("no_calibration", topic, stamp, f"no LiDAR -> {self.opts.ego_frame} transform for frame "
+                                                       f"'{self.lidar_frame}' on /tf_static or /tf yet (or pass "
+                                                       f"--calibration)")
+            return False
+        cameras = [c for c in self.model_cameras if c in calib.lidar2cam]
+        for cam in self.model_cameras:
+            if cam not in calib.lidar2cam and any(c == cam for _, c in self.roles.by_topic.values()):
+                self._warn(f"camera {cam}: no extrinsics (tf {self.opts.ego_frame} -> its frame) in the input: "
+                           f"left out of every frame")
+        try:
+            self.bridge = PerceptionBridge(self.predictor, calib, cameras, self.opts.max_camera_lidar_delay,
+                                           self.opts.score_threshold, self.opts.ego_frame, self.opts.occupancy_markers)
+        except ValueError as e:
+            self._skip("no_calibration", topic, stamp, str(e))
+            return False
+        waiting, self._waiting = self._waiting, []
+        for role, camera, view, t in waiting:
+            self._call_bridge(role, camera, view, t)
+        return True
+
+    # ------------------------------------------------------------------ one frame
+    def _process(self, stamp, item, view):
+        from perception.ros.bridge import output_topic
+
+        timings = {"read": self._read_ms, "feed": self._feed_ms}
+        copy_ms, self._read_ms, self._feed_ms, self._copy_ms = self._copy_ms, 0.0, 0.0, 0.0
+        self._done_stamps.add(stamp)
+        self._last_done = stamp if self._last_done is None else max(self._last_done, stamp)
+        if not self._ensure_bridge(item.topic, stamp):
+            return
+        t0 = time.perf_counter()
+        try:
+            stamp, points, frame_id = self.bridge.on_pointcloud(view)
+        except (MessageError, ValueError) as e:
+            self._skip("bad_pointcloud", item.topic, stamp, str(e))
+            return
+        timings["decode"] = (time.perf_counter() - t0) * 1e3
+        try:
+            messages, pred, status, stage_ms = self.bridge.process(stamp, points, frame_id)
+        except Exception as e:  # noqa: BLE001 - one bad frame never stops a replay
+            self._skip("inference_error", item.topic, stamp, f"{type(e).__name__}: {e}")
+            return
+        timings.update(stage_ms)
+        t1 = time.perf_counter()
+        if self.writer is not None:
+            for key in sorted(messages):
+                self.writer.write("/" + output_topic(key), messages[key], stamp)
+        timings["write"] = (time.perf_counter() - t1) * 1e3 + copy_ms
+        self.stats.add_frame(timings)
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{len(self.stats.frames) / max(self.bar.format_dict['elapsed'], 1e-9):.2f} frames/s")
+        info = SimpleNamespace(stamp_ns=stamp, topic=item.topic, frame_id=frame_id, points=points, pred=pred,
+                               status=status, frame=self.bridge.last_frame, sample=self.samples.get(stamp),
+                               lidar2ego=self.bridge.assembler.lidar2ego)
+        for sink in self.sinks:
+            sink.on_frame(info)
+
+    # ------------------------------------------------------------------ --copy-inputs
+    def _copy(self, item, role):
+        t0 = time.perf_counter()
+        try:
+            if item.encoding == "cdr":
+                self.writer.write_raw(item.topic, item.msgtype, item.raw, item.log_time_ns, item.msgdef)
+            elif item.encoding == "rclpy":
+                self.writer.write(item.topic, item.message(), item.log_time_ns)
+            elif role in ("lidar", "image", "camera_info"):
+                view = {"lidar": foxglove.pointcloud_view, "image": foxglove.compressed_image_view,
+                        "camera_info": foxglove.camera_info_view}[role](item.message())
+                self.writer.write(item.topic, foxglove.to_ros(view, role), item.log_time_ns)
+            elif role == "tf":
+                from perception.ros.transforms import transform_to_matrix
+                from perception.replay.bagio import tf_message
+
+                views = foxglove.transform_views(item.message(), item.msgtype)
+                msg = tf_message([(transform_to_matrix(v), v.header.stamp, v.header.frame_id, v.child_frame_id)
+                                  for v in views])
+                self.writer.write(item.topic, msg, item.log_time_ns)
+            else:
+                self._warn(f"--copy-inputs: {item.topic} ({item.msgtype}, {item.encoding}) has no ROS 2 equivalent "
+                           f"here: not copied", kind=f"copy {item.topic}")
+        except Exception as e:  # noqa: BLE001 - a message that cannot be copied is counted, the replay goes on
+            self._bad_input(item.topic, item.log_time_ns, "copy_failed", f"{type(e).__name__}: {e}")
+        self._copy_ms += (time.perf_counter() - t0) * 1e3
+
+
+def _odometry_view(tf, T):
+    """An Odometry-like view of a world -> ego transform (``odometry_to_matrix`` reads ``pose.pose``)."""
+    tr = tf.transform
+    pose = SimpleNamespace(position=tr.translation, orientation=tr.rotation)
+    return SimpleNamespace(header=tf.header, child_frame_id=tf.child_frame_id, pose=SimpleNamespace(pose=pose))
