@@ -30,11 +30,8 @@ import sys
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
-from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
@@ -44,10 +41,7 @@ from perception.ros.calibration import calibration_from_tf, load_calibration_yam
 from perception.ros.errors import MessageError
 from perception.ros.outputs import diagnostics_message
 from perception.runtime import Predictor
-from ros_nodes.parameters import BadParameter, declare_parameters
-
-EXIT_OK = 0
-EXIT_BAD_START = 2
+from ros_nodes.common import BadParameter, declare_parameters, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -313,28 +307,7 @@ class PerceptionNode:
 
 def main(args=None):
     """Console script ``perception_node``: runs until Ctrl-C (0); a bad parameter exits 2 with one log line."""
-    context = Context()
-    rclpy.init(args=args, context=context)
-    node = rclpy.create_node("perception_node", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    code, perception = EXIT_OK, None
-    try:
-        perception = PerceptionNode(node)
-        executor.spin()
-    except BadParameter as e:
-        node.get_logger().error(str(e))
-        code = EXIT_BAD_START
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if perception is not None:
-            perception.stop()
-        executor.shutdown()
-        node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
-    return code
+    return run_node("perception_node", PerceptionNode, args)
 
 
 if __name__ == "__main__":

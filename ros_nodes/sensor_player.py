@@ -20,8 +20,13 @@ Every message is published at its dataset time scaled by ``rate``, scheduled aga
 (no drift). Stamps are the dataset timestamps (``use_sim_stamps``, default) or the wall clock at the scheduled
 time. QoS: sensor-data QoS (best effort) for LiDAR and images, or reliable depth 10 with
 ``reliable_sensors:=true`` (best effort can drop large messages); reliable depth 50 for camera_info and odometry.
-With ``loop:=false`` the node exits 0 at the end of the scene; a bad dataroot, unknown scene or invalid
-parameter is logged in one line and exits 2.
+Reliable DDS does not deliver to a subscriber what was published before it matched: ``start_delay`` (and
+``wait_for_subscribers:=N``, which waits until the LiDAR and odometry topics have N subscribers each) lets them
+connect.
+With ``loop:=false`` the node exits 0 at the end of the scene, after reliable subscribers acknowledged the last
+messages (at most 10 s: a writer repairs losses only while it exists); a bad dataroot, unknown scene or
+invalid parameter is logged in one line and exits 2. SIGINT / SIGTERM stop it cleanly (exit 0).
+The rig calibration goes to a YAML file (``calibration_out``), not to /tf_static (no tf2 messages here).
 """
 
 import os
@@ -29,8 +34,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
+from ros_nodes.common import BadParameter, declare_parameters, run_node
+
 
 ACK_TIMEOUT_S = 10.0  # at the end, how long reliable subscribers may take to acknowledge the last messages
 LOOP_GAP_S = 0.05  # dataset seconds between the last message of a pass and the first of the next (one sweep)
@@ -43,8 +48,8 @@ PARAMETERS = {
     "rate": (1.0, "playback speed factor: 1.0 = real time, 2.0 = twice real time"),
     "loop": (False, "restart the scene when it ends (stamps repeat, like ros2 bag play --loop)"),
     "start_delay": (1.0, "seconds to wait before the first message (lets subscribers connect)"),
-    "wait_for_subscribers": (0, "before start_delay, wait (up to 30 s) until every topic of the player has this "
-                                "many subscribers; 0 = do not wait"),
+    "wait_for_subscribers": (0, "before start_delay, wait (up to 30 s) until the LiDAR and odometry topics have "
+                                "this many subscribers each; 0 = do not wait"),
     "lidar_topic": ("/LIDAR_TOP", "PointCloud2 topic of LIDAR_TOP (keyframes and sweeps)"),
     "camera_topic_prefix": ("/", "camera topics are <prefix><CAM_NAME>/image_rect_compressed (or "
                                  "/image_rect) and <prefix><CAM_NAME>/camera_info"),
@@ -60,7 +65,7 @@ PARAMETERS = {
     "reliable_sensors": (False, "true: reliable depth 10 for LiDAR and images instead of sensor-data QoS "
                                 "(best effort can drop large messages)"),
 }
-_NUMERIC = {"rate", "start_delay"}
+NUMERIC = ("rate", "start_delay")
 
 
 @dataclass
@@ -101,46 +106,27 @@ def camera_topics(prefix, camera, image_transport="compressed"):
     return image, base + "/camera_info"
 
 
-class _BadInput(Exception):
-    """A problem the user must fix (logged in one line, exit code 2)."""
-
-
 class SensorPlayer:
     """The rclpy node and its publishing loop (built by :func:`main`)."""
 
     def __init__(self, node):
-        from rcl_interfaces.msg import ParameterDescriptor
-
         self.node = node
         self.log = node.get_logger()
-        from rclpy.exceptions import ParameterException
-
-        values = {}
-        for name, (default, description) in PARAMETERS.items():
-            desc = ParameterDescriptor(description=description, dynamic_typing=name in _NUMERIC)
-            try:
-                values[name] = node.declare_parameter(name, default, desc).value
-            except ParameterException as e:  # e.g. loop:=3 for a bool
-                raise _BadInput(f"parameter {name}: {e}") from e
-        self.p = self._validate(values)
+        self.p = self._validate(declare_parameters(node, PARAMETERS, NUMERIC))
+        self.open()
 
     @staticmethod
     def _validate(p):
-        for name in _NUMERIC:
-            v = p[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise _BadInput(f"parameter {name} must be a number, got {v!r}")
-            p[name] = float(v)
         if not p["dataroot"]:
-            raise _BadInput("parameter dataroot is required (--ros-args -p dataroot:=/path/to/nuscenes)")
+            raise BadParameter("parameter dataroot is required (--ros-args -p dataroot:=/path/to/nuscenes)")
         if not p["rate"] > 0:
-            raise _BadInput(f"parameter rate must be > 0, got {p['rate']}")
+            raise BadParameter(f"parameter rate must be > 0, got {p['rate']}")
         if p["start_delay"] < 0:
-            raise _BadInput(f"parameter start_delay must be >= 0, got {p['start_delay']}")
+            raise BadParameter(f"parameter start_delay must be >= 0, got {p['start_delay']}")
         if p["image_transport"] not in ("compressed", "raw"):
-            raise _BadInput(f"parameter image_transport must be 'compressed' or 'raw', got {p['image_transport']!r}")
+            raise BadParameter(f"parameter image_transport must be 'compressed' or 'raw', got {p['image_transport']!r}")
         if p["wait_for_subscribers"] < 0:
-            raise _BadInput(f"parameter wait_for_subscribers must be >= 0, got {p['wait_for_subscribers']}")
+            raise BadParameter(f"parameter wait_for_subscribers must be >= 0, got {p['wait_for_subscribers']}")
         return p
 
     # ----------------------------------------------------------------------------------------------------
@@ -152,7 +138,7 @@ class SensorPlayer:
         try:
             self.stream = SceneStream(p["dataroot"], p["version"], p["scene"] or None)
         except (FileNotFoundError, ValueError) as e:
-            raise _BadInput(str(e)) from e
+            raise BadParameter(str(e)) from e
         for line in self.stream.problems:
             self.log.warning(line)
         if p["calibration_out"]:
@@ -164,7 +150,7 @@ class SensorPlayer:
                 os.makedirs(out_dir, exist_ok=True)
                 write_calibration_yaml(calib, p["calibration_out"])
             except OSError as e:
-                raise _BadInput(f"cannot write calibration_out {p['calibration_out']}: {e}") from e
+                raise BadParameter(f"cannot write calibration_out {p['calibration_out']}: {e}") from e
             self.log.info(f"wrote the rig calibration of {self.stream.scene_name} to {p['calibration_out']}")
         self._make_publishers()
         self.plan = publish_plan(self.stream, p["rate"])
@@ -237,17 +223,15 @@ class SensorPlayer:
                 return True
             executor.spin_once(timeout_sec=min(left, 0.05))
 
-    def _all_publishers(self):
-        return [self.odom_pub, self.lidar_pub] + list(self.info_pubs.values()) + list(self.image_pubs.values())
-
     def _wait_for_subscribers(self, executor):
-        """Wait (at most 30 s) until EVERY topic of the player has ``wait_for_subscribers`` subscriptions."""
+        """Wait (at most 30 s) until the LiDAR and the odometry topics have ``wait_for_subscribers``
+        subscriptions each (every consumer reads those two; camera topics may legitimately have none)."""
         n = int(self.p["wait_for_subscribers"])
         if n <= 0:
             return True
         deadline = time.monotonic() + 30.0
         while True:
-            short = [pub.topic_name for pub in self._all_publishers() if pub.get_subscription_count() < n]
+            short = [pub.topic_name for pub in (self.lidar_pub, self.odom_pub) if pub.get_subscription_count() < n]
             if not short:
                 return True
             if time.monotonic() > deadline:
@@ -263,10 +247,8 @@ class SensorPlayer:
 
         deadline = time.monotonic() + timeout_s
         for pub in self.reliable:
-            t = time.monotonic()  # DEBUG
             left = max(0.0, deadline - time.monotonic())
             ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))
-            self.log.info(f"DEBUG acked {pub.topic_name} {ok} {time.monotonic() - t:.2f}")
             if not ok:
                 self.log.warning(f"{pub.topic_name}: not every subscriber acknowledged every message "
                                  f"within {timeout_s:g} s")
@@ -287,7 +269,7 @@ class SensorPlayer:
         pass_period = self.plan[-1].offset_s + LOOP_GAP_S / p["rate"]
         pass_start = time.monotonic()
         wall_start_ns = time.time_ns()
-        passes = 0
+        passes, warned_behind = 0, False
         while True:
             published, skipped, late = 0, 0, 0.0
             for item in self.plan:
@@ -315,6 +297,14 @@ class SensorPlayer:
                 break
             pass_start += pass_period  # schedule against the start: no drift across passes
             wall_start_ns += int(round(pass_period * 1e9))
+            behind = time.monotonic() - pass_start
+            if behind > 0:  # slower than the rate (e.g. raw decoding): restart the schedule, do not burst
+                if not warned_behind:
+                    self.log.warning(f"pass {passes} ended {behind:.2f} s behind schedule (the player cannot keep "
+                                     f"up with rate {p['rate']:g}); the next passes start late")
+                    warned_behind = True
+                pass_start += behind
+                wall_start_ns += int(round(behind * 1e9))
         self._wait_for_acks()
         self.log.info(f"scene {stream.scene_name}: finished, exiting")
         return True
@@ -322,33 +312,7 @@ class SensorPlayer:
 
 def main(args=None):
     """Console script ``sensor_player``: 0 at the end of the scene (or on Ctrl-C), 2 on bad input."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    context = Context()
-    # SIGINT / SIGTERM shut the context down; the publishing loop sees it and the node exits 0.
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
-    node = rclpy.create_node("sensor_player", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    code = EXIT_OK
-    try:
-        player = SensorPlayer(node)
-        player.open()
-        player.run(executor)
-    except _BadInput as e:
-        node.get_logger().error(str(e))
-        code = EXIT_BAD_INPUT
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
-    return code
+    return run_node("sensor_player", SensorPlayer, args)
 
 
 if __name__ == "__main__":
