@@ -63,7 +63,15 @@ def main():
     sub.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(sub)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinning = threading.Event()
+    spinning.set()
+
+    def spin():
+        while spinning.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
     try:
         deadline = time.time() + 180
         while not arrivals and time.time() < deadline:
@@ -81,6 +89,8 @@ def main():
         for proc in (player, node):
             proc.terminate()
             proc.wait(10)
+        spinning.clear()
+        thread.join()
         executor.shutdown()
         rclpy.shutdown(context=context)
 

@@ -4,8 +4,8 @@
 
 Measured on a real nuScenes LiDAR keyframe (34,720 points, ``../shared/data/real/surroundocc``) and six raw 1600 x 900
 rgb8 images (the node's worst image case: no decoding, one copy each), then separately JPEG decoding of six
-real nuScenes-size JPEGs (CompressedImage, the default transport). Frame assembly merges 10 past sweeps (the
-nuscenes_full setting; tiny uses 1). Outputs: a prediction with 30 boxes above the threshold, the six BEV
+real nuScenes-size JPEGs (CompressedImage, the default transport). Frame assembly merges ``--num-sweeps`` past
+sweeps (default 10, the nuscenes_full setting; tiny uses 1). Outputs: a prediction with 30 boxes above the threshold, the six BEV
 grids and an occupancy volume with 10 % occupied voxels (Occ3D). Median over repeats, milliseconds.
 """
 
@@ -46,6 +46,7 @@ def median_ms(fn, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per stage (median reported)")
+    parser.add_argument("--num-sweeps", type=int, default=10, help="past sweeps merged per frame (tiny: 1, nuscenes_full: 10)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -61,7 +62,7 @@ def main():
     l2c[:3, :3] = [[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]]
     calib = RigCalibration(lidar2ego=make_transform(yaw_to_quat(np.pi / 2), [0.9, 0, 1.8]),
                            lidar2cam={c: l2c for c in CAMERA_NAMES})
-    assembler = FrameAssembler(calib, CAMERA_NAMES, num_sweeps=10)
+    assembler = FrameAssembler(calib, CAMERA_NAMES, num_sweeps=args.num_sweeps)
     for i in range(11):  # 10 past sweeps at 20 Hz with their poses, then the cameras
         stamp = 10**18 + i * 50_000_000
         assembler.add_pose(stamp, make_transform(yaw_to_quat(0.01 * i), [0.5 * i, 0, 0]))
@@ -87,7 +88,8 @@ def main():
     numbers = {
         "pointcloud2_to_points (34k points)": median_ms(lambda: pointcloud2_to_points(cloud), r),
         "image_to_rgb x 6 (1600x900 rgb8)": median_ms(lambda: [image_to_rgb(m) for m in raw], r),
-        "assemble (10 past sweeps, 6 cameras, motion compensation)": median_ms(lambda: assembler.assemble(now, points), r),
+        f"assemble ({args.num_sweeps} past sweeps, 6 cameras, motion compensation)":
+            median_ms(lambda: assembler.assemble(now, points), r),
         "outputs (30 boxes, 6 BEV grids, occupancy cloud)": median_ms(outputs, r),
     }
     numbers["node overhead, total"] = sum(numbers.values())

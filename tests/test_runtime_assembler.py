@@ -103,3 +103,19 @@ def test_stale_cameras_and_missing_poses_degrade_with_notes(scene):
     assert set(assembler.waiting_on(lidar[2].stamp_ns)) == {"pose", "CAM_FRONT"}
     with pytest.raises(ValueError, match="lidar2cam"):
         FrameAssembler(RigCalibration(lidar2ego=np.eye(4), lidar2cam={}), ("CAM_FRONT",), 1)
+
+
+def test_a_frame_assembled_late_still_gets_its_past_sweeps(scene):
+    """The node assembles a frame after its worker was busy: newer sweeps have arrived by then. The frame must
+    still merge the sweeps before its own stamp (not the newest ones, not none)."""
+    stream, samples = scene
+    calib = RigCalibration(**stream.calibration())
+    assembler = FrameAssembler(calib, (), NUM_SWEEPS)
+    lidar = [r for r in stream.records() if r.is_lidar]
+    for rec in lidar:  # the whole scene arrives before the first keyframe with past sweeps is assembled
+        assembler.add_pose(rec.stamp_ns, rec.ego2global)
+        assembler.add_sweep(rec.stamp_ns, load_points(rec.path)[:, :4])
+    key = next(r for r in lidar if r.is_key_frame and r is not lidar[0])
+    frame, status = assembler.assemble(key.stamp_ns, load_points(key.path)[:, :4])
+    assert status.sweeps_used == NUM_SWEEPS
+    np.testing.assert_allclose(frame.points, load_points_with_sweeps(samples[key.sample_token], NUM_SWEEPS), atol=1e-4)

@@ -27,6 +27,8 @@ from perception.geometry import invert
 from perception.runtime.frame import CameraFrame, Frame, check_intrinsics, check_rigid
 from perception.runtime.poses import PoseBuffer
 
+MAX_EXTRA_SWEEPS = 40  # sweeps kept beyond num_sweeps (2 s at 20 Hz): a late frame still finds its past sweeps
+
 
 @dataclass
 class FrameStatus:
@@ -71,7 +73,9 @@ class FrameAssembler:
         self.max_sweep_age_ns = int(max_sweep_age_s * 1e9)
         self.poses = poses if poses is not None else PoseBuffer()
         self._images = {name: deque(maxlen=camera_history) for name in self.cameras}
-        self._keep_sweeps = max(self.num_sweeps, 0) + 1
+        # Sweeps kept: a frame is assembled a little after its sweep arrived (the worker was busy or waited for
+        # cameras), when newer sweeps are already here; keep every sweep young enough to be merged, capped.
+        self._keep_sweeps = max(self.num_sweeps, 0) + MAX_EXTRA_SWEEPS
         self._sweeps = []  # (stamp_ns, (N, 4) float32), oldest first
         self._newest_ns = -1  # newest stamp of any input (message time), for waiting_on
         self._lock = threading.Lock()
@@ -102,7 +106,9 @@ class FrameAssembler:
             if stamp_ns in stamps:  # a duplicate message
                 return
             self._sweeps.insert(bisect.bisect(stamps, stamp_ns), (int(stamp_ns), pts))  # out-of-order safe
-            del self._sweeps[: max(0, len(self._sweeps) - self._keep_sweeps)]
+            newest = self._sweeps[-1][0]
+            stale = sum(1 for s, _ in self._sweeps if newest - s > 2 * self.max_sweep_age_ns)
+            del self._sweeps[: max(stale, len(self._sweeps) - self._keep_sweeps)]
 
     # ------------------------------------------------------------------ readiness
     def waiting_on(self, stamp_ns: int, alive_window_s=1.0):
