@@ -19,6 +19,8 @@ COMMANDS = {
     "convert": "perception.cli.convert",
     "replay": "perception.cli.replay",
     "demo": "perception.cli.demo",
+    "bench": "perception.cli.bench",
+    "export": "perception.cli.export",
 }
 
 

@@ -17,6 +17,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from perception.models.timing import stage
+
 # Keys build_model passes itself (taken from the model section, not from the sub-sections).
 INJECTED = {
     "lidar": ("point_cloud_range", "bev_cell"),
@@ -81,7 +83,8 @@ class M3Net(nn.Module):
         camera_mask = batch["cam_mask"].any(dim=1) if self.camera_encoder is not None else torch.zeros_like(lidar_mask)
         if self.lidar_encoder is None:
             lidar_mask = torch.zeros_like(lidar_mask)
-        return self.neck(lidar_bev, camera_bev, lidar_mask, camera_mask), aux
+        with stage("fusion"):
+            return self.neck(lidar_bev, camera_bev, lidar_mask, camera_mask), aux
 
     def forward(self, batch) -> dict:
         """Training: named, weighted loss tensors (the trainer sums them).
@@ -114,8 +117,10 @@ class M3Net(nn.Module):
         ``bev_probs (6, 200, 200)`` when 'map'; ``occ_labels (200, 200, 16)`` uint8 when 'occ'."""
         task_bevs, _ = self.encode(batch)
         outputs = self.head(task_bevs, batch)
-        results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
-        return self.refine_boxes(results, batch)
+        with stage("decode"):
+            results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+        with stage("refiner"):
+            return self.refine_boxes(results, batch)
 
     @torch.no_grad()
     def refine_boxes(self, results, batch):

@@ -71,17 +71,19 @@ class Predictor:
 
     ``config``: a :class:`perception.config.Config` (or a config file path); ``checkpoint``: a checkpoint
     path, a loaded checkpoint dict, or ``None`` (random weights, for tests); ``device``: 'cpu' or 'cuda'
-    (fp16 autocast on CUDA). ``use_ema``: load the EMA weights when the checkpoint has them.
+    (fp16 autocast on CUDA). ``use_ema``: load the EMA weights when the checkpoint has them. ``fp16``: autocast
+    on CUDA (default None = on for CUDA, as before; False runs fp32 there, for ``perception bench``).
     A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both.
     """
 
-    def __init__(self, config, checkpoint=None, device="cpu", use_ema=False):
+    def __init__(self, config, checkpoint=None, device="cpu", use_ema=False, fp16=None):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' requested but CUDA is not available")
         self.cfg = load_config(config) if not isinstance(config, dict) else config
         self.device = torch.device(device)
+        self.fp16 = self.device.type == "cuda" and (fp16 is None or bool(fp16))
         self.tasks = tuple(self.cfg["model"]["tasks"])
         self.model = build_model(self.cfg["model"])
         if checkpoint is not None:
@@ -176,7 +178,7 @@ class Predictor:
     def _run(self, batch, notes, t0):
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(
-            device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"
+            device_type=self.device.type, dtype=torch.float16, enabled=self.fp16
         ):
             out = self.model.predict(batch)[0]
         if self.device.type == "cuda":

@@ -13,8 +13,11 @@ from torch import nn
 from perception.models.bev.second import conv_bn_relu
 from perception.models.camera.backbone import ImageBackbone
 from perception.models.camera.fpn import ImageFPN
-from perception.models.camera.lss import DepthBins, bev_pool, frustum_to_lidar, lidar_depth_map, make_frustum
+from perception.models.camera.lss import (
+    BevPoolPlan, DepthBins, bev_pool, bev_pool_ranked, frustum_to_lidar, lidar_depth_map, make_frustum,
+)
 from perception.models.lidar.encoder import bev_grid_shape
+from perception.models.timing import stage
 
 
 class CameraEncoder(nn.Module):
@@ -79,7 +82,7 @@ class CameraEncoder(nn.Module):
             else nn.Identity()
         )
         self.register_buffer("frustum", make_frustum(self.feature_hw, self.feature_stride, self.depth_bins.centres()), persistent=False)
-        self._geometry_cache = None  # (intrinsics, lidar2cam, geometry) reused while calibration is unchanged
+        self._geometry_cache = None  # (intrinsics, lidar2cam, geometry, {cam_mask: BevPoolPlan}) for a fixed rig
 
     def _check_inputs(self, images, cam_mask, intrinsics, lidar2cam):
         if images.dim() != 5 or tuple(images.shape[-3:]) != (3,) + self.image_size:
@@ -89,23 +92,55 @@ class CameraEncoder(nn.Module):
             if tuple(t.shape) != (b, n) + tail:
                 raise ValueError(f"{name} must be {(b, n) + tail}, got {tuple(t.shape)}")
 
-    def geometry(self, intrinsics, lidar2cam):
-        """LiDAR-frame positions ``(B, N, D, h, w, 3)`` of the frustum; cached in eval mode while the
-        calibration tensors are unchanged."""
+    def _cached(self, intrinsics, lidar2cam):
         cache = self._geometry_cache
         if (
             not self.training
             and cache is not None
             and cache[0].shape == intrinsics.shape
             and cache[1].shape == lidar2cam.shape
+            and cache[0].device == intrinsics.device
             and torch.equal(cache[0], intrinsics)
             and torch.equal(cache[1], lidar2cam)
         ):
+            return cache
+        return None
+
+    def geometry(self, intrinsics, lidar2cam):
+        """LiDAR-frame positions ``(B, N, D, h, w, 3)`` of the frustum; cached in eval mode while the
+        calibration tensors are unchanged."""
+        cache = self._cached(intrinsics, lidar2cam)
+        if cache is not None:
             return cache[2]
         geometry = frustum_to_lidar(self.frustum, intrinsics, lidar2cam)
         if not self.training:
-            self._geometry_cache = (intrinsics.detach().clone(), lidar2cam.detach().clone(), geometry)
+            self._geometry_cache = (intrinsics.detach().clone(), lidar2cam.detach().clone(), geometry, {})
         return geometry
+
+    def pool_plan(self, intrinsics, lidar2cam, cam_mask):
+        """The :class:`BevPoolPlan` of this calibration and camera mask: cached (eval mode) beside the
+        geometry, one per camera mask, so a fixed rig computes it once."""
+        geometry = self.geometry(intrinsics, lidar2cam)
+        cache = self._cached(intrinsics, lidar2cam)
+        key = tuple(cam_mask.bool().flatten().tolist())
+        if cache is not None and key in cache[3]:
+            return cache[3][key]
+        plan = BevPoolPlan(geometry, cam_mask, self.point_cloud_range, self.pool_cell, self.pool_shape)
+        if cache is not None:
+            if len(cache[3]) >= 16:  # camera masks seen for this rig (a dropped camera changes the mask)
+                cache[3].clear()
+            cache[3][key] = plan
+        return plan
+
+    def lidar_depth(self, points, lidar_mask, intrinsics, lidar2cam, cam_mask):
+        """Sparse LiDAR depth at feature resolution ``(B, N, h, w)`` (:func:`lidar_depth_map`; stays in Python
+        in the ONNX export)."""
+        batch, num_cams = cam_mask.shape
+        if lidar_mask is None:
+            lidar_mask = torch.ones(batch, dtype=torch.bool, device=cam_mask.device)
+        k4 = torch.eye(4, device=intrinsics.device, dtype=intrinsics.dtype).expand(batch, num_cams, 4, 4).clone()
+        k4[..., :3, :3] = intrinsics
+        return lidar_depth_map(points, lidar_mask, k4 @ lidar2cam, cam_mask.bool(), self.feature_hw, self.feature_stride)
 
     def forward(self, images, cam_mask, intrinsics, lidar2cam, points=None, lidar_mask=None):
         """``images (B, N, 3, H, W)``, ``cam_mask (B, N)`` bool, ``intrinsics (B, N, 3, 3)`` (augmented,
@@ -122,36 +157,40 @@ class CameraEncoder(nn.Module):
         aux = {}
         depth_map = None
         if points is not None:
-            if lidar_mask is None:
-                lidar_mask = torch.ones(batch, dtype=torch.bool, device=images.device)
-            k4 = torch.eye(4, device=images.device, dtype=intrinsics.dtype).expand(batch, num_cams, 4, 4).clone()
-            k4[..., :3, :3] = intrinsics
-            depth_map = lidar_depth_map(points, lidar_mask, k4 @ lidar2cam, cam_mask, self.feature_hw, self.feature_stride)
-            aux["depth_target"] = self.depth_bins.index(depth_map)
+            with stage("view_transform"):
+                depth_map = self.lidar_depth(points, lidar_mask, intrinsics, lidar2cam, cam_mask)
+                aux["depth_target"] = self.depth_bins.index(depth_map)
 
         # Only present cameras go through the network; missing ones keep zero features and zero depth mass.
         selected = cam_mask.reshape(-1).nonzero().squeeze(1)
         context = images.new_zeros(batch * num_cams, self.context_channels, h, w)
         depth_logits = images.new_zeros(batch * num_cams, self.depth_bins.num_bins, h, w)
         if selected.numel():
-            features = self.fpn(self.backbone(images.reshape(-1, 3, *self.image_size)[selected]))
-            if self.use_lidar_depth:
-                sparse = depth_map.reshape(-1, 1, h, w)[selected] if depth_map is not None else features.new_zeros(len(selected), 1, h, w)
-                encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1))
-                features = torch.cat([features, encoded], 1)
-            out = self.depth_net(features)
-            # under autocast ``out`` is fp16 while the zero buffers are fp32: copy in the buffers' dtype
-            out = out.to(depth_logits.dtype)
-            depth_logits = depth_logits.index_copy(0, selected, out[:, : self.depth_bins.num_bins])
-            context = context.index_copy(0, selected, out[:, self.depth_bins.num_bins :])
-        depth_logits = depth_logits.view(batch, num_cams, -1, h, w)
-        aux["depth_logits"] = depth_logits
-        depth_probs = depth_logits.softmax(dim=2) * cam_mask[:, :, None, None, None]
-        geometry = self.geometry(intrinsics, lidar2cam)
-        bev = bev_pool(
-            depth_probs, context.view(batch, num_cams, -1, h, w), geometry, cam_mask, self.point_cloud_range, self.pool_cell, self.pool_shape
-        )
-        return self.downsample(bev), aux
+            with stage("image_backbone"):
+                features = self.fpn(self.backbone(images.reshape(-1, 3, *self.image_size)[selected]))
+            with stage("view_transform"):
+                if self.use_lidar_depth:
+                    sparse = depth_map.reshape(-1, 1, h, w)[selected] if depth_map is not None else features.new_zeros(len(selected), 1, h, w)
+                    encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1))
+                    features = torch.cat([features, encoded], 1)
+                out = self.depth_net(features)
+                # under autocast ``out`` is fp16 while the zero buffers are fp32: copy in the buffers' dtype
+                out = out.to(depth_logits.dtype)
+                depth_logits = depth_logits.index_copy(0, selected, out[:, : self.depth_bins.num_bins])
+                context = context.index_copy(0, selected, out[:, self.depth_bins.num_bins :])
+        with stage("view_transform"):
+            depth_logits = depth_logits.view(batch, num_cams, -1, h, w)
+            aux["depth_logits"] = depth_logits
+            depth_probs = depth_logits.softmax(dim=2) * cam_mask[:, :, None, None, None]
+            context = context.view(batch, num_cams, -1, h, w)
+            with stage("bev_pool"):
+                if self.training:  # the reference (per camera, cell arithmetic every step)
+                    geometry = self.geometry(intrinsics, lidar2cam)
+                    bev = bev_pool(depth_probs, context, geometry, cam_mask, self.point_cloud_range, self.pool_cell,
+                                   self.pool_shape)
+                else:  # precomputed ranks, cached for the rig
+                    bev = bev_pool_ranked(depth_probs, context, self.pool_plan(intrinsics, lidar2cam, cam_mask))
+            return self.downsample(bev), aux
 
     def depth_loss(self, aux):
         """Cross-entropy of the depth distribution against the LiDAR depth bin, averaged over the feature

@@ -89,6 +89,63 @@ def bev_pool(depth_probs, context, geometry, cam_mask, point_cloud_range, cell, 
     return pooled[:cells].view(batch, nx, ny, channels).permute(0, 3, 1, 2).contiguous()
 
 
+class BevPoolPlan:
+    """Precomputed ranks of one rig's frustum points for :func:`bev_pool_ranked` (BEVPoolv2-style).
+
+    Only the frustum points that land on the grid (inside ``[z0, z1)``, of a present camera) are kept, in the
+    reference's summation order (camera-major, then ``(B, D, h, w)``): ``depth_index`` into the flat
+    ``depth_probs (B, N, D, h, w)``, ``context_index`` into the flat channels-last context ``(B, N, h, w)``
+    and ``cell_index`` into the flat ``(B, X, Y)`` grid, all int64 ``(P,)``. ``order``/``starts``/``ends``:
+    the points sorted by cell (stable) and each occupied cell's run of them (the numba kernel's input).
+    A plan depends only on the calibration and the camera mask: for a fixed rig it is computed once.
+    """
+
+    def __init__(self, geometry, cam_mask, point_cloud_range, cell, grid_xy):
+        nx, ny = grid_xy
+        batch, num_cams, depth, h, w = geometry.shape[:5]
+        device = geometry.device
+        index, valid = bev_cell_index(geometry, point_cloud_range, cell, grid_xy)  # (B, N, D, h, w)
+        valid = valid & cam_mask.bool()[:, :, None, None, None]
+        b = torch.arange(batch, device=device)[:, None, None, None, None]
+        n = torch.arange(num_cams, device=device)[None, :, None, None, None]
+        pix = torch.arange(h * w, device=device).view(1, 1, 1, h, w)
+        d = torch.arange(depth, device=device)[None, None, :, None, None]
+        depth_index = ((b * num_cams + n) * depth + d) * (h * w) + pix
+        context_index = ((b * num_cams + n) * (h * w) + pix).expand_as(depth_index)
+        cell_index = index + b * (nx * ny)
+        camera_major = [t.transpose(0, 1)[valid.transpose(0, 1)] for t in (depth_index, context_index, cell_index)]
+        self.depth_index, self.context_index, self.cell_index = camera_major
+        self.batch, self.grid_xy = batch, (nx, ny)
+        self.cells = batch * nx * ny
+        # Runs of equal cells after a stable sort (the reference's order inside each run is kept).
+        self.order = torch.sort(self.cell_index, stable=True).indices
+        sorted_cells = self.cell_index[self.order]
+        change = torch.ones_like(sorted_cells, dtype=torch.bool)
+        change[1:] = sorted_cells[1:] != sorted_cells[:-1]
+        self.starts = change.nonzero().squeeze(1)
+        self.ends = torch.cat([self.starts[1:], self.starts.new_tensor([sorted_cells.numel()])])
+        self.run_cells = sorted_cells[self.starts]
+
+    def to(self, device):
+        for name in ("depth_index", "context_index", "cell_index", "order", "starts", "ends", "run_cells"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+
+def bev_pool_ranked(depth_probs, context, plan):
+    """:func:`bev_pool` with a precomputed :class:`BevPoolPlan`: one gather-multiply-``scatter_add`` over the
+    points that land on the grid, no camera loop, no per-frame cell arithmetic. Same sums in the same order
+    as :func:`bev_pool` (equal up to float rounding; ``tests/test_models_camera.py``)."""
+    batch, num_cams, channels = context.shape[:3]
+    nx, ny = plan.grid_xy
+    ctx = context.permute(0, 1, 3, 4, 2).reshape(-1, channels)  # (B * N * h * w, C)
+    lifted = depth_probs.reshape(-1)[plan.depth_index, None] * ctx[plan.context_index]
+    # scatter_add (not index_add): ONNX exports it as ScatterElements(reduction='add'), exact with repeated cells
+    index = plan.cell_index[:, None].expand(-1, channels)
+    pooled = context.new_zeros(plan.cells, channels).scatter_add_(0, index, lifted)
+    return pooled.view(batch, nx, ny, channels).permute(0, 3, 1, 2).contiguous()
+
+
 def lidar_depth_map(points, lidar_mask, lidar2img, cam_mask, feature_hw, stride, min_depth=1e-3):
     """Sparse LiDAR depth at feature resolution: ``(B, N, h, w)`` float32, the nearest camera-frame depth
     (metres) of the points projecting into each feature cell, 0 where none.

@@ -5,6 +5,7 @@ A missing modality (mask False for a sample, or ``None`` for the whole batch) is
 MAFI weights are zeroed, so the output for that sample does not depend on it.
 """
 
+import torch
 from torch import nn
 
 from perception.models.bev.second import SECONDFPN
@@ -92,8 +93,9 @@ class FusedBEVNeck(nn.Module):
         for name, mask in (("lidar_mask", lidar_mask), ("camera_mask", camera_mask)):
             if tuple(mask.shape) != (like.shape[0],):
                 raise ValueError(f"FusedBEVNeck: {name} must be ({like.shape[0]},), got {tuple(mask.shape)}")
-        lidar_present = lidar_mask.bool() & (lidar_bev is not None)
-        camera_present = camera_mask.bool() & (camera_bev is not None)
+        # (a mask, or all False for a modality absent from the whole batch; no tensor & bool: ONNX tracing)
+        lidar_present = lidar_mask.bool() if lidar_bev is not None else torch.zeros_like(lidar_mask, dtype=torch.bool)
+        camera_present = camera_mask.bool() if camera_bev is not None else torch.zeros_like(camera_mask, dtype=torch.bool)
         lidar = self._prepare(lidar_bev, self.lidar_channels, lidar_mask.bool(), "lidar", like)
         camera = self._prepare(camera_bev, self.camera_channels, camera_mask.bool(), "camera", like)
         # A modality disabled at construction has no channels: concat only what exists.

@@ -25,6 +25,7 @@ from perception.models.queries.det_queries import NO_NMS_CLASSES, DetQueryInit
 from perception.models.queries.map_queries import MapQueryInit
 from perception.models.queries.occ_queries import OccQueryInit
 from perception.models.queries.position import PositionEmbedding
+from perception.models.timing import stage
 
 TASKS = ("det", "map", "occ")
 # M3Net's loss weights (shared/docs/m3net.md). 'det' scales both the classification and the box loss.
@@ -181,59 +182,103 @@ class MultiTaskHead(nn.Module):
             if key not in batch:
                 raise ValueError(f"batch is missing {key!r}, needed to sample the target grids")
 
-    def forward(self, task_bevs, batch):
-        """-> ``{'det': {...}, 'map': {...}, 'occ': {...}}`` (enabled tasks only); see the heads for keys."""
-        self._check_inputs(task_bevs, batch)
-        bevs = {t: self.input_proj[t](task_bevs[t]) for t in self.tasks}
-        shared = torch.stack(list(bevs.values())).mean(0)
-        inits, queries, refs = {}, {}, {}
-        for t, init in (("det", "det_init"), ("map", "map_init"), ("occ", "occ_init")):
-            if t in self.tasks:
-                inits[t] = getattr(self, init)(self.det_up(bevs[t]) if t == "det" else bevs[t])
-                queries[t], refs[t] = inits[t]["query"], inits[t]["ref"]
-        masks = {"map": self.map_init.attention_mask(shared.device)} if "map" in self.tasks else None
-        task_bev, q_out = self.decoder(shared, queries, refs, self.pos_embed, masks)
-        device = shared.device
+    def dense_inputs(self, batch, device):
+        """What :meth:`forward` computes from the batch outside the network (inference, full grids): the
+        map-grid points ``map_points (B, NX, NY, 3)``, the occupancy-grid points ``occ_points (B, NX, NY, NZ,
+        3)`` (augmented LiDAR frame) and the LiDAR cues there ``occ_cues (B, 6, NX, NY, NZ)`` (with the cue
+        refiner). The ONNX export takes them as graph inputs (``perception.export``)."""
         bev_aug = batch["bev_aug"].to(device)
+        out = {}
+        if "map" in self.tasks:
+            out["map_points"] = map_grid_points(self.map_grid, bev_aug)
+        if "occ" in self.tasks:
+            lidar2ego = batch["lidar2ego"].to(device) if self.occ_frame == "ego" else None
+            out["occ_points"] = occ_grid_points(self.occ_grid, bev_aug, lidar2ego, self.occ_frame)
+            if self.occ_cues is not None:
+                with stage("occ_cues"):
+                    out["occ_cues"] = self._occ_cues(batch, out["occ_points"])
+        return out
+
+    def forward(self, task_bevs, batch, dense=None):
+        """-> ``{'det': {...}, 'map': {...}, 'occ': {...}}`` (enabled tasks only); see the heads for keys.
+
+        ``dense``: precomputed :meth:`dense_inputs` (inference only; the ONNX export passes them as inputs,
+        and ``batch`` may then be empty)."""
+        if dense is None:
+            self._check_inputs(task_bevs, batch)
+        with stage("queries"):
+            bevs = {t: self.input_proj[t](task_bevs[t]) for t in self.tasks}
+            shared = torch.stack(list(bevs.values())).mean(0)
+            inits, queries, refs = {}, {}, {}
+            for t, init in (("det", "det_init"), ("map", "map_init"), ("occ", "occ_init")):
+                if t in self.tasks:
+                    inits[t] = getattr(self, init)(self.det_up(bevs[t]) if t == "det" else bevs[t])
+                    queries[t], refs[t] = inits[t]["query"], inits[t]["ref"]
+            masks = {"map": self.map_init.attention_mask(shared.device)} if "map" in self.tasks else None
+        with stage("decoder"):
+            task_bev, q_out = self.decoder(shared, queries, refs, self.pos_embed, masks)
+        device = shared.device
+        if dense is None and not self.training:
+            dense = self.dense_inputs(batch, device)
+        bev_aug = batch["bev_aug"].to(device) if dense is None else None
         outputs = {}
         if "det" in self.tasks:
-            cls_logits, code = self.det_head(q_out["det"])
-            keep = [k for k in ("heatmap", "cells", "labels", "heat_score", "offset_map", "anchor_offset") if k in inits["det"]]
-            outputs["det"] = {**{k: inits["det"][k] for k in keep}, "cls_logits": cls_logits, "code": code}
+            with stage("det_head"):
+                cls_logits, code = self.det_head(q_out["det"])
+                keep = [k for k in ("heatmap", "cells", "labels", "heat_score", "offset_map", "anchor_offset") if k in inits["det"]]
+                outputs["det"] = {**{k: inits["det"][k] for k in keep}, "cls_logits": cls_logits, "code": code}
         if "map" in self.tasks:
+            with stage("map_head"):
+                outputs["map"] = self._map_outputs(q_out, inits, task_bev, bev_aug, dense)
+        if "occ" in self.tasks:
+            with stage("occ_head"):
+                outputs["occ"] = self._occ_forward(q_out, inits, task_bev, batch, bev_aug, dense)
+        return outputs
+
+    def _map_outputs(self, q_out, inits, task_bev, bev_aug, dense):
+        if dense is not None:
+            pts = dense["map_points"]
+            subgrid = None
+        else:
             pts = map_grid_points(self.map_grid, bev_aug)
             subgrid = None
             if self.training and self.map_train_stride > 1:
                 s = self.map_train_stride
                 ox, oy = (int(v) for v in torch.randint(s, (2,)))
                 pts, subgrid = pts[:, ox::s, oy::s], (ox, oy, s)
-            aux_emb = sample_bev(inits["map"]["pixel_embed"], pts[..., :2], self.pc_range)
-            outputs["map"] = {
-                "logits": self.map_head(q_out["map"], task_bev["map"], pts),
-                "aux_logits": self.map_init.class_logits(aux_emb),
-            }
-            if subgrid is not None:
-                outputs["map"]["subgrid"] = subgrid
-        if "occ" in self.tasks:
-            lidar2ego = batch["lidar2ego"].to(device) if self.occ_frame == "ego" else None
-            pts = occ_grid_points(self.occ_grid, bev_aug, lidar2ego, self.occ_frame)
-            if self.training and self.occ_train_voxels is not None and "gt_occ" in batch:
-                b = pts.shape[0]
-                labels, mask = (t.reshape(b, -1) for t in self._occ_targets(batch, device))  # (B, NX*NY*NZ)
-                index = self._sample_occ_voxels(labels, mask)  # (B, K)
-                s_labels, s_mask = labels.gather(1, index), mask.gather(1, index)
-                self._count_occ_prior(labels, mask, s_labels, s_mask)
-                pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
-                outputs["occ"] = self._occ_outputs(q_out, inits, task_bev, batch, pts)  # logits (B, C, K, 1, 1)
-                outputs["occ"].update(labels=s_labels[:, :, None, None], mask=s_mask[:, :, None, None])
-            else:
-                outputs["occ"] = self._occ_outputs(q_out, inits, task_bev, batch, pts)
-        return outputs
+        aux_emb = sample_bev(inits["map"]["pixel_embed"], pts[..., :2], self.pc_range)
+        out = {
+            "logits": self.map_head(q_out["map"], task_bev["map"], pts),
+            "aux_logits": self.map_init.class_logits(aux_emb),
+        }
+        if subgrid is not None:
+            out["subgrid"] = subgrid
+        return out
 
-    def _occ_outputs(self, q_out, inits, task_bev, batch, pts):
+    def _occ_forward(self, q_out, inits, task_bev, batch, bev_aug, dense):
+        if dense is not None:
+            return self._occ_outputs(q_out, inits, task_bev, batch, dense["occ_points"], dense.get("occ_cues"))
+        device = bev_aug.device
+        lidar2ego = batch["lidar2ego"].to(device) if self.occ_frame == "ego" else None
+        pts = occ_grid_points(self.occ_grid, bev_aug, lidar2ego, self.occ_frame)
+        if self.training and self.occ_train_voxels is not None and "gt_occ" in batch:
+            b = pts.shape[0]
+            labels, mask = (t.reshape(b, -1) for t in self._occ_targets(batch, device))  # (B, NX*NY*NZ)
+            index = self._sample_occ_voxels(labels, mask)  # (B, K)
+            s_labels, s_mask = labels.gather(1, index), mask.gather(1, index)
+            self._count_occ_prior(labels, mask, s_labels, s_mask)
+            pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
+            out = self._occ_outputs(q_out, inits, task_bev, batch, pts)  # logits (B, C, K, 1, 1)
+            out.update(labels=s_labels[:, :, None, None], mask=s_mask[:, :, None, None])
+            return out
+        return self._occ_outputs(q_out, inits, task_bev, batch, pts)
+
+    def _occ_outputs(self, q_out, inits, task_bev, batch, pts, cues=None):
         """``{'logits'}`` at the voxel centres ``pts``; with the cue refiner ``logits`` are the refined ones and
-        ``base_logits`` the BEV-only ones."""
-        out = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts, self._occ_cues(batch, pts))
+        ``base_logits`` the BEV-only ones. ``cues``: precomputed (:meth:`dense_inputs`) or computed here."""
+        if cues is None:
+            cues = self._occ_cues(batch, pts)
+        out = self.occ_head(q_out["occ"], inits["occ"]["shape"], task_bev["occ"], pts, cues)
         if isinstance(out, tuple):
             return {"base_logits": out[0], "logits": out[1]}
         return {"logits": out}

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from perception.models.heads.bev_sampling import sample_volume
+from perception.models.heads.trilinear_numba import NUMBA_AVAILABLE, sample_volume_numba
 from perception.models.losses.lovasz import lovasz_softmax_flat
 from perception.models.losses.scene_affinity import geo_scal_loss, sem_scal_loss
 
@@ -65,10 +66,80 @@ class OccHead(nn.Module):
             nn.init.zeros_(self.cue_refiner[-1].weight)
             nn.init.zeros_(self.cue_refiner[-1].bias)
 
+    # Voxels per step of the inference fast path (:meth:`_mlps_chunked`): the (chunk, hidden) activations stay
+    # in the CPU's cache instead of streaming (hidden, 640k) tensors through memory between layers.
+    INFERENCE_CHUNK = 8192
+
+    def _use_fast_path(self, feat):
+        return (not self.training and not torch.is_grad_enabled() and feat.device.type == "cpu"
+                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
+
+    @staticmethod
+    def _linear_layers(seq):
+        return [(m.weight[:, :, 0], m.bias) for m in seq if isinstance(m, nn.Conv1d)]
+
+    def _mlps_chunked(self, feat_t, cues):
+        """Inference on CPU: the voxel MLP (and the cue refiner) over chunks of voxels, channels-last
+        (``feat_t (B, P, C)``, any strides).
+
+        The same per-voxel arithmetic as the ``Conv1d`` stacks (a 1x1 Conv1d is a Linear per voxel; equal up
+        to float rounding, ``tests/test_speed_equivalence.py``). Returns ``(logits, refined or None)``
+        ``(B, K, P)`` as transposed views of channels-last ``(B, P, K)`` storage (the decoder's argmax over K
+        then reads contiguous memory)."""
+        b, p, _ = feat_t.shape
+        feat = feat_t
+        mlp = self._linear_layers(self.mlp)
+        refiner = self._linear_layers(self.cue_refiner) if self.cue_refiner is not None else None
+        k = mlp[-1][0].shape[0]
+        base = feat.new_empty(b, p, k)
+        refined = feat.new_empty(b, p, k) if refiner is not None else None
+        cues_t = cues.reshape(b, self.cue_channels, -1).transpose(1, 2) if refiner is not None else None
+        step = self.INFERENCE_CHUNK
+        for i in range(b):
+            for s in range(0, p, step):
+                x = feat_t[i, s:s + step].contiguous()
+                h = x
+                for j, (w, bias) in enumerate(mlp):
+                    h = F.linear(h, w, bias)
+                    if j < len(mlp) - 1:
+                        h = h.relu_()
+                base[i, s:s + step] = h
+                if refiner is not None:
+                    r = torch.cat([x, h, cues_t[i, s:s + step].to(x.dtype)], dim=1)
+                    for j, (w, bias) in enumerate(refiner):
+                        r = F.linear(r, w, bias)
+                        if j < len(refiner) - 1:
+                            r = r.relu_()
+                    refined[i, s:s + step] = h + r
+        return base.transpose(1, 2), (refined.transpose(1, 2) if refined is not None else None)
+
+    def _forward_fast(self, vol, occ_bev, points, cues):
+        """CPU inference: both volumes sampled by the numba kernel into one channels-last ``(B, P, C)`` sum
+        (:mod:`perception.models.heads.trilinear_numba`), then :meth:`_mlps_chunked`."""
+        b = vol.shape[0]
+        grid_shape = points.shape[1:-1]
+        feat_t = sample_volume_numba(vol, points, self.pc_range)
+        if self.bev_height_bins > 0:
+            nx, ny = occ_bev.shape[-2:]
+            lifted = self.bev_lift(occ_bev).reshape(b, self.channels, self.bev_height_bins, nx, ny)
+            sample_volume_numba(lifted, points, self.pc_range, out=feat_t)
+        if self.cue_refiner is not None and (cues is None or cues.shape[1] != self.cue_channels):
+            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), got {None if cues is None else tuple(cues.shape)}")
+        return self._finish_fast(feat_t, cues, grid_shape)
+
+    def _finish_fast(self, feat_t, cues, grid_shape):
+        b = feat_t.shape[0]
+        logits, refined = self._mlps_chunked(feat_t, cues)
+        if refined is None:
+            return logits.reshape(b, -1, *grid_shape)
+        return logits.reshape(b, -1, *grid_shape), refined.reshape(b, -1, *grid_shape)
+
     def forward(self, query, query_shape, occ_bev, points, cues=None):
         b = query.shape[0]
         nxq, nyq = query_shape
         vol = self.lift(query).reshape(b, nxq, nyq, self.height_bins, self.channels).permute(0, 4, 3, 1, 2)
+        if self._use_fast_path(vol) and NUMBA_AVAILABLE and points.dtype == torch.float32:
+            return self._forward_fast(vol, occ_bev, points, cues)
         feat = sample_volume(vol, points, self.pc_range)
         if self.bev_height_bins > 0:
             nx, ny = occ_bev.shape[-2:]
@@ -76,6 +147,10 @@ class OccHead(nn.Module):
             feat = feat + sample_volume(lifted, points, self.pc_range)
         grid_shape = points.shape[1:-1]
         feat = feat.reshape(b, self.channels, -1)
+        if self.cue_refiner is not None and (cues is None or cues.shape[1] != self.cue_channels):
+            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), got {None if cues is None else tuple(cues.shape)}")
+        if self._use_fast_path(feat):
+            return self._finish_fast(feat.transpose(1, 2), cues, grid_shape)
         logits = self.mlp(feat)
         if self.cue_refiner is None:
             return logits.reshape(b, -1, *grid_shape)

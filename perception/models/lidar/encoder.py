@@ -19,6 +19,7 @@ from perception.models.lidar.pillar import PillarFeatureNet, scatter_to_bev
 from perception.models.lidar.sparse import SPCONV_AVAILABLE, SparseEncoder
 from perception.models.lidar.voxelize import dynamic_voxelize, grid_shape, hard_voxelize, voxel_mean
 from perception.models.lidar.voxelize_numba import NUMBA_AVAILABLE, hard_voxelize_numba
+from perception.models.timing import stage
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,14 @@ class LidarEncoder(nn.Module):
         self._check_inputs(points, lidar_mask)
         batch_size = len(points)
         if self.backbone == "sparse":
+            return self._forward_sparse(points, lidar_mask, batch_size)
+        with stage("voxelization"):
+            voxels, counts, coords = self.voxelize(points, lidar_mask)
+        with stage("lidar_backbone"):
+            return self.encode_pillars(voxels, counts, coords, batch_size)
+
+    def _forward_sparse(self, points, lidar_mask, batch_size):
+        with stage("voxelization"):
             kept_points, kept_coords = [], []
             for b, p in enumerate(points):
                 if bool(lidar_mask[b]):
@@ -132,7 +141,13 @@ class LidarEncoder(nn.Module):
                 kept_points = [points[0].new_zeros(0, self.in_channels)]
                 kept_coords = [torch.zeros(0, 4, dtype=torch.long, device=points[0].device)]
             features, voxel_coords, _ = voxel_mean(torch.cat(kept_points), torch.cat(kept_coords))
+        with stage("lidar_backbone"):
             return self.sparse(features, voxel_coords, batch_size)
+
+    def voxelize(self, points, lidar_mask):
+        """Pillar path, the part that stays in Python (numba on CPU; not in the ONNX graph): hard
+        voxelization of every sample with LiDAR -> ``voxels (V, P, C)``, ``counts (V,)``, ``coords (V, 4)``
+        int64 ``[b, ix, iy, iz]`` (samples in batch order)."""
         all_voxels, all_counts, all_coords = [], [], []
         for b, p in enumerate(points):
             if not bool(lidar_mask[b]):
@@ -149,6 +164,10 @@ class LidarEncoder(nn.Module):
             voxels = torch.zeros(0, self.max_points_per_pillar, self.in_channels, device=device)
             counts = torch.zeros(0, dtype=torch.long, device=device)
             coords = torch.zeros(0, 4, dtype=torch.long, device=device)
+        return voxels, counts, coords
+
+    def encode_pillars(self, voxels, counts, coords, batch_size):
+        """Pillar path, the network part: voxelized points (:meth:`voxelize`) -> ``(B, out_channels, X, Y)``."""
         if voxels.shape[0]:
             features = self.pfn(voxels, counts, coords)
         else:  # no LiDAR in the whole batch: an empty canvas (BatchNorm cannot run on zero pillars)

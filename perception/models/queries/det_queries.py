@@ -63,7 +63,13 @@ class DetQueryInit(nn.Module):
             raise ValueError(f"num_det_queries {self.num_queries} > classes x cells {k * nx * ny}")
         local_max = F.max_pool2d(heat, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
         keep = (heat == local_max) | ~self.nms_classes[None, :, None, None]
-        top = (heat * keep).flatten(1).topk(self.num_queries, dim=1).indices
+        flat = (heat * keep).flatten(1)
+        if self.training or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            top = flat.topk(self.num_queries, dim=1).indices  # (ONNX TopK orders ties by index)
+        else:
+            # Inference: equal values (flat BEV regions give many) in index order, as ONNX TopK orders them, so
+            # the exported graph picks the same queries; torch.topk leaves the order of ties unspecified.
+            top = flat.sort(dim=1, descending=True, stable=True).indices[:, : self.num_queries]
         return torch.div(top, nx * ny, rounding_mode="floor"), top % (nx * ny)
 
     def forward(self, bev):

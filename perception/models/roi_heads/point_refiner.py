@@ -220,17 +220,19 @@ class PointBoxRefiner(nn.Module):
         return gt_boxes[index], best <= self.match_radius
 
     @torch.no_grad()
-    def refine(self, points, boxes, scores, labels):
+    def refine(self, points, boxes, scores, labels, net=None):
         """One sample: ``(boxes (K, 9), scores (K,))`` with the ``max_refine`` highest-scoring boxes corrected
         from ``points (N, C)`` (a box with no point within ``margin`` keeps its geometry) and rescored
-        (``score_weight``); the other boxes keep theirs."""
+        (``score_weight``); the other boxes keep theirs. ``net``: what computes ``(residuals, quality)`` from
+        the gathered points (default this module; the ONNX runtime passes its session)."""
+        net = self if net is None else net
         if boxes.shape[0] == 0 or points.shape[0] == 0 or self.max_refine == 0:
             return boxes, scores
         top = scores.argsort(descending=True)[:self.max_refine]
         refined = boxes[top].float()
         for _ in range(self.iterations):  # each pass starts from the previous pass's boxes
             local, mask = gather_box_points(points.float(), refined, self.margin, self.max_points)
-            residuals, quality = self(local, mask, refined, labels[top])
+            residuals, quality = net(local, mask, refined, labels[top])
             refined = torch.where(mask.any(1)[:, None], apply_residuals(refined, residuals), refined)
         out_boxes, out_scores = boxes.clone(), scores.clone()
         out_boxes[top] = refined.to(boxes.dtype)

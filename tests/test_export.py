@@ -1,0 +1,91 @@
+"""ONNX export (perception export) against PyTorch on CPU with ONNX Runtime: every graph output within a
+relative error of 1e-3, the same boxes after decoding (and refinement), the same BEV map and occupancy, and
+`perception bench --backend onnxruntime` on the file."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from perception.config import load_config  # noqa: E402
+from perception.export.inputs import prepare_inputs  # noqa: E402
+from perception.export.onnx_export import (  # noqa: E402
+    box_rows, compare_outputs, example_batch, export_onnx, matched_fraction, reference_outputs, ring_frame,
+    same_boxes,
+)
+from perception.export.onnx_runtime import OnnxPredictor  # noqa: E402
+from perception.models import build_model  # noqa: E402
+from perception.runtime import Predictor  # noqa: E402
+from perception.training.checkpoint import save_checkpoint  # noqa: E402
+
+OPTIONS = ["model.score_threshold=0.0"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """tiny (all three tasks, cue refiner, box refiner) with random weights; a sharper heatmap so that the
+    detection peaks are not all equal."""
+    d = tmp_path_factory.mktemp("onnx")
+    cfg = load_config("configs/tiny.py", OPTIONS)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    torch.nn.init.normal_(model.head.det_init.heatmap_head[-1].weight, std=0.5)
+    for p in model.head.occ_head.cue_refiner[-1].parameters():  # a cue refiner that does something
+        torch.nn.init.normal_(p, std=0.1)
+    for p in model.refiner.out.parameters():  # and a box refiner that moves boxes
+        torch.nn.init.normal_(p, std=0.05)
+    ckpt = d / "model.pth"
+    save_checkpoint(ckpt, {"model": model.state_dict()})
+    files = export_onnx("configs/tiny.py", ckpt, d / "tiny.onnx", cfg_options=OPTIONS)
+    return {"onnx": d / "tiny.onnx", "ckpt": ckpt, "files": files, "cfg": cfg}
+
+
+def test_export_writes_the_network_and_the_refiner(exported):
+    import onnx
+
+    assert [str(f) for f in exported["files"]] == [str(exported["onnx"]), str(exported["onnx"]).replace(".onnx", ".refiner.onnx")]
+    proto = onnx.load(str(exported["onnx"]), load_external_data=False)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["m3_outputs"])[-2:] == ["map_logits", "occ_logits"]
+
+
+def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported):
+    ort_pred = OnnxPredictor(exported["onnx"])
+    torch_pred = Predictor(exported["cfg"], exported["ckpt"])
+    frame = ring_frame(exported["cfg"], seed=1)
+    batch = example_batch(torch_pred, frame)
+    with torch.inference_mode():
+        x = prepare_inputs(torch_pred.model, batch)
+    names = ort_pred.model.outputs
+    assert set(names) >= {"heatmap", "cls_logits", "code", "cells", "labels", "heat_score", "map_logits", "occ_logits"}
+    errors = compare_outputs(reference_outputs(torch_pred.model, x, names), ort_pred.model.run_graph(x), names)
+    assert all(e < 1e-3 for e in errors.values()), errors
+
+    # The whole path (Python side + graph + decoding + refiner) against M3Net.predict itself.
+    a, b = torch_pred.predict(frame), ort_pred.predict(frame)
+    assert len(a.boxes) == 100 and same_boxes(a, b), (len(a.boxes), len(b.boxes))
+    np.testing.assert_allclose(b.bev_probs, a.bev_probs, atol=1e-4)
+    assert (a.occ_labels == b.occ_labels).mean() > 0.9999
+    # A frame without LiDAR (the graph gets a dummy pillar that the neck masks out). The random camera-only
+    # heatmap is nearly flat: a few of the 100 peaks are near-ties that float rounding orders differently,
+    # so most (not all) boxes must match; the dense outputs all.
+    frame.points = np.zeros((0, 4), np.float32)
+    with pytest.warns(UserWarning):
+        a, b = torch_pred.predict(frame), ort_pred.predict(frame)
+    assert len(a.boxes) == len(b.boxes) and matched_fraction(box_rows(a), box_rows(b)) > 0.9
+    np.testing.assert_allclose(b.bev_probs, a.bev_probs, atol=1e-4)
+    assert (a.occ_labels == b.occ_labels).mean() > 0.9999
+
+
+def test_bench_runs_the_onnx_file(exported, tmp_path):
+    from perception.cli.main import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(exported["onnx"]), "--frames", "1", "--warmup", "0", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["backend"] == "onnxruntime" and result["fps"] > 0
+    assert {"network", "voxelization", "decode", "refiner"} <= set(result["stages"])
