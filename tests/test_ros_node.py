@@ -76,9 +76,11 @@ def latest(bus, topic, stamp_ns):
 # ---------------------------------------------------------------------------------------------- equivalence
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """A 2-keyframe synthetic scene with one sweep before each keyframe, its index and calibration YAML."""
+    """A 3-keyframe synthetic scene with one sweep before each keyframe, its index and calibration YAML. The
+    last keyframe is compared: by then every camera has been flowing for a keyframe (DDS may match a camera
+    topic after the first images were sent), so the node waits for that keyframe's images."""
     root = tmp_path_factory.mktemp("node_scene")
-    generate_dataset(root, scenes=1, samples_per_scene=2, seed=5, sweeps_per_sample=1)
+    generate_dataset(root, scenes=1, samples_per_scene=3, seed=5, sweeps_per_sample=1)
     build_index(str(root), "v1.0-trainval", str(root / "index.pkl"), num_sweeps=1, progress=False)
     samples = load_info_file(str(root / "index.pkl"), data_root=str(root), num_sweeps=1)
     stream = SceneStream(str(root), "v1.0-trainval")
@@ -94,8 +96,10 @@ def test_node_output_equals_predict_sample(bus, scene, checkpoint, tmp_path):
     topics.update({f"/perception/bev/{c}": OccupancyGrid for c in BEV_MAP_CLASSES})
     for topic, kind in topics.items():
         bus.subscribe(topic, kind)
+    # max_input_wait 10 s: under CI load the keyframe's images may come late; the node must wait for them here
     node = start_node("ros_nodes.perception_node", {"config": CONFIG, "checkpoint": str(checkpoint),
-                      "calibration": str(root / "rig.yaml"), **RELIABLE_NODE}, tmp_path / "node.log",
+                      "calibration": str(root / "rig.yaml"), **dict(RELIABLE_NODE, max_input_wait=10.0)},
+                      tmp_path / "node.log",
                       params_file=REPO / "configs" / "ros" / "perception.yaml")  # the shipped parameter file
     player = start_node("ros_nodes.sensor_player", {"dataroot": str(root), "rate": 0.25, "reliable_sensors": True,
                         "wait_for_subscribers": 1, "start_delay": 1.0}, tmp_path / "player.log")
@@ -105,6 +109,10 @@ def test_node_output_equals_predict_sample(bus, scene, checkpoint, tmp_path):
         bus.wait_for(lambda: all(latest(bus, t, stamp) for t in topics if t != "/diagnostics"), 10)
     finally:
         stop(player), stop(node)
+    # The inputs first: every camera of the keyframe and its past sweep reached the frame.
+    inputs = [diagnostics_values(m, ": inputs") for m in bus.messages("/diagnostics")]
+    seen = next(v for v in reversed(inputs) if v and "sweeps_merged" in v)
+    assert seen["sweeps_merged"] == "1" and all(seen[f"camera {c}"] == "ok" for c in last.cameras), seen
     expected = Predictor(load_config(CONFIG), checkpoint).predict_sample(last)
 
     markers = latest(bus, "/perception/markers", stamp)
@@ -126,9 +134,6 @@ def test_node_output_equals_predict_sample(bus, scene, checkpoint, tmp_path):
     labels = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8)
     labels[idx[0], idx[1], idx[2]] = fields["label"]
     assert (labels == expected.occ_labels).mean() > 0.9999
-    inputs = [diagnostics_values(m, ": inputs") for m in bus.messages("/diagnostics")]
-    seen = next(v for v in reversed(inputs) if v and v.get("sweeps_merged") == "1")
-    assert all(seen[f"camera {c}"] == "ok" for c in last.cameras)
 
 
 # ---------------------------------------------------------------------------------------------- robustness
