@@ -43,3 +43,18 @@ def all_cores():
     yield
     torch.set_num_threads(before)
 
+
+
+@pytest.fixture(scope="session")
+def tiny_random_checkpoint(tmp_path_factory) -> Path:
+    """``configs/tiny.py`` with seeded random weights, saved as a checkpoint (node, replay and DDS tests)."""
+    import torch
+
+    from perception.config import load_config
+    from perception.models import build_model
+    from perception.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_ckpt") / "tiny_random.pth"
+    save_checkpoint(path, {"model": build_model(load_config(REPO / "configs" / "tiny.py").model).state_dict()})
+    return path

@@ -12,29 +12,22 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from output_checks import check_outputs
 
 from perception.config import load_config
-from perception.constants import BEV_MAP_CLASSES, OCC3D_FREE, OCC3D_GRID
 from perception.data import build_index, load_info_file
 from perception.data.scene_stream import SceneStream
-from perception.models import build_model
 from perception.replay.convert import convert_scene
-from perception.ros.pointcloud import pointcloud2_fields
 from perception.runtime import Predictor
 from perception.synth.generate import generate_dataset
-from perception.training.checkpoint import save_checkpoint
 
 REPO_CONFIG = "configs/tiny.py"
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("replay_ckpt") / "tiny_random.pth"
-    save_checkpoint(path, {"model": build_model(load_config(REPO_CONFIG).model).state_dict()})
-    return path
+def checkpoint(tiny_random_checkpoint):
+    return tiny_random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -102,26 +95,8 @@ def run_replay(source, predictor, out, **kw):
 
 
 def check_against_predict_sample(msgs, stamp, expected):
-    """The node test's comparison: marker boxes, BEV grids, occupancy points vs a Prediction."""
-    markers = msgs[("/perception/markers", stamp)]
-    cubes = [m for m in markers.markers if m.ns == "boxes" and m.type == 1]  # CUBE
-    got = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z, m.scale.x, m.scale.y, m.scale.z]
-                    for m in cubes]).reshape(-1, 6)
-    assert markers.markers[0].header.frame_id == "LIDAR_TOP"
-    assert len(got) == len(expected.boxes) > 0
-    order_got, order_exp = np.lexsort(got[:, :2].T), np.lexsort(expected.boxes[:, :2].T)
-    np.testing.assert_allclose(got[order_got], expected.boxes[order_exp, :6], atol=2e-3)
-    for c, name in enumerate(BEV_MAP_CLASSES):
-        grid = msgs[(f"/perception/bev/{name}", stamp)]
-        data = np.asarray(grid.data, np.int16).reshape(grid.info.height, grid.info.width).T
-        assert np.abs(data - np.round(100 * expected.bev_probs[c])).max() <= 1, name
-    occ = msgs[("/perception/occupancy", stamp)]
-    assert occ.header.frame_id == "base_link"
-    fields = pointcloud2_fields(occ)
-    idx = [np.floor((fields[a] - OCC3D_GRID.lower[i]) / OCC3D_GRID.size[i]).astype(int) for i, a in enumerate("xyz")]
-    labels = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8)
-    labels[idx[0], idx[1], idx[2]] = fields["label"]
-    assert (labels == expected.occ_labels).mean() > 0.9999
+    """The node test's comparison (tests/output_checks.py) on the messages of one output frame."""
+    check_outputs({topic: msg for (topic, t), msg in msgs.items() if t == stamp}, expected)
 
 
 @pytest.fixture(scope="module")

@@ -6,31 +6,35 @@
 - Bad parameters: one log line, exit code 2.
 """
 
-import time
 
 import numpy as np
 import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
+from output_checks import check_outputs, markers_boxes
+from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from perception.config import load_config
-from perception.constants import BEV_MAP_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.constants import BEV_MAP_CLASSES
 from perception.data import build_index, load_info_file
 from perception.data.io import load_points
 from perception.data.scene_stream import SceneStream
 from perception.models import build_model
 from perception.ros.calibration import RigCalibration, write_calibration_yaml
-from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compressed, rgb_to_image
-from perception.ros.pointcloud import make_pointcloud2, pointcloud2_fields, points_to_pointcloud2
+from perception.ros.image import (
+    intrinsics_to_camera_info,
+    jpeg_bytes_to_compressed,
+    rgb_to_image,
+)
+from perception.ros.pointcloud import make_pointcloud2, points_to_pointcloud2
 from perception.ros.stamps import make_header, stamp_to_ns
 from perception.ros.transforms import matrix_to_odometry
 from perception.runtime import Predictor
 from perception.synth.generate import generate_dataset
 from perception.training.checkpoint import save_checkpoint
-from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
 
 CONFIG = str(REPO / "configs" / "tiny.py")
 LIDAR = "mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin"
@@ -42,27 +46,11 @@ RELIABLE_NODE = {"sensor_qos": "reliable", "max_input_wait": 2.0, "score_thresho
                  "diagnostics_period": 0.5}
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("node_ckpt") / "tiny_random.pth"
-    save_checkpoint(path, {"model": build_model(load_config(CONFIG).model).state_dict()})
-    return path
-
-
 @pytest.fixture
 def bus():
     b = Bus()
     yield b
     b.close()
-
-
-def markers_boxes(msg):
-    """``(K, 6)`` x, y, z, l, w, h of the CUBE markers (ns 'boxes') of a MarkerArray, and their yaws."""
-    cubes = [m for m in msg.markers if m.ns == "boxes" and m.type == Marker.CUBE]
-    rows = [[m.pose.position.x, m.pose.position.y, m.pose.position.z, m.scale.x, m.scale.y, m.scale.z] for m in cubes]
-    yaws = [2 * np.arctan2(m.pose.orientation.z, m.pose.orientation.w) for m in cubes]
-    return np.array(rows).reshape(-1, 6), np.array(yaws)
 
 
 def stamp_of(msg):
@@ -88,7 +76,8 @@ def scene(tmp_path_factory):
     return root, sorted(samples, key=lambda s: s.timestamp)
 
 
-def test_node_output_equals_predict_sample(bus, scene, checkpoint, tmp_path):
+def test_node_output_equals_predict_sample(bus, scene, tiny_random_checkpoint, tmp_path):
+    checkpoint = tiny_random_checkpoint
     root, samples = scene
     last = samples[-1]  # the scene's last LiDAR message: never replaced in the node's frame slot
     stamp = last.timestamp * 1000
@@ -115,25 +104,7 @@ def test_node_output_equals_predict_sample(bus, scene, checkpoint, tmp_path):
     assert seen["sweeps_merged"] == "1" and all(seen[f"camera {c}"] == "ok" for c in last.cameras), seen
     expected = Predictor(load_config(CONFIG), checkpoint).predict_sample(last)
 
-    markers = latest(bus, "/perception/markers", stamp)
-    assert markers.markers[0].action == Marker.DELETEALL and markers.markers[0].header.frame_id == "LIDAR_TOP"
-    got, yaws = markers_boxes(markers)
-    assert len(got) == len(expected.boxes) > 0
-    order_got, order_exp = np.lexsort(got[:, :2].T), np.lexsort(expected.boxes[:, :2].T)
-    np.testing.assert_allclose(got[order_got], expected.boxes[order_exp, :6], atol=2e-3)
-    yaw_err = np.angle(np.exp(1j * (yaws[order_got] - expected.boxes[order_exp, 6])))
-    assert np.abs(yaw_err).max() < 2e-3
-    for c, name in enumerate(BEV_MAP_CLASSES):
-        grid = latest(bus, f"/perception/bev/{name}", stamp)
-        data = np.asarray(grid.data, np.int16).reshape(grid.info.height, grid.info.width).T  # [ix, iy]
-        assert np.abs(data - np.round(100 * expected.bev_probs[c])).max() <= 1, name
-    occ = latest(bus, "/perception/occupancy", stamp)
-    assert occ.header.frame_id == "base_link"
-    fields = pointcloud2_fields(occ)
-    idx = [np.floor((fields[a] - OCC3D_GRID.lower[i]) / OCC3D_GRID.size[i]).astype(int) for i, a in enumerate("xyz")]
-    labels = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8)
-    labels[idx[0], idx[1], idx[2]] = fields["label"]
-    assert (labels == expected.occ_labels).mean() > 0.9999
+    check_outputs({t: latest(bus, t, stamp) for t in topics if t != "/diagnostics"}, expected)
 
 
 # ---------------------------------------------------------------------------------------------- robustness
@@ -262,7 +233,8 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
 
 
 # ---------------------------------------------------------------------------------------------- start-up errors
-def test_bad_parameters_stop_the_node_with_one_line(checkpoint, rig_yaml, tmp_path):
+def test_bad_parameters_stop_the_node_with_one_line(tiny_random_checkpoint, rig_yaml, tmp_path):
+    checkpoint = tiny_random_checkpoint
     torch.manual_seed(0)
     lidar_only = tmp_path / "lidar_only.pth"
     save_checkpoint(lidar_only, {"model": build_model(load_config(REPO / "configs" / "tiny_lidar.py").model).state_dict()})
@@ -284,7 +256,8 @@ def test_bad_parameters_stop_the_node_with_one_line(checkpoint, rig_yaml, tmp_pa
 
 
 # ---------------------------------------------------------------------------------------------- tf calibration
-def test_tf_calibration_path_with_a_stand_in_tf2_ros(monkeypatch, checkpoint, real_dir):
+def test_tf_calibration_path_with_a_stand_in_tf2_ros(monkeypatch, tiny_random_checkpoint, real_dir):
+    checkpoint = tiny_random_checkpoint
     """On a ROS install (calibration parameter empty) the extrinsics come from tf2_ros, which is not on PyPI:
     a stand-in module with a Buffer that knows the rig's transforms exercises the node's tf path in-process."""
     import sys
