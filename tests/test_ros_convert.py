@@ -746,3 +746,21 @@ def test_diagnostics():
     assert msg.status[3].values[0].value == "None"
     with pytest.raises(ValueError, match="unknown level 'FATAL'"):
         diagnostics_message(0, "n", [{"name": "x", "level": "FATAL", "message": ""}])
+
+
+def test_voxel_centres_fast_path_equals_the_reference():
+    """The numba pass of the node's occupancy output against the numpy reference (same signature)."""
+    from perception.constants import OCC3D_GRID, OPENOCC_GRID
+    from perception.ros.outputs import voxel_centres, voxel_centres_reference
+
+    rng = np.random.default_rng(3)
+    for grid, free in ((OCC3D_GRID, 17), (OPENOCC_GRID, 0)):
+        for fraction in (0.0, 0.07, 1.0):
+            occ = np.where(rng.random(grid.shape) < fraction, rng.integers(0, 18, grid.shape), free).astype(np.uint8)
+            centres, labels = voxel_centres(occ, grid, free)
+            ref_centres, ref_labels = voxel_centres_reference(occ, grid, free)
+            assert centres.dtype == np.float32 and labels.dtype == np.uint8 and len(labels) == (occ != free).sum()
+            np.testing.assert_array_equal(centres, ref_centres)
+            np.testing.assert_array_equal(labels, ref_labels)
+    with pytest.raises(ValueError, match="the grid is"):
+        voxel_centres(np.zeros((2, 2, 2), np.uint8), OCC3D_GRID, 17)

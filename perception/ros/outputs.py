@@ -13,8 +13,9 @@ along y, so :func:`bev_to_occupancy_grids` transposes: cell ``[ix, iy]`` -> ``da
 """
 
 import array
-import functools
+import copy
 
+import numba
 import numpy as np
 
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, DETECTION_CLASSES
@@ -49,7 +50,7 @@ def boxes_to_markers(pred, header, score_threshold=0.0):
     frame), then per box a CUBE (ns 'boxes': centre, yaw quaternion about z, scale l, w, h, class colour),
     a TEXT_VIEW_FACING "class score" above it (ns 'labels') and, when the velocity is finite and faster than
     0.2 m/s, an ARROW from the centre to where the box is 1 s later (ns 'velocity'). Ids are unique."""
-    from geometry_msgs.msg import Point
+    from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
     from std_msgs.msg import ColorRGBA
     from visualization_msgs.msg import Marker, MarkerArray
 
@@ -57,30 +58,42 @@ def boxes_to_markers(pred, header, score_threshold=0.0):
 
     boxes, scores, labels = _kept(pred, score_threshold)
     markers = [Marker(header=header, ns="", id=0, action=Marker.DELETEALL)]
+    # Markers are shallow copies of three templates (the generated Marker() builds ~10 default sub-messages,
+    # ~2x the cost of the copy). Every field a marker changes gets a new object; the shared defaults
+    # (lifetime, mesh, texture) are never mutated.
+    cube_t = Marker(header=header, ns="boxes", type=Marker.CUBE, action=Marker.ADD)
+    text_t = Marker(header=header, ns="labels", type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                    scale=Vector3(z=0.8), color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0))
+    arrow_t = Marker(header=header, ns="velocity", type=Marker.ARROW, action=Marker.ADD,
+                     scale=Vector3(x=0.15, y=0.35, z=0.4))  # shaft diameter, head diameter, head length
+    colours = {}
     next_id = 1
 
     def colour(label, alpha):
-        r, g, b = DETECTION_COLORS[label] if 0 <= label < len(DETECTION_COLORS) else (0.7, 0.7, 0.7)
-        return ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(alpha))
+        if (label, alpha) not in colours:  # one object per class and alpha, shared by its markers
+            r, g, b = DETECTION_COLORS[label] if 0 <= label < len(DETECTION_COLORS) else (0.7, 0.7, 0.7)
+            colours[label, alpha] = ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(alpha))
+        return colours[label, alpha]
 
     for box, score, label in zip(boxes, scores, labels.tolist()):  # one marker set per detection (few)
         x, y, z, length, width, height, yaw, vx, vy = box.tolist()
-        cube = Marker(header=header, ns="boxes", id=next_id, type=Marker.CUBE, action=Marker.ADD)
-        _set_pose(cube.pose, (x, y, z), yaw_to_quaternion(yaw))
-        cube.scale.x, cube.scale.y, cube.scale.z = max(length, 1e-3), max(width, 1e-3), max(height, 1e-3)
+        qx, qy, qz, qw = yaw_to_quaternion(yaw).tolist()
+        cube = copy.copy(cube_t)
+        cube.id = next_id
+        cube.pose = Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+        cube.scale = Vector3(x=max(length, 1e-3), y=max(width, 1e-3), z=max(height, 1e-3))
         cube.color = colour(label, 0.5)
-        text = Marker(header=header, ns="labels", id=next_id + 1, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
-        _set_pose(text.pose, (x, y, z + height / 2 + 0.6), (0.0, 0.0, 0.0, 1.0))
-        text.scale.z = 0.8
-        text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        text = copy.copy(text_t)
+        text.id = next_id + 1
+        text.pose = Pose(position=Point(x=x, y=y, z=z + height / 2 + 0.6))
         text.text = f"{_class_name(label)} {score:.2f}"
         markers += [cube, text]
         next_id += 2
         if np.isfinite([vx, vy]).all() and np.hypot(vx, vy) > MIN_ARROW_SPEED:
-            arrow = Marker(header=header, ns="velocity", id=next_id, type=Marker.ARROW, action=Marker.ADD)
-            arrow.pose.orientation.w = 1.0
+            arrow = copy.copy(arrow_t)
+            arrow.id = next_id
+            arrow.pose = Pose()  # identity: the two points are in the header frame
             arrow.points = [Point(x=x, y=y, z=z), Point(x=x + vx, y=y + vy, z=z)]
-            arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.15, 0.35, 0.4  # shaft diameter, head diameter, length
             arrow.color = colour(label, 1.0)
             markers.append(arrow)
             next_id += 1
@@ -146,21 +159,50 @@ def bev_to_occupancy_grids(bev_probs, header):
     return grids
 
 
-@functools.lru_cache(maxsize=4)
-def _centre_table(grid):
-    """``(X*Y*Z, 3)`` float32 centres (metres) of every voxel of ``grid`` in C order of ``[ix, iy, iz]``: built
-    once per grid (7.7 MB for Occ3D), so a frame's non-free voxels are one gather."""
-    axes = [(grid.lower[a] + (np.arange(n) + 0.5) * grid.size[a]).astype(np.float32) for a, n in enumerate(grid.shape)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-
-
-def _voxel_centres(occ_labels, grid, free_index):
-    """``(M, 3)`` float32 centres (metres) and ``(M,)`` uint8 labels of the non-free voxels, ``[ix, iy, iz]`` order."""
+def _check_occupancy(occ_labels, grid):
     occ = np.asarray(occ_labels)
     if occ.ndim != 3 or tuple(occ.shape) != tuple(grid.shape):
         raise ValueError(f"occupancy labels have shape {occ.shape}, the grid is {grid.shape}")
-    flat = np.flatnonzero(occ != free_index)
-    return _centre_table(grid)[flat], occ.reshape(-1)[flat].astype(np.uint8)
+    return occ
+
+
+def voxel_centres_reference(occ_labels, grid, free_index):
+    """``(M, 3)`` float32 centres (metres, float64 arithmetic then one float32 rounding) and ``(M,)`` uint8
+    labels of the non-free voxels, in C order of ``[ix, iy, iz]``. The numpy reference of :func:`voxel_centres`."""
+    occ = _check_occupancy(occ_labels, grid)
+    index = np.nonzero(occ != free_index)
+    centres = np.stack([grid.lower[a] + (index[a] + 0.5) * grid.size[a] for a in range(3)], axis=1)
+    return centres.astype(np.float32), occ[index].astype(np.uint8)
+
+
+@numba.njit(cache=True)
+def _nonfree_voxels(occ, free_index, lower, size):
+    """Two passes over the volume (count, then fill): no index arrays, no (M, 3) float64 temporaries."""
+    nx, ny, nz = occ.shape
+    n = 0
+    for i in range(nx):
+        for j in range(ny):
+            for k in range(nz):
+                n += occ[i, j, k] != free_index
+    centres = np.empty((n, 3), np.float32)
+    labels = np.empty(n, np.uint8)
+    m = 0
+    for i in range(nx):
+        for j in range(ny):
+            for k in range(nz):
+                if occ[i, j, k] != free_index:
+                    centres[m, 0] = np.float32(lower[0] + (i + 0.5) * size[0])
+                    centres[m, 1] = np.float32(lower[1] + (j + 0.5) * size[1])
+                    centres[m, 2] = np.float32(lower[2] + (k + 0.5) * size[2])
+                    labels[m] = occ[i, j, k]
+                    m += 1
+    return centres, labels
+
+
+def voxel_centres(occ_labels, grid, free_index):
+    """:func:`voxel_centres_reference` in one numba pass (the node's output hot path, ~64k voxels a frame)."""
+    occ = np.ascontiguousarray(_check_occupancy(occ_labels, grid), dtype=np.uint8)
+    return _nonfree_voxels(occ, int(free_index), np.asarray(grid.lower, np.float64), np.asarray(grid.size, np.float64))
 
 
 def occupancy_to_pointcloud2(occ_labels, grid, free_index, header):
@@ -168,7 +210,7 @@ def occupancy_to_pointcloud2(occ_labels, grid, free_index, header):
     non-free voxels: float32 ``x, y, z`` voxel centres (m) and uint8 ``label``."""
     from perception.ros.pointcloud import make_pointcloud2
 
-    centres, labels = _voxel_centres(occ_labels, grid, free_index)
+    centres, labels = voxel_centres(occ_labels, grid, free_index)
     return make_pointcloud2(header, {"x": centres[:, 0], "y": centres[:, 1], "z": centres[:, 2], "label": labels})
 
 
@@ -188,7 +230,7 @@ def occupancy_to_markers(occ_labels, grid, free_index, header):
     from std_msgs.msg import ColorRGBA
     from visualization_msgs.msg import Marker, MarkerArray
 
-    centres, labels = _voxel_centres(occ_labels, grid, free_index)
+    centres, labels = voxel_centres(occ_labels, grid, free_index)
     marker = Marker(header=header, ns="occupancy", id=0, type=Marker.CUBE_LIST)
     marker.pose.orientation.w = 1.0
     marker.scale.x, marker.scale.y, marker.scale.z = (float(s) for s in grid.size)
