@@ -257,10 +257,14 @@ class PerceptionNode:
                 for key, msg in messages.items():
                     self._publisher(key, msg).publish(msg)
             except Exception as e:  # noqa: BLE001 - one bad frame never stops the node
+                if not self.node.context.ok():  # Ctrl-C / SIGTERM while publishing: shutting down, not a bad frame
+                    break
                 self.stats["failed"] += 1
                 self._bad_input("inference", type(e).__name__, f"frame at {stamp} ns: {e}")
                 continue
             self.stats["processed"] += 1
+            if not self.node.context.ok():
+                break
             timings["input_age"] = (time.monotonic() - received) * 1e3  # receipt -> published, ms
             self.last = {"status": status, "timings": timings, "notes": pred.warnings}
             self.publish_diagnostics()
