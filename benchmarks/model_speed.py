@@ -10,28 +10,12 @@ line; numbers for docs/benchmarks.md come from here, with the machine named.
 
 import argparse
 import json
-import math
 import platform
 import time
 
 import torch
 
-
-def _ring_cameras(n_cams, image_hw):
-    """Six cameras around the LiDAR (LiDAR frame: x right, y forward, z up), nuScenes-like 70 deg FOV."""
-    H, W = image_hw
-    f = 0.5 * W / math.tan(math.radians(35))
-    K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
-    mats = []
-    for i in range(n_cams):
-        yaw = 2 * math.pi * i / n_cams
-        d = torch.tensor([math.sin(yaw), math.cos(yaw), 0.0])  # viewing direction in the LiDAR frame
-        right = torch.tensor([d[1], -d[0], 0.0])
-        down = torch.tensor([0.0, 0.0, -1.0])
-        T = torch.eye(4)
-        T[:3, :3] = torch.stack([right, down, d])  # rows: camera x, y, z axes in LiDAR coordinates
-        mats.append(T)
-    return K, torch.stack(mats)
+from perception.bench.frames import ring_rig
 
 
 def synthetic_batch(cfg, batch_size, num_points, device):
@@ -41,7 +25,7 @@ def synthetic_batch(cfg, batch_size, num_points, device):
     lo, hi = torch.tensor([x0, y0, z0]), torch.tensor([x1, y1, z1])
     H, W = cfg.data.image_size
     n_cams = len(cfg.data.cameras)
-    K, lidar2cam = _ring_cameras(n_cams, (H, W))
+    K, lidar2cam = (torch.as_tensor(m, dtype=torch.float32) for m in ring_rig(n_cams, W, H))
     K4 = torch.eye(4)
     K4[:3, :3] = K
     pts = []

@@ -3,11 +3,11 @@ reference): ranked BEV pooling vs the per-camera pooling, the numba trilinear ke
 chunked channels-last occupancy MLPs vs the Conv1d stacks, the cached pooling plan inside the camera encoder,
 and the stable peak selection vs topk."""
 
-import math
 
 import pytest
 import torch
 
+from perception.bench.frames import ring_rig
 from perception.models.camera.lss import BevPoolPlan, bev_pool, bev_pool_ranked
 from perception.models.heads.bev_sampling import sample_volume
 from perception.models.heads.occ_head import OccHead
@@ -79,17 +79,9 @@ def test_occ_head_fast_path_equals_the_conv_stacks(cues):
 
 
 def _ring(n, hw):
-    h, w = hw
-    f = 0.5 * w / math.tan(math.radians(35))
-    K = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
-    mats = []
-    for i in range(n):
-        yaw = 2 * math.pi * i / n
-        d = torch.tensor([math.sin(yaw), math.cos(yaw), 0.0])
-        T = torch.eye(4)
-        T[:3, :3] = torch.stack([torch.tensor([d[1], -d[0], 0.0]), torch.tensor([0.0, 0.0, -1.0]), d])
-        mats.append(T)
-    return K.expand(1, n, 3, 3).contiguous(), torch.stack(mats)[None]
+    K, lidar2cam = ring_rig(n, hw[1], hw[0])
+    K, lidar2cam = torch.as_tensor(K, dtype=torch.float32), torch.as_tensor(lidar2cam, dtype=torch.float32)
+    return K.expand(1, n, 3, 3).contiguous(), lidar2cam[None]
 
 
 def test_camera_encoder_eval_pooling_equals_the_reference_and_caches_the_plan():

@@ -1,7 +1,24 @@
 """Frames for ``perception bench``: dataset :class:`Sample` objects, synthesized or from a real dataroot."""
 
+import math
 import os
 import tempfile
+
+import numpy as np
+
+
+def ring_rig(n_cams, width, height):
+    """A synthetic camera rig: ``n_cams`` cameras evenly around the LiDAR (LiDAR frame: x right, y forward,
+    z up; the first looks along +y), each with a nuScenes-like 70 degree horizontal field of view. Returns
+    ``K (3, 3)`` (pixels, shared) and ``lidar2cam (n_cams, 4, 4)`` (LiDAR -> camera optical frame), float64."""
+    f = 0.5 * width / math.tan(math.radians(35))
+    K = np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+    lidar2cam = np.tile(np.eye(4), (n_cams, 1, 1))
+    for i in range(n_cams):
+        yaw = 2 * math.pi * i / n_cams
+        d = np.array([math.sin(yaw), math.cos(yaw), 0.0])  # viewing direction in the LiDAR frame
+        lidar2cam[i, :3, :3] = np.stack([[d[1], -d[0], 0.0], [0.0, 0.0, -1.0], d])  # rows: camera x, y, z axes
+    return K, lidar2cam
 
 
 def synth_image_size(cfg):

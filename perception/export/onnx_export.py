@@ -9,7 +9,6 @@ the checkpoint) and the refiner file name.
 """
 
 import json
-import math
 import os
 import warnings
 
@@ -40,7 +39,7 @@ def config_text(cfg):
 def ring_frame(cfg, num_points=30000, seed=0):
     """A synthetic :class:`perception.runtime.Frame`: points uniform in the range, the config's cameras on a
     ring (nuScenes-like 70 deg field of view) with random images of the size its test-time resize expects."""
-    from perception.bench.frames import synth_image_size
+    from perception.bench.frames import ring_rig, synth_image_size
     from perception.constants import CAMERA_NAMES
     from perception.runtime import CameraFrame, Frame
 
@@ -50,15 +49,10 @@ def ring_frame(cfg, num_points=30000, seed=0):
     xyz = lo + rng.random((num_points, 3)) * (hi - lo)
     points = np.concatenate([xyz, rng.random((num_points, 1)) * 255], 1).astype(np.float32)
     width, height = synth_image_size(cfg)
-    f = 0.5 * width / math.tan(math.radians(35))
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-    cams = {}
     names = [c for c in CAMERA_NAMES if c in cfg["data"]["cameras"]]
-    for i, name in enumerate(names):
-        yaw = 2 * math.pi * i / len(names)
-        d = np.array([math.sin(yaw), math.cos(yaw), 0.0])
-        T = np.eye(4)
-        T[:3, :3] = np.stack([np.array([d[1], -d[0], 0.0]), np.array([0.0, 0.0, -1.0]), d])
+    K, lidar2cam = ring_rig(len(names), width, height)
+    cams = {}
+    for name, T in zip(names, lidar2cam):
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         cams[name] = CameraFrame(image, K, T, timestamp=1)
     lidar2ego = np.eye(4)
