@@ -3,12 +3,14 @@
 The BEV encoders (cameras, LiDAR, fusion) run once per val sample; each variant then re-runs the shared
 decoder + heads, the decoding and the point refiner with its own settings and is scored with the official
 detection metric (``perception.eval.detection``). That is how ``configs/tiny.py`` chose its refiner passes,
-score weight and score threshold (docs/benchmarks.md). Variant keys:
+score weight and score threshold (docs/benchmarks.md; on the v1 world's val scenes, which were also the
+reported ones then). Sweep the learning benchmark's **val** dataset only: a dataroot marked as its test set
+(``LEARNING_BENCHMARK_TEST_SET``, written by ``benchmarks/learn_synthetic.py``) is refused. Variant keys:
 
 - ``score_threshold``: first-stage boxes kept (``model.score_threshold``),
 - ``iterations`` / ``score_weight``: refiner passes and the weight of its point-based quality in the score
   (``model.refiner``), ``refine``: false scores the first stage alone,
-- ``num_det_queries``: heatmap peaks taken as detection queries (``model.head.num_det_queries``).
+- ``num_det_queries``: heatmap peaks taken as detection queries (``model.head.det.num_queries``).
 
     python benchmarks/decode_sweep.py configs/tiny.py outputs/run11/fusion/work/latest.pth \\
         --dataroot .cache/learn/synth_s20_k10_seed0 --out outputs/sweep_run11 \\
@@ -21,12 +23,17 @@ Prints one line per variant (mAP, car AP and its AP@0.5 / AP@4 m, per-class AP) 
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
+from nuscenes.nuscenes import NuScenes
 
+from perception.config import load_config
+from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
+from perception.eval.runner import load_split_samples, split_sample_tokens
+from perception.runtime import Predictor
+
+TEST_MARKER = "LEARNING_BENCHMARK_TEST_SET"  # a dataroot holding this file is never used for choosing settings
 KNOBS = {"score_threshold", "iterations", "score_weight", "refine", "num_det_queries"}
 
 
@@ -52,27 +59,23 @@ def parse_variants(text):
 
 
 def main(argv=None):
-    import torch
-    from nuscenes.nuscenes import NuScenes
-
-    from perception.config import load_config
-    from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
-    from perception.eval.runner import load_split_samples, split_sample_tokens
-    from perception.runtime import Predictor
-
     args = parse_args(argv)
+    if Path(args.dataroot, TEST_MARKER).exists():  # written by benchmarks/learn_synthetic.py
+        raise SystemExit(f"decode_sweep: {args.dataroot} is the learning benchmark's test set; choose settings on "
+                         "its val dataset (a number tuned on the set it is reported on is not a result)")
     variants = parse_variants(args.variants)
     predictor = Predictor(load_config(args.config), args.checkpoint)
     model = predictor.model
     if model.refiner is None and any({"iterations", "score_weight"} & set(k) for k in variants.values()):
         raise ValueError(f"{args.config}: no model.refiner, so 'iterations' / 'score_weight' cannot be swept")
-    defaults = dict(score_threshold=model.score_threshold, num_det_queries=model.head.det_init.num_queries,
+    defaults = dict(score_threshold=model.score_threshold, num_det_queries=model.head.det.queries.num_queries,
                     refine=model.refiner is not None)
     if model.refiner is not None:
         defaults.update(iterations=model.refiner.iterations, score_weight=model.refiner.score_weight)
 
     nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
-    samples = load_split_samples(nusc, args.split, split_sample_tokens(nusc, args.split), os.path.join(args.out, "index"))
+    tokens = split_sample_tokens(nusc, args.split)
+    samples = load_split_samples(nusc, args.split, tokens, os.path.join(args.out, "index"))
     encoded = []  # (sample, batch, task BEVs): the encoders do not depend on any knob
     with torch.inference_mode():
         for s in samples:
@@ -82,14 +85,14 @@ def main(argv=None):
     summary = {}
     for name, knobs in variants.items():
         k = {**defaults, **knobs}
-        model.head.det_init.num_queries = int(k["num_det_queries"])
+        model.head.det.queries.num_queries = int(k["num_det_queries"])
         if model.refiner is not None:
             model.refiner.iterations, model.refiner.score_weight = int(k["iterations"]), float(k["score_weight"])
         det = {}
         with torch.inference_mode():
             for s, batch, task_bevs in encoded:
                 out = model.head(task_bevs, batch)["det"]
-                r = model.head.det_head.decode(out, float(k["score_threshold"]), model.max_boxes)[0]
+                r = model.head.det.decode(out, float(k["score_threshold"]), model.max_boxes)[0]
                 if k["refine"]:  # the second stage as M3Net.predict runs it (LiDAR frame)
                     r = model.refine_boxes([r], batch)[0]
                 det[s.token] = lidar_boxes_to_submission(s.token, r["boxes"].numpy(), r["scores"].numpy(),

@@ -1,15 +1,24 @@
-"""Learning benchmark on synthetic data: does the tiny model learn, per modality, within a CPU time budget?
+"""Learning benchmark on the synthetic world: does the tiny model learn, per modality, within a CPU budget,
+and by how much does it beat what needs no sensor at all? Reported on a test set never used for choosing.
 
-1. synthesizes ``--scenes`` x ``--samples-per-scene`` keyframes (cached under ``--cache``; ~80 % train scenes,
-   ~20 % held-out val scenes),
-2. trains each variant (``fusion`` = ``--config``, ``lidar`` = configs/tiny_lidar.py, ``camera`` =
-   configs/tiny_camera.py) for at most its wall-clock budget: a short calibration measures the step time and
-   the run's step count (and so its LR schedule) is set to fit the budget, ``--max-minutes`` caps it,
-3. evaluates each on the val scenes with ``perception eval`` (devkit detection mAP / NDS / per-class AP,
-   BEV map mIoU, Occ3D mIoU),
-4. writes ``OUT/<variant>/loss_curves.png`` (from ``log.jsonl``) and ``OUT/summary.json``.
+Protocol (docs/benchmarks.md, "Learning on synthetic data"):
 
-    python benchmarks/learn_synthetic.py --minutes 30 --out outputs/learn --modalities fusion,lidar,camera
+1. Three datasets from three data seeds (``perception synth``, world ``--world``, default v2): ``train``
+   (trains every model), ``val`` (the only set any setting was chosen on: ``benchmarks/decode_sweep.py``
+   scores val) and ``test`` (reported here, nothing else reads it). Every scene of a dataset is in the split
+   its role uses (``generate_dataset(split=...)``).
+2. For each training seed (``--seeds``; the data stay the same, the initialisation and the sample order
+   change): ``fusion`` (``--config``), ``lidar`` (configs/tiny_lidar.py) and ``camera`` (configs/tiny_camera.py:
+   no LiDAR encoder, ``use_lidar_depth=False``: the camera branch sees no points at inference; LiDAR depth
+   still supervises its depth in training) each train for at most the wall-clock budget (a short calibration
+   sets the step count, and so the LR schedule, to fit it).
+3. Each is scored on the test set with ``perception eval``; the fusion model also with sensors withheld
+   (``--withhold``): no LiDAR, no cameras, the three rear cameras.
+4. The no-input prior (:mod:`perception.eval.prior`: mean training BEV rasters, per-voxel most frequent seen
+   occupancy label, no boxes) is fitted on train and scored on test in the same table.
+5. ``OUT/summary.json`` (every run, its commit) and ``OUT/results.md`` (mean +- std over seeds).
+
+    python benchmarks/learn_synthetic.py --out outputs/learn_v2 --seeds 0,1,2 --minutes 30
 """
 
 import argparse
@@ -21,31 +30,40 @@ import sys
 import time
 from pathlib import Path
 
+from nuscenes.nuscenes import NuScenes
+
+from perception.eval.prior import fit_prior, write_prior_results
+from perception.eval.runner import load_split_samples, score_saved, split_sample_tokens
+from perception.synth.generate import generate_dataset
+
 REPO = Path(__file__).resolve().parents[1]
+VERSION = "v1.0-trainval"
 VARIANT_CONFIGS = {"lidar": REPO / "configs" / "tiny_lidar.py", "camera": REPO / "configs" / "tiny_camera.py"}
-TARGETS = {"car_ap": 0.6, "map_present": 0.35, "bev_miou": 0.5, "occ_miou": 0.3}
+# Rows scored from the fusion model with sensors withheld at test time: name -> --withhold arguments.
+DEGRADED = {"fusion, no LiDAR": ["lidar"], "fusion, no cameras": ["cameras"],
+            "fusion, front 3 cameras": ["CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"]}
+COLUMNS = ("mAP", "NDS", "car_ap", "bev_miou", "occ_miou", "occ_geometry_iou")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenes", type=int, default=20)
-    p.add_argument("--samples-per-scene", type=int, default=10)
-    p.add_argument("--minutes", type=float, default=30.0, help="training budget per variant (wall clock)")
-    p.add_argument("--minutes-single", type=float, default=None,
-                   help="budget of the lidar / camera variants (default --minutes)")
-    p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="the fusion config")
     p.add_argument("--out", required=True)
-    p.add_argument("--modalities", default="fusion,lidar,camera")
+    p.add_argument("--world", default="v2", choices=("v1", "v2"), help="synthetic world version (perception synth)")
+    p.add_argument("--scenes", default="24,8,20", help="train,val,test scene counts (test >= 20 for a result)")
+    p.add_argument("--samples-per-scene", type=int, default=10)
+    p.add_argument("--data-seeds", default="1000,2000,3000", help="train,val,test data seeds (all different)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds (train.seed), >= 3 for a result")
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget per run (wall clock)")
+    p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="the fusion config")
+    p.add_argument("--variants", default="fusion,lidar,camera")
+    p.add_argument("--no-prior", action="store_true", help="skip the no-input prior row")
+    p.add_argument("--no-degraded", action="store_true", help="skip the withheld-sensor rows")
     p.add_argument("--cache", default=str(REPO / ".cache" / "learn"))
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--calib-steps", type=int, default=6, help="steps timed to fit the step count to the budget")
-    p.add_argument("--steps", type=int, default=None,
-                   help="fusion step count (sets its LR schedule) instead of the calibrated one; --minutes still caps")
-    p.add_argument("--steps-single", type=int, default=None, help="the same for the lidar / camera variants")
+    p.add_argument("--steps", type=int, default=None, help="a fixed step count instead of the calibrated one")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides for every variant (as in perception train), e.g. model.head.det_offset_head=True")
-    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
-                   help="processes synthesizing the dataset (the files do not depend on it)")
+                   help="config overrides for every variant (as in perception train)")
+    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="synthesis processes")
     return p.parse_args(argv)
 
 
@@ -57,113 +75,145 @@ def read_log(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def calibrate(config, dataroot, work, steps, cfg_options=()):
+def commit():
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+
+
+def make_data(args, cache):
+    """``{role: dataroot}`` for train / val / test, synthesized once into ``cache``."""
+    scenes = dict(zip(("train", "val", "test"), (int(v) for v in args.scenes.split(",")), strict=True))
+    seeds = dict(zip(("train", "val", "test"), (int(v) for v in args.data_seeds.split(",")), strict=True))
+    if len(set(seeds.values())) != 3:
+        raise ValueError(f"--data-seeds must be three different seeds, got {args.data_seeds}")
+    roots = {}
+    for role in ("train", "val", "test"):
+        root = Path(cache) / f"{args.world}_{role}_s{scenes[role]}_k{args.samples_per_scene}_seed{seeds[role]}"
+        if not (root / VERSION / "sample.json").exists():
+            print(f"[learn] synthesizing {role}: {scenes[role]} x {args.samples_per_scene} into {root}", flush=True)
+            generate_dataset(root, scenes=scenes[role], samples_per_scene=args.samples_per_scene, seed=seeds[role],
+                             workers=args.workers, world=args.world, split="train" if role == "train" else "val")
+        if role == "test":  # benchmarks/decode_sweep.py refuses to choose settings on it
+            (root / "LEARNING_BENCHMARK_TEST_SET").write_text("reported by benchmarks/learn_synthetic.py only\n")
+        roots[role] = root
+    return roots
+
+
+def calibrate(config, dataroot, work, steps, cfg_options):
     """Seconds per training step of ``config`` (median over ``steps`` after one warm-up step)."""
-    subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version",
-                                  "v1.0-trainval", "--max-steps", steps + 1, "--cfg-options", "train.log_interval=1",
-                                  *cfg_options),
+    subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version", VERSION,
+                                  "--max-steps", steps + 1, "--cfg-options", "train.log_interval=1", *cfg_options),
                    check=True, stdout=subprocess.DEVNULL)
     times = [r["time_s"] for r in read_log(Path(work) / "log.jsonl")]
-    deltas = sorted(b - a for a, b in zip(times, times[1:]))
+    deltas = sorted(b - a for a, b in zip(times, times[1:], strict=False))
     return deltas[len(deltas) // 2]
 
 
-def plot_curves(log, path, title):
-    import matplotlib
+def train(config, root, vdir, args, options):
+    """Train one run; returns its record (steps, minutes, first/last loss)."""
+    steps = args.steps
+    if steps is None:
+        step_s = calibrate(config, root, vdir / "calib", args.calib_steps, options)
+        steps = max(10, int(0.97 * args.minutes * 60 / step_s))
+    t0 = time.time()
+    subprocess.run(perception_cmd("train", config, "--work-dir", vdir / "work", "--dataroot", root, "--version",
+                                  VERSION, "--max-steps", steps, "--max-minutes", args.minutes,
+                                  "--cfg-options", "train.epochs=100000", *options), check=True)
+    log = read_log(vdir / "work" / "log.jsonl")
+    return {"steps": log[-1]["step"], "train_min": round((time.time() - t0) / 60, 2), "first_loss": log[0]["loss"],
+            "last_loss": log[-1]["loss"]}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    keys = [k for k in log[0] if k.startswith("loss_") or k == "depth"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    steps = [r["step"] for r in log]
-    axes[0].plot(steps, [r["loss"] for r in log], label="total")
-    axes[0].set_yscale("log")
-    for i, k in enumerate(keys):  # matplotlib cycles 10 colours: dash the next ten so no two lines look alike
-        axes[1].plot(steps, [r[k] for r in log], label=k, linestyle="-" if i < 10 else "--")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+def evaluate(config, checkpoint, root, out, options, withhold=()):
+    cmd = perception_cmd("eval", config, checkpoint, "--dataroot", root, "--version", VERSION, "--split", "val",
+                         "--out", out, *(["--withhold", *withhold] if withhold else []),
+                         *(["--cfg-options", *options] if options else []))
+    subprocess.run(cmd, check=True)
+    return headline(json.loads((Path(out) / "metrics.json").read_text()))
+
+
+def score_prior(roots, out):
+    """Fit the no-input prior on train, score it on test through the saved-results path."""
+    train_nusc = NuScenes(version=VERSION, dataroot=str(roots["train"]), verbose=False)
+    samples = load_split_samples(train_nusc, "train", split_sample_tokens(train_nusc, "train"), str(out / "index"))
+    prior = fit_prior(samples)
+    test_nusc = NuScenes(version=VERSION, dataroot=str(roots["test"]), verbose=False)
+    paths = write_prior_results(prior, split_sample_tokens(test_nusc, "val"), out / "results")
+    metrics = score_saved(test_nusc, "val", str(out / "eval"), paths["results"], paths.get("bev_results"),
+                          paths.get("occ_results"))
+    return headline(metrics)
 
 
 def headline(metrics):
-    """The benchmark's numbers from ``metrics.json`` (None where a task is absent). ``map_present``: mean AP
-    over the classes with a finite AP (the synthetic val scenes hold all 10 classes)."""
+    """The benchmark's numbers from ``metrics.json`` (None where a task is absent)."""
     det = metrics.get("detection") or {}
     ap = {c: row.get("AP") for c, row in (det.get("per_class") or {}).items()}
-    present = [v for v in ap.values() if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return {
-        "mAP": det.get("mAP"), "NDS": det.get("NDS"), "car_ap": ap.get("car"),
-        "map_present": sum(present) / len(present) if present else None, "per_class_ap": ap,
-        "bev_miou": (metrics.get("bev_map") or {}).get("mIoU"),
-        "bev_per_class": (metrics.get("bev_map") or {}).get("per_class"),
-        "occ_miou": (metrics.get("occupancy") or {}).get("mIoU"),
-        "occ_geometry_iou": (metrics.get("occupancy") or {}).get("geometry_IoU"),
-    }
+    occ = metrics.get("occupancy") or {}
+    return {"mAP": det.get("mAP"), "NDS": det.get("NDS"), "car_ap": ap.get("car"), "per_class_ap": ap,
+            "bev_miou": (metrics.get("bev_map") or {}).get("mIoU"),
+            "bev_per_class": (metrics.get("bev_map") or {}).get("per_class"),
+            "occ_miou": occ.get("mIoU"), "occ_geometry_iou": occ.get("geometry_IoU"),
+            "degraded": metrics.get("degraded")}
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None, None
+    m = sum(values) / len(values)
+    return m, (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+
+
+def table(runs):
+    """Markdown: one row per model / condition, mean +- std over the training seeds, with the commits."""
+    lines = ["| row | seeds | " + " | ".join(COLUMNS) + " | commit |", "|---" * (len(COLUMNS) + 3) + "|"]
+    for row, records in runs.items():
+        cells = []
+        for col in COLUMNS:
+            m, s = mean_std([r.get(col) for r in records])
+            cells.append("n/a" if m is None else f"{m:.3f} ± {s:.3f}")
+        commits = ", ".join(sorted({r["commit"] for r in records}))
+        lines.append(f"| {row} | {len(records)} | " + " | ".join(cells) + f" | {commits} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataroot = Path(args.cache) / f"synth_s{args.scenes}_k{args.samples_per_scene}_seed{args.seed}"
-    version = "v1.0-trainval"
-    summary = {"machine": f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}",
-               "dataroot": str(dataroot), "scenes": args.scenes, "samples_per_scene": args.samples_per_scene,
-               "targets_fusion": TARGETS, "variants": {}}
-    if not (dataroot / version / "sample.json").exists():
-        from perception.synth.generate import generate_dataset
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
+    summary.update(machine=f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}",
+                   args=vars(args))
+    roots = make_data(args, args.cache)
+    summary["data"] = {role: str(root) for role, root in roots.items()}
+    runs = summary["runs"]
 
-        t0 = time.time()
-        print(f"[learn] synthesizing {args.scenes} x {args.samples_per_scene} into {dataroot}", flush=True)
-        generate_dataset(dataroot, scenes=args.scenes, samples_per_scene=args.samples_per_scene, seed=args.seed,
-                         workers=args.workers)
-        summary["synth_seconds"] = round(time.time() - t0, 1)
-    for variant in [m.strip() for m in args.modalities.split(",") if m.strip()]:
-        config = args.config if variant == "fusion" else str(VARIANT_CONFIGS[variant])
-        minutes = args.minutes if variant == "fusion" or args.minutes_single is None else args.minutes_single
-        vdir = out / variant
-        work = vdir / "work"
-        fixed = args.steps if variant == "fusion" else args.steps_single
-        if fixed is None:  # the step count (and so the LR schedule) that fits the budget
-            step_s = calibrate(config, str(dataroot), str(vdir / "calib"), args.calib_steps, args.cfg_options)
-            steps = max(10, int(0.97 * minutes * 60 / step_s))
-            print(f"[learn] {variant}: {step_s:.2f} s/step -> {steps} steps in {minutes} min", flush=True)
-        else:
-            step_s, steps = None, fixed
-        t0 = time.time()
-        subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", dataroot, "--version", version,
-                                      "--max-steps", steps, "--max-minutes", minutes,
-                                      "--cfg-options", "train.epochs=100000", *args.cfg_options), check=True)
-        train_s = time.time() - t0
-        log = read_log(work / "log.jsonl")
-        plot_curves(log, vdir / "loss_curves.png", f"{variant}: {Path(config).name}, {log[-1]['step']} steps, {train_s / 60:.1f} min")
-        t0 = time.time()
-        eval_dir = vdir / "eval"
-        eval_cmd = perception_cmd("eval", config, work / "latest.pth", "--dataroot", dataroot, "--version", version,
-                                  "--split", "val", "--out", eval_dir,
-                                  *(["--cfg-options", *args.cfg_options] if args.cfg_options else []))
-        if subprocess.run(eval_cmd).returncode != 0:  # e.g. a GPU problem: the CPU gives the same scores, slower
-            print(f"[learn] {variant}: evaluation failed on the default device; again on the CPU", flush=True)
-            subprocess.run(eval_cmd + ["--device", "cpu"], check=True)
-        metrics = json.loads((eval_dir / "metrics.json").read_text())
-        record = {"config": str(Path(config).relative_to(REPO)) if Path(config).is_relative_to(REPO) else config,
-                  "cfg_options": args.cfg_options, "budget_min": minutes,
-                  "calib_step_s": None if step_s is None else round(step_s, 3), "steps": log[-1]["step"],
-                  "train_min": round(train_s / 60, 2), "eval_min": round((time.time() - t0) / 60, 2),
-                  "first_loss": log[0], "last_loss": log[-1], **headline(metrics)}
-        summary["variants"][variant] = record
-        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        print(f"[learn] {variant}: " + json.dumps({k: record[k] for k in ("steps", "mAP", "NDS", "car_ap", "map_present",
-                                                                          "bev_miou", "occ_miou")}, default=str), flush=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(f"[learn] summary written to {out / 'summary.json'}")
+    def record(row, seed, values):
+        runs.setdefault(row, [])
+        runs[row] = [r for r in runs[row] if r.get("seed") != seed] + [{"seed": seed, "commit": commit(), **values}]
+        summary_path.write_text(json.dumps(summary, indent=1, default=str))
+
+    if not args.no_prior:
+        record("no-input prior", None, score_prior(roots, out / "prior"))
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+            config = args.config if variant == "fusion" else str(VARIANT_CONFIGS[variant])
+            vdir = out / f"seed{seed}" / variant
+            options = [f"train.seed={seed}", *args.cfg_options]
+            trained = train(config, roots["train"], vdir, args, options)
+            ckpt = vdir / "work" / "latest.pth"
+            row = {"fusion": "fusion", "lidar": "LiDAR only", "camera": "camera only"}[variant]
+            record(row, seed, {**trained, **evaluate(config, ckpt, roots["test"], vdir / "test", args.cfg_options)})
+            if variant == "fusion" and not args.no_degraded:
+                for name, withhold in DEGRADED.items():
+                    tag = "_".join(w.lower() for w in withhold)
+                    record(name, seed, evaluate(config, ckpt, roots["test"], vdir / f"test_without_{tag}",
+                                                args.cfg_options, withhold))
+    (out / "results.md").write_text(table(runs) + "\n")
+    print(table(runs))
     return 0
 
 

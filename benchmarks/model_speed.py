@@ -15,7 +15,9 @@ import time
 
 import torch
 
-from perception.bench.frames import ring_rig
+from perception.config import load_config
+from perception.models import build_model
+from perception.runtime.ring_frame import ring_rig
 
 
 def synthetic_batch(cfg, batch_size, num_points, device):
@@ -85,9 +87,6 @@ def main(argv=None):
     p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     p.add_argument("--cfg-options", nargs="*", default=[])
     args = p.parse_args(argv)
-
-    from perception.config import load_config
-    from perception.models import build_model
 
     device = torch.device(args.device)
     cfg = load_config(args.config, args.cfg_options)

@@ -5,8 +5,9 @@
 Measured on a real nuScenes LiDAR keyframe (34,720 points, ``../shared/data/real/surroundocc``) and six raw 1600 x 900
 rgb8 images (the node's worst image case: no decoding, one copy each), then separately JPEG decoding of six
 real nuScenes-size JPEGs (CompressedImage, the default transport). Frame assembly merges ``--num-sweeps`` past
-sweeps (default 10, the nuscenes_full setting; tiny uses 1). Outputs: a prediction with 30 boxes above the threshold, the six BEV
-grids and an occupancy volume with 10 % occupied voxels (Occ3D). Median over repeats, milliseconds.
+sweeps (default 10, the nuscenes_full setting; tiny uses 1). Outputs: a prediction with 30 boxes above the
+threshold, the six BEV grids and an occupancy volume with 10 % occupied voxels (Occ3D). Median over repeats,
+milliseconds.
 """
 
 import argparse
@@ -46,7 +47,8 @@ def median_ms(fn, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per stage (median reported)")
-    parser.add_argument("--num-sweeps", type=int, default=10, help="past sweeps merged per frame (tiny: 1, nuscenes_full: 10)")
+    parser.add_argument("--num-sweeps", type=int, default=10,
+                        help="past sweeps merged per frame (tiny: 1, nuscenes_full: 10)")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -93,7 +95,8 @@ def main():
         "outputs (30 boxes, 6 BEV grids, occupancy cloud)": median_ms(outputs, r),
     }
     numbers["node overhead, total"] = sum(numbers.values())
-    numbers["compressed_to_rgb x 6 (1600x900 JPEG), separate"] = median_ms(lambda: [compressed_to_rgb(m) for m in jpegs], r)
+    numbers["compressed_to_rgb x 6 (1600x900 JPEG), separate"] = median_ms(
+        lambda: [compressed_to_rgb(m) for m in jpegs], r)
     for name, ms in numbers.items():
         print(f"{name:60s} {ms:8.2f} ms")
     if args.json:

@@ -16,6 +16,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from perception.config import load_config
+from perception.models import build_model
+from perception.replay.convert import convert_scene
+from perception.replay.replay import ReplayOptions
+from perception.replay.run import replay
+from perception.replay.sources import open_source
+from perception.runtime import Predictor
+from perception.synth.generate import generate_dataset
+from perception.training.checkpoint import save_checkpoint
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,18 +37,6 @@ def main():
     p.add_argument("--frames", type=int, default=None, help="replay only this many LiDAR frames")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-
-    import torch
-
-    from perception.config import load_config
-    from perception.models import build_model
-    from perception.replay.convert import convert_scene
-    from perception.replay.replay import ReplayOptions
-    from perception.replay.run import replay
-    from perception.replay.sources import open_source
-    from perception.runtime import Predictor
-    from perception.synth.generate import generate_dataset
-    from perception.training.checkpoint import save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

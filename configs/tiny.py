@@ -2,10 +2,10 @@
 # (64 x 64 over [-51.2, 51.2] m; the occupancy head lifts the BEV into 20 height bins of 0.4 m), d_model 64,
 # 2 decoder layers, 1 sweep. Outputs still come on the
 # evaluation grids (BEV_MAP_GRID, OCC3D_GRID): the head resamples. Training computes the occupancy losses on
-# 8192 sampled voxels per sample (half occupied, rare classes drawn more often: occ_sample_balance; inference
-# undoes that class prior, occ_prior_correction) and the map losses on a stride-2 subgrid (docs/benchmarks.md);
+# 8192 sampled voxels per sample (half occupied, rare classes drawn more often: occ.sample_balance; inference
+# undoes that class prior, occ.prior_correction) and the map losses on a stride-2 subgrid (docs/benchmarks.md);
 # loss weights rebalanced for this head (measured gradient norms on the shared neck, docs/benchmarks.md).
-# A cue refiner corrects the occupancy logits from per-voxel LiDAR cues (occ_lidar_cues: point counts at 0.4 m,
+# A cue refiner corrects the occupancy logits from per-voxel LiDAR cues (occ.lidar_cues: point counts at 0.4 m,
 # free / occluded along the sensor ray), which the 1.6 m cells cannot resolve (docs/benchmarks.md).
 # A second stage (model.refiner, perception/models/roi_heads) corrects and rescores each box from the LiDAR
 # points around it: the 1.6 m BEV cells alone place car centres ~0.7 m off (docs/benchmarks.md).
@@ -18,12 +18,14 @@ model = dict(
     fusion=dict(out_channels=64, fused_channels=64, backbone_channels=(64, 128), backbone_layers=(2, 2)),
     # 3 x 3 peak NMS for pedestrians too: at 1.6 m cells each pedestrian lit ~4 cells, all taken as queries
     # (docs/benchmarks.md); cones keep 1 x 1 (they stand in rows closer than a cell).
-    head=dict(num_layers=2, d_model=64, num_heads=4, ffn_dim=128, num_det_queries=100, det_nms_exempt_classes=("traffic_cone",),
-              occ_bev_height_bins=20, occ_lidar_cues=True, occ_train_voxels=8192, occ_sample_balance=0.5, map_train_stride=2,
-              loss_weights=dict(map=10.0, map_aux=20.0, det=2.0, heatmap=1.0, occ=5.0)),
-    # Inference only (chosen on run11 / run12's checkpoints, docs/benchmarks.md): 3 refinement passes, the
-    # point-based quality weighs 0.7 in the score, and first-stage boxes down to 0.01 reach the refiner (a
-    # well-placed box the first stage scored 0.02 is rescored to ~0.3 from its points).
+    head=dict(num_layers=2, d_model=64, num_heads=4, ffn_dim=128,
+              loss_weights=dict(map=10.0, map_aux=20.0, det=2.0, heatmap=1.0, occ=5.0),
+              det=dict(num_queries=100, nms_exempt_classes=("traffic_cone",)),
+              map=dict(train_stride=2),
+              occ=dict(bev_height_bins=20, lidar_cues=True, train_voxels=8192, sample_balance=0.5)),
+    # Inference only (chosen with benchmarks/decode_sweep.py; docs/benchmarks.md, "the refiner's inference
+    # settings"): 3 refinement passes, the point-based quality weighs 0.7 in the score, and first-stage boxes
+    # down to 0.01 reach the refiner (a well-placed box the first stage scored low is rescored from its points).
     refiner=dict(margin=1.0, max_points=128, det_proposals=32, score_weight=0.7, iterations=3),
     score_threshold=0.01,
 )
@@ -34,4 +36,5 @@ data = dict(
     # for real nuScenes images (1600 x 900) use resize_lim=(0.16, 0.18), test_resize=0.17.
     augment=dict(resize_lim=(0.4, 0.44), test_resize=0.42),
 )
-train = dict(epochs=10, batch_size=2, lr=2e-3, amp=False, workers=1, log_interval=5)  # 1 loader process overlaps I/O (~0.3 s/batch)
+# workers=1: one loader process overlaps the I/O (~0.3 s/batch)
+train = dict(epochs=10, batch_size=2, lr=2e-3, amp=False, workers=1, log_interval=5)

@@ -13,11 +13,12 @@ arguments above on top. With ``dataroot`` set the player writes the scene's cali
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 PACKAGE = "m3_perception"
 

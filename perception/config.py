@@ -6,10 +6,15 @@ A config file assigns three dicts, ``model``, ``data`` and ``train`` (usually by
 
 Schema rules (:data:`SCHEMA`): every key a config sets must be known, and every key without a default
 (:data:`REQUIRED`) must be set. Either mistake raises ``ValueError`` naming the dotted key and the file.
-The four model sub-sections ``model.lidar``, ``model.camera``, ``model.fusion`` and ``model.head`` are
-keyword arguments of the encoder / neck / head constructors: they are checked against those constructors'
-signatures when the model is built (``perception.models.m3net``), where the same kind of error is raised.
-``model.lidar = None`` (or ``model.camera = None``) disables that encoder.
+The model sub-sections ``model.lidar``, ``model.camera``, ``model.fusion``, ``model.head`` and ``model.refiner``
+are keyword arguments of the encoder / neck / head / refiner constructors, checked against their signatures when
+the model is built (``perception.models.m3net``), where the same kind of error is raised. ``model.head`` holds
+the shared head settings and one sub-section per task, ``model.head.det`` / ``.map`` / ``.occ``: keyword
+arguments of ``DetTask`` / ``MapTask`` / ``OccTask`` (``perception/models/heads/``), checked the same way. The
+flat keys of before the head split (``model.head.occ_grid``, ...) are errors naming their new place
+(:data:`MOVED_HEAD_KEYS`). ``model.lidar = None`` (or ``model.camera = None``) disables that encoder.
+Rules across keys live here too (:func:`_check_model_rules`): what needs LiDAR, the occupancy grid name
+(:func:`occupancy_grid_name`) and that ``data.occ_format`` names the same grid.
 
 Units: metres for ranges and cells, pixels ``(H, W)`` for image sizes, seconds nowhere.
 """
@@ -17,6 +22,10 @@ Units: metres for ranges and cells, pixels ``(H, W)`` for image sizes, seconds n
 import ast
 import copy
 from pathlib import Path
+
+from mmengine.config import Config as MMConfig
+
+from perception.constants import DEFAULT_OCC_GRID, OCC_GRIDS, TASKS
 
 
 class _Required:
@@ -36,7 +45,7 @@ SCHEMA = {
         "lidar": KWARGS,  # LidarEncoder kwargs or None
         "camera": KWARGS,  # CameraEncoder kwargs or None
         "fusion": KWARGS,  # FusedBEVNeck kwargs
-        "head": KWARGS,  # MultiTaskHead kwargs
+        "head": KWARGS,  # MultiTaskHead kwargs; sub-sections det / map / occ: DetTask / MapTask / OccTask kwargs
         "refiner": KWARGS,  # PointBoxRefiner kwargs (second-stage box refinement from LiDAR points) or None
         "score_threshold": 0.05,  # detection decoding in predict
         "max_boxes": 500,  # per sample (nuScenes submission limit)
@@ -52,7 +61,7 @@ SCHEMA = {
         "cameras": ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"),
         "image_size": REQUIRED,  # (H, W) network input in pixels
         "num_sweeps": 10,
-        "occ_format": "occ3d",  # occupancy GT read for training: 'occ3d' | 'openocc' (must match model.head.occ_grid)
+        "occ_format": "occ3d",  # occupancy GT read for training: 'occ3d' | 'openocc' (must match model.head.occ.grid)
         "openocc_root": None,  # nuScenes-Occupancy labels (scene_<scene>/occupancy/<lidar token>.npy), for 'openocc'
         "augment": {  # perception.data.augment.ImageAugParams / BevAugParams
             "resize_lim": (0.38, 0.55),  # image scale range (train)
@@ -93,8 +102,14 @@ SCHEMA = {
 }
 
 SCHEDULES = ("onecycle", "cosine")
-TASKS = ("det", "map", "occ")
 OCC_FORMATS = ("occ3d", "openocc")  # data.occ_format (see perception.data.dataset.M3Dataset)
+# model.head keys of the flat layout before the head split into task modules (commit eff7413) -> their key now.
+MOVED_HEAD_KEYS = {"num_det_queries": "det.num_queries", **{f"{t}_{k}": f"{t}.{k}" for t, keys in (
+    ("det", ("upsample", "nms_kernel", "nms_exempt_classes", "offset_head", "offset_radius")),
+    ("map", ("grid", "num_strips", "train_stride")),
+    ("occ", ("grid", "frame", "num_classes", "free_index", "ignore_index", "class_weights", "query_stride",
+             "height_bins", "channels", "bev_height_bins", "lidar_cues", "train_voxels", "sample_balance",
+             "prior_correction"))) for k in keys}}
 
 
 class Config(dict):
@@ -183,6 +198,33 @@ def _validate(cfg: dict, schema: dict, prefix, filename):
     return out
 
 
+def check_head_section(head: dict, filename):
+    """``model.head``: no flat key of the old layout (a ``ValueError`` naming its new key and the file); task
+    sub-sections are dicts. Also called by ``build_model``, for configs stored before the split (ONNX metadata)."""
+    for key in head:
+        if key in MOVED_HEAD_KEYS:
+            raise ValueError(f"model.head.{key} moved to model.head.{MOVED_HEAD_KEYS[key]} (file {filename})")
+    for task in TASKS:
+        if head.get(task) is not None and not isinstance(head[task], dict):
+            raise ValueError(f"config key model.head.{task} must be a dict of {task} task settings (file {filename})")
+
+
+def head_task_section(model_cfg: dict, task) -> dict:
+    """``model.head.<task>`` of the ``model`` section (``{}`` when not set: the task module's defaults)."""
+    return model_cfg["head"].get(task) or {}
+
+
+def occupancy_grid_name(model_cfg: dict, filename=None) -> str:
+    """The occupancy grid of the ``model`` section: ``model.head.occ.grid``, a name from
+    ``perception.constants.OCC_GRIDS`` (``DEFAULT_OCC_GRID`` when not set); it also names the evaluation
+    protocol and the occupancy labels (``data.occ_format``). Any other value is a ``ValueError`` naming the key."""
+    name = head_task_section(model_cfg, "occ").get("grid", DEFAULT_OCC_GRID)
+    if not isinstance(name, str) or name not in OCC_GRIDS:
+        where = filename or getattr(model_cfg, "filename", None) or "<model config>"
+        raise ValueError(f"config key model.head.occ.grid in {where}: {name!r} is not one of {sorted(OCC_GRIDS)}")
+    return name
+
+
 def _check_values(cfg: dict, filename):
     tasks = cfg["model"]["tasks"]
     if not tasks or any(t not in TASKS for t in tasks):
@@ -190,25 +232,48 @@ def _check_values(cfg: dict, filename):
     if len(cfg["model"]["point_cloud_range"]) != 6:
         raise ValueError(f"model.point_cloud_range must have 6 numbers [x0, y0, z0, x1, y1, z1] (file {filename})")
     if cfg["train"]["schedule"] not in SCHEDULES:
-        raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {cfg['train']['schedule']!r} (file {filename})")
+        raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {cfg['train']['schedule']!r} "
+                         f"(file {filename})")
     for key, low in (("checkpoint_interval", 0), ("keep_checkpoints", -1)):
         value = cfg["train"][key]
         if not isinstance(value, int) or value < low:
             raise ValueError(f"train.{key} must be an integer >= {low}, got {value!r} (file {filename})")
     if cfg["data"]["occ_format"] not in OCC_FORMATS:
-        raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {cfg['data']['occ_format']!r} (file {filename})")
+        raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {cfg['data']['occ_format']!r} "
+                         f"(file {filename})")
     if cfg["model"]["lidar"] is None and cfg["model"]["camera"] is None:
         raise ValueError(f"model.lidar and model.camera are both None: enable at least one (file {filename})")
     for key in ("fusion", "head"):
         if cfg["model"][key] is None:
             raise ValueError(f"missing required config key model.{key} in {filename}")
+    _check_model_rules(cfg, filename)
     camera = cfg["model"]["camera"]
     if camera is not None and "image_size" in camera:
         if tuple(camera["image_size"]) != tuple(cfg["data"]["image_size"]):
-            raise ValueError(
-                f"model.camera.image_size {camera['image_size']} != data.image_size {cfg['data']['image_size']}"
-                f" (file {filename})"
-            )
+            raise ValueError(f"model.camera.image_size {camera['image_size']} != data.image_size "
+                             f"{cfg['data']['image_size']} (file {filename})")
+
+
+def _check_model_rules(cfg: dict, filename):
+    """The rules across keys: the old flat head keys, what reads LiDAR points, the occupancy grid and labels."""
+    model = cfg["model"]
+    check_head_section(model["head"], filename)
+    if model["refiner"] is not None and model["lidar"] is None:
+        raise ValueError(f"config key model.refiner in {filename}: the box refiner reads LiDAR points; "
+                         "set model.refiner=None when model.lidar is None")
+    if model["refiner"] is not None and "det" not in model["tasks"]:
+        raise ValueError(f"config key model.refiner in {filename}: the box refiner refines the detected boxes; "
+                         "set model.refiner=None when model.tasks has no 'det'")
+    if head_task_section(model, "occ").get("lidar_cues") and model["lidar"] is None:
+        raise ValueError(f"config key model.head.occ.lidar_cues in {filename}: the occupancy cues read LiDAR "
+                         "points; set it False when model.lidar is None")
+    grid = occupancy_grid_name(model, filename)
+    if "occ" in model["tasks"] and cfg["data"]["occ_format"] != grid:
+        raise ValueError(
+            f"data.occ_format={cfg['data']['occ_format']!r} does not match model.head.occ.grid={grid!r} (file "
+            f"{filename}): the occupancy labels must be on the grid the head predicts; set both to 'occ3d' or both "
+            f"to 'openocc' (configs/tiny_openocc.py shows the OpenOccupancy head settings)"
+        )
 
 
 def load_config(path, overrides=None) -> Config:
@@ -217,8 +282,6 @@ def load_config(path, overrides=None) -> Config:
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the key and the file for an
     unknown key, a missing required key or an invalid value.
     """
-    from mmengine.config import Config as MMConfig
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")

@@ -89,7 +89,7 @@ class GridSpec:
 
     @property
     def shape(self):
-        return tuple(int(round((u - l) / s)) for l, u, s in zip(self.lower, self.upper, self.size))
+        return tuple(int(round((hi - lo) / s)) for lo, hi, s in zip(self.lower, self.upper, self.size, strict=True))
 
     def centers(self, axis):
         """Cell-centre coordinates (metres) along ``axis``."""
@@ -104,6 +104,12 @@ OCC3D_GRID = GridSpec(lower=(-40.0, -40.0, -1.0), upper=(40.0, 40.0, 5.4), size=
 # OpenOccupancy grid: 512 x 512 x 40 voxels of 0.2 m, LiDAR frame.
 OPENOCC_GRID = GridSpec(lower=(-51.2, -51.2, -5.0), upper=(51.2, 51.2, 3.0), size=(0.2, 0.2, 0.2))
 
-# Occupancy grids a config names in ``model.head.occ_grid`` (default 'occ3d'); the name also selects the
-# evaluation protocol (Occ3D mIoU + RayIoU, or OpenOccupancy with ``--openocc-root``).
+# Occupancy grids a config names in ``model.head.occ.grid`` (default ``DEFAULT_OCC_GRID``); the name also selects
+# the evaluation protocol (Occ3D mIoU + RayIoU, or OpenOccupancy with ``--openocc-root``) and must equal
+# ``data.occ_format`` (the labels trained on). ``perception.config.occupancy_grid_name`` reads it from a config.
 OCC_GRIDS = {"occ3d": OCC3D_GRID, "openocc": OPENOCC_GRID}
+DEFAULT_OCC_GRID = "occ3d"
+
+# The tasks of the multi-task model (``model.tasks`` is a non-empty subset). This order is the order in which
+# the head builds, runs, sums the losses of and decodes its task modules.
+TASKS = ("det", "map", "occ")

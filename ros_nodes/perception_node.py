@@ -59,18 +59,21 @@ PARAMETERS = {
     "cameras": ("", "space-separated camera names to subscribe; empty: every camera the model uses"),
     "raw_cameras": ("", "space-separated cameras that publish sensor_msgs/Image instead of CompressedImage"),
     "sensor_qos": ("sensor_data", "QoS of the LiDAR and image subscriptions: 'sensor_data' (best effort, depth 5) "
-                                  "or 'reliable' (depth 10: no loss of large messages on a busy link, e.g. bag replay)"),
+                                  "or 'reliable' (depth 10: no loss of large messages on a busy link, e.g. bag "
+                                  "replay)"),
     "odom_topic": ("/odom", "nav_msgs/Odometry: ego poses for sweep and camera motion compensation"),
     "ego_frame": ("base_link", "frame of the ego-frame occupancy output (and of the tf lookup)"),
     "score_threshold": (0.3, "boxes below this score are not published"),
-    "max_camera_lidar_delay": (0.12, "s: a camera image further than this from the LiDAR stamp is missing for the frame"),
+    "max_camera_lidar_delay": (0.12, "s: a camera image further than this from the LiDAR stamp is missing for the "
+                                     "frame"),
     "max_input_wait": (0.1, "s (wall): longest wait for an ego pose or camera image of the LiDAR stamp"),
     "lidar_timeout": (1.0, "s (wall): no LiDAR message for this long is reported as an error on diagnostics"),
     "diagnostics_period": (1.0, "s: diagnostics are published per frame and at least this often"),
     "publish_occupancy_markers": (False, "also publish the occupancy as a CUBE_LIST MarkerArray for RViz (~0.1 s per "
                                           "frame for a full scene: off by default, the PointCloud2 carries the same)"),
 }
-NUMERIC = ("calibration_wait", "score_threshold", "max_camera_lidar_delay", "max_input_wait", "lidar_timeout", "diagnostics_period")
+NUMERIC = ("calibration_wait", "score_threshold", "max_camera_lidar_delay", "max_input_wait", "lidar_timeout",
+           "diagnostics_period")
 
 
 class FrameSlot:
@@ -114,7 +117,7 @@ def load_predictor(p):
 def tf_buffer(node):
     """A tf2 buffer fed by /tf and /tf_static (a ROS install), or None where tf2_ros is not installed (PyPI)."""
     try:
-        import tf2_ros
+        import tf2_ros  # optional: a ROS install's tf2 (not on PyPI)
     except ImportError:
         return None
     buffer = tf2_ros.Buffer()

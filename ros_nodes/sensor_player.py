@@ -34,8 +34,20 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ros_nodes.common import BadParameter, declare_parameters, run_node
+from nav_msgs.msg import Odometry
+from PIL import Image as PILImage
+from rclpy.duration import Duration
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from perception.data.io import load_image, load_points
+from perception.data.scene_stream import SceneStream
+from perception.ros.calibration import RigCalibration, write_calibration_yaml
+from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compressed, rgb_to_image
+from perception.ros.pointcloud import points_to_pointcloud2
+from perception.ros.stamps import make_header
+from perception.ros.transforms import matrix_to_odometry
+from ros_nodes.common import BadParameter, declare_parameters, run_node
 
 ACK_TIMEOUT_S = 10.0  # at the end, how long reliable subscribers may take to acknowledge the last messages
 LOOP_GAP_S = 0.05  # dataset seconds between the last message of a pass and the first of the next (one sweep)
@@ -132,8 +144,6 @@ class SensorPlayer:
     # ----------------------------------------------------------------------------------------------------
     def open(self):
         """Read the scene, write the calibration, create the publishers."""
-        from perception.data.scene_stream import SceneStream
-
         p = self.p
         try:
             self.stream = SceneStream(p["dataroot"], p["version"], p["scene"] or None)
@@ -142,8 +152,6 @@ class SensorPlayer:
         for line in self.stream.problems:
             self.log.warning(line)
         if p["calibration_out"]:
-            from perception.ros.calibration import RigCalibration, write_calibration_yaml
-
             calib = RigCalibration(**self.stream.calibration(p["lidar_frame"], p["ego_frame"]))
             try:
                 out_dir = os.path.dirname(os.path.abspath(p["calibration_out"]))
@@ -156,10 +164,6 @@ class SensorPlayer:
         self.plan = publish_plan(self.stream, p["rate"])
 
     def _make_publishers(self):
-        from nav_msgs.msg import Odometry
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-
         p, node = self.p, self.node
         reliable50 = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
         sensor_qos = (QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -180,12 +184,6 @@ class SensorPlayer:
     # ----------------------------------------------------------------------------------------------------
     def _build(self, item, stamp_ns):
         """The message of a planned item (reads the sensor file)."""
-        from perception.data.io import load_image, load_points
-        from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compressed, rgb_to_image
-        from perception.ros.pointcloud import points_to_pointcloud2
-        from perception.ros.stamps import make_header
-        from perception.ros.transforms import matrix_to_odometry
-
         p, r = self.p, item.record
         if item.kind == "odom":
             return matrix_to_odometry(r.ego2global, stamp_ns, p["world_frame"], p["ego_frame"])
@@ -196,8 +194,6 @@ class SensorPlayer:
         if item.kind == "camera_info":
             width, height = r.width, r.height
             if not (width and height):
-                from PIL import Image as PILImage
-
                 with PILImage.open(r.path) as im:
                     width, height = im.size
             return intrinsics_to_camera_info(r.intrinsics, width, height, header)
@@ -243,8 +239,6 @@ class SensorPlayer:
     def _wait_for_acks(self, timeout_s=ACK_TIMEOUT_S):
         """Before exiting, let reliable subscribers acknowledge (and have repaired) everything published: the
         writer resends lost samples only while it exists. At most ``timeout_s`` in all."""
-        from rclpy.duration import Duration
-
         deadline = time.monotonic() + timeout_s
         for pub in self.reliable:
             left = max(0.0, deadline - time.monotonic())

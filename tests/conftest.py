@@ -25,11 +25,14 @@ def real_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
-    """A freshly synthesized 2-scene nuScenes-format dataroot (v1.0-trainval names), built once per run."""
+    """A freshly synthesized 2-scene nuScenes-format dataroot (v1.0-trainval names), built once per run.
+
+    World v1 (one look per class): the data-layer tests check its known palette and placements; world v2 has
+    its own tests (test_synth_v2.py) and is what the other generated dataroots of the suite use."""
     from perception.synth.generate import generate_dataset
 
     out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, scenes=2, samples_per_scene=4, seed=0)
+    generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, world="v1")
     return out
 
 

@@ -27,13 +27,15 @@ def bilinear(image, uv):
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
     im = image.astype(np.float64)
     return (
-        im[y0, x0] * (1 - fx) * (1 - fy) + im[y0, x0 + 1] * fx * (1 - fy) + im[y0 + 1, x0] * (1 - fx) * fy + im[y0 + 1, x0 + 1] * fx * fy
+        im[y0, x0] * (1 - fx) * (1 - fy) + im[y0, x0 + 1] * fx * (1 - fy)
+        + im[y0 + 1, x0] * (1 - fx) * fy + im[y0 + 1, x0 + 1] * fx * fy
     )
 
 
 def test_augmented_point_projects_onto_same_image_content():
     image = coordinate_image()
-    img_params = augment.ImageAugParams(final_hw=(96, 160), resize_range=(0.6, 0.8), rot_range_deg=(-5, 5), flip_prob=0.5)
+    img_params = augment.ImageAugParams(final_hw=(96, 160), resize_range=(0.6, 0.8), rot_range_deg=(-5, 5),
+                                        flip_prob=0.5)
     rng = np.random.default_rng(0)
     checked = 0
     flips_seen = set()
@@ -42,7 +44,8 @@ def test_augmented_point_projects_onto_same_image_content():
         P = augment.sample_image_aug(img_params, IMAGE_HW, rng)
         flips_seen.add(bool(P[0, 0] < 0))
         warped = augment.warp_image(image, P, img_params.final_hw)
-        lidar2img_aug = augment.lidar2img_from(augment.augment_intrinsics(K, P), augment.augment_lidar2cam(LIDAR2CAM, A))
+        lidar2img_aug = augment.lidar2img_from(augment.augment_intrinsics(K, P),
+                                               augment.augment_lidar2cam(LIDAR2CAM, A))
 
         pts = np.stack([rng.uniform(-8, 8, 400), rng.uniform(5, 30, 400), rng.uniform(-2, 2, 400)], axis=1)
         uv, depth = project_points(augment.lidar2img_from(K, LIDAR2CAM), pts)
@@ -74,7 +77,8 @@ def test_points_inside_boxes_stay_inside():
     for f in (0.9, 1.1):
         off = local * f * boxes[:, 3:6] / 2
         c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-        corners.append(boxes[:, :3] + np.stack([c * off[:, 0] - s * off[:, 1], s * off[:, 0] + c * off[:, 1], off[:, 2]], 1))
+        rotated = np.stack([c * off[:, 0] - s * off[:, 1], s * off[:, 0] + c * off[:, 1], off[:, 2]], 1)
+        corners.append(boxes[:, :3] + rotated)
     inside, outside = corners
     for flip_x, flip_y in [(False, False), (True, False), (False, True), (True, True)]:
         A = augment.make_bev_aug(rotation=0.7, scale=1.08, flip_x=flip_x, flip_y=flip_y, translation=(0.3, -0.2, 0.1))
@@ -84,7 +88,8 @@ def test_points_inside_boxes_stay_inside():
         np.testing.assert_allclose(boxes_aug[:, 3:6], boxes[:, 3:6] * 1.08, rtol=1e-5)
 
 
-@pytest.mark.parametrize("flip_x,flip_y,rotation", [(True, False, 0.0), (False, True, 0.0), (True, True, 0.4), (False, False, -1.2)])
+@pytest.mark.parametrize("flip_x,flip_y,rotation",
+                         [(True, False, 0.0), (False, True, 0.0), (True, True, 0.4), (False, False, -1.2)])
 def test_yaw_and_velocity_follow_two_points(flip_x, flip_y, rotation):
     yaw = np.array([0.3, 2.0, -2.5, np.pi / 2])
     boxes = np.zeros((4, 9), np.float32)
@@ -99,7 +104,8 @@ def test_yaw_and_velocity_follow_two_points(flip_x, flip_y, rotation):
     moved = centre + np.concatenate([boxes[:, 7:9], np.zeros((4, 1))], 1) * 0.5  # where it is 0.5 s later
     c2, a2, m2 = (augment.augment_points(A, p) for p in (centre, ahead, moved))
     heading = a2 - c2
-    np.testing.assert_allclose(np.stack([np.cos(out[:, 6]), np.sin(out[:, 6])], 1), heading[:, :2] / np.linalg.norm(heading[:, :2], axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(np.stack([np.cos(out[:, 6]), np.sin(out[:, 6])], 1),
+                               heading[:, :2] / np.linalg.norm(heading[:, :2], axis=1, keepdims=True), atol=1e-5)
     np.testing.assert_allclose(out[:, 7:9], (m2 - c2)[:, :2] / 0.5, atol=1e-4)
     if flip_x and not flip_y and rotation == 0.0:  # mirror across the y axis: yaw -> pi - yaw
         np.testing.assert_allclose(np.cos(out[:, 6] - (np.pi - yaw)), 1.0, atol=1e-6)

@@ -24,10 +24,13 @@ def test_every_shipped_config_loads_with_its_variant():
     assert full.model.lidar["voxel_size"] == (0.075, 0.075, 0.2) and full.model.bev_cell == 0.6
     assert round((full.model.point_cloud_range[3] - full.model.point_cloud_range[0]) / full.model.bev_cell) == 180
     h = full.model.head
-    assert (h["num_det_queries"], h["num_layers"], h["d_model"], h["num_heads"], h["ffn_dim"]) == (200, 6, 256, 8, 1024)
-    assert (full.train.lr, full.train.weight_decay, full.train.schedule, full.train.grad_clip) == (8e-4, 0.01, "onecycle", 10.0)
+    assert (h["det"]["num_queries"], h["num_layers"], h["d_model"], h["num_heads"], h["ffn_dim"]) == \
+        (200, 6, 256, 8, 1024)
+    train = full.train
+    assert (train.lr, train.weight_decay, train.schedule, train.grad_clip) == (8e-4, 0.01, "onecycle", 10.0)
     assert load_config(CONFIGS / "nuscenes_full_mamba.py").model.head["decoder"] == "mamba"
-    assert [load_config(CONFIGS / f"tiny_{t}.py").model.tasks for t in ("det", "map", "occ")] == [("det",), ("map",), ("occ",)]
+    single = [load_config(CONFIGS / f"tiny_{t}.py").model.tasks for t in ("det", "map", "occ")]
+    assert single == [("det",), ("map",), ("occ",)]
     assert load_config(CONFIGS / "tiny_lidar.py").model.camera is None
     assert load_config(CONFIGS / "tiny_camera.py").model.lidar is None
 
@@ -37,7 +40,8 @@ def test_base_inheritance_and_overrides(tmp_path):
           'data = dict(dataroot="/d", image_size=(32, 64))\n'
           'model = dict(tasks=("det",), point_cloud_range=(-1, -1, -1, 1, 1, 1), bev_cell=0.5,\n'
           '             lidar=dict(out_channels=8), fusion=dict(out_channels=8), head=dict(d_model=8))\n')
-    child = write(tmp_path / "child.py", '_base_ = ["base.py"]\ntrain = dict(lr=0.2)\nmodel = dict(head=dict(num_layers=1))\n')
+    child = write(tmp_path / "child.py",
+                  '_base_ = ["base.py"]\ntrain = dict(lr=0.2)\nmodel = dict(head=dict(num_layers=1))\n')
     cfg = load_config(child, ["train.epochs=7", "data.dataroot=/other/root", "model.head.d_model=16",
                               "data.modality_dropout.lidar=0.25"])
     assert (cfg.train.lr, cfg.train.seed, cfg.train.epochs) == (0.2, 5, 7)  # child, base, override
@@ -73,3 +77,47 @@ def test_missing_file_and_malformed_override(tmp_path):
         load_config(tmp_path / "nothing.py")
     with pytest.raises(ValueError, match="key.path=value"):
         load_config(CONFIGS / "tiny.py", ["train.lr"])
+
+
+def test_head_task_sections_merge_and_their_keys_are_checked_against_the_task_modules():
+    """``model.head.det`` / ``.map`` / ``.occ`` merge through ``_base_`` and overrides like any section, and each key
+    is checked against its task module's signature when the model is built (error naming model.head.<task>.<key>)."""
+    from perception.models import build_model
+
+    tiny = load_config(CONFIGS / "tiny.py")
+    assert tiny.model.head["occ"] == {"grid": "occ3d", "frame": "ego", "num_classes": 18, "bev_height_bins": 20,
+                                      "lidar_cues": True, "train_voxels": 8192, "sample_balance": 0.5}
+    openocc = load_config(CONFIGS / "tiny_openocc.py", ["model.head.occ.train_voxels=512"])
+    assert openocc.model.head["occ"]["grid"] == "openocc" and openocc.model.head["occ"]["train_voxels"] == 512
+    assert openocc.model.head["det"]["num_queries"] == 100  # tiny's, kept
+    for options, message in ((["model.head.occ.voxels=3"],
+                              r"unknown config key model\.head\.occ\.voxels .*tiny\.py.*OccTask"),
+                             (["model.head.det.d_model=8"],
+                              r"model\.head\.det\.d_model .*tiny\.py.*set by MultiTaskHead"),
+                             (["model.head.map.strips=3"], r"unknown config key model\.head\.map\.strips")):
+        with pytest.raises(ValueError, match=message):
+            build_model(load_config(CONFIGS / "tiny.py", options).model)
+    with pytest.raises(ValueError, match=r"model\.head\.occ\.grid .*tiny\.py.*'surroundocc'"):
+        load_config(CONFIGS / "tiny.py", ["model.head.occ.grid='surroundocc'"])
+    with pytest.raises(ValueError, match=r"model\.head\.det must be a dict"):
+        load_config(CONFIGS / "tiny.py", ["model.head.det=3"])
+
+
+@pytest.mark.parametrize("options, message", [
+    (["model.refiner={}"], r"model\.refiner in .*tiny_camera\.py.*model\.lidar is None"),
+    (["model.head.occ.lidar_cues=True"], r"model\.head\.occ\.lidar_cues in .*tiny_camera\.py.*model\.lidar is None"),
+])
+def test_what_reads_lidar_points_needs_the_lidar(options, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(CONFIGS / "tiny_camera.py", options)
+
+
+def test_box_refiner_needs_detection_and_occupancy_labels_match_the_grid():
+    with pytest.raises(ValueError, match=r"model\.refiner in .*tiny\.py.*no 'det'"):
+        load_config(CONFIGS / "tiny.py", ["model.tasks=('map',)"])
+    assert load_config(CONFIGS / "tiny.py", ["model.tasks=('map',)", "model.refiner=None"]).model.tasks == ("map",)
+    with pytest.raises(ValueError, match=r"data\.occ_format='occ3d' does not match "
+                                         r"model\.head\.occ\.grid='openocc' \(file .*tiny\.py"):
+        load_config(CONFIGS / "tiny.py", ["model.head.occ.grid='openocc'"])
+    # without the 'occ' task the labels are never read: no rule
+    load_config(CONFIGS / "tiny_det.py", ["model.head.occ.grid='openocc'"])

@@ -133,7 +133,8 @@ def test_sqlite3_all_scenes_and_cli(dataroot, tmp_path, capsys):
 
 def test_rosbag2_folder_with_mcap_storage(dataroot, tmp_path):
     """OUT not ending in .mcap: a rosbag2 folder (metadata.yaml + MCAP), which replay's reader opens too."""
-    from perception.replay.sources import McapSource, open_source
+    from perception.replay.mcap_source import McapSource
+    from perception.replay.sources import open_source
 
     result = convert_scene(dataroot, "v1.0-trainval", None, tmp_path / "bag", progress=False)
     assert (tmp_path / "bag" / "metadata.yaml").is_file()

@@ -27,7 +27,9 @@ def _socc_lidar2global(real_dir, i):
     d = real_dir / SOCC
     cs = np.load(d / f"calib/lidar_calibrated_sensor{i}.npy", allow_pickle=True).item()
     pose = np.load(d / f"pose/lidar_ego_pose{i}.npy", allow_pickle=True).item()
-    return cs, pose, make_transform(pose["rotation"], pose["translation"]) @ make_transform(cs["rotation"], cs["translation"])
+    lidar2global = (make_transform(pose["rotation"], pose["translation"])
+                    @ make_transform(cs["rotation"], cs["translation"]))
+    return cs, pose, lidar2global
 
 
 def _class_agreement(points, boxes, category):
@@ -134,7 +136,7 @@ def test_mono3d_boxes_project_onto_the_real_image(real_dir):
     raw = np.array([a["bbox_cam3d"] + a["velo_cam3d"] for a in anns])
     boxes = convert_boxes(raw, "camera", "lidar", lidar2cam=view.lidar2cam)
     P = view.lidar2img
-    for box, ann in zip(boxes, anns):
+    for box, ann in zip(boxes, anns, strict=True):
         c = P @ np.append(box[:3], 1.0)
         np.testing.assert_allclose(c[:2] / c[2], ann["center2d"][:2], atol=0.5)
         assert c[2] == pytest.approx(ann["center2d"][2], abs=1e-3)

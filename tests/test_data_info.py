@@ -29,7 +29,7 @@ def test_v2_fixture_loads_with_classes_and_lazy_missing_images(real_dir):
     assert samples[0].timestamp == 1533201470448696
     cam = samples[0].cameras["CAM_FRONT"]
     with pytest.raises(FileNotFoundError, match=r"CAM_FRONT__1533201470412460\.jpg.*fd8420396768425eabec9bdddf7e64b6"):
-        cam.image
+        _ = cam.image  # the property reads the file
 
 
 def test_legacy_override_equals_mmdet3d_1_0_boxes(real_dir):
@@ -87,9 +87,10 @@ def test_sweeps_are_motion_compensated(real_dir):
 def test_index_round_trip_and_split_selection(real_dir, tmp_path):
     with open(real_dir / V2, "rb") as f:
         data = pickle.load(f)
-    for entry, scene in zip(data["data_list"], ["scene-0001", "scene-0003"]):  # train, val
+    for entry, scene in zip(data["data_list"], ["scene-0001", "scene-0003"], strict=True):  # train, val
         entry["scene_name"] = scene
-    meta = dict(data["metainfo"], box_convention="mmdet3d_legacy", data_root=str(real_dir / "mmdetection3d/tests/data/nuscenes"))
+    meta = dict(data["metainfo"], box_convention="mmdet3d_legacy",
+                data_root=str(real_dir / "mmdetection3d/tests/data/nuscenes"))
     out = tmp_path / "index.pkl"
     write_info_file(out, data["data_list"], meta)
     val = load_info_file(out, split="val")

@@ -7,7 +7,8 @@ from perception.data import load_occ3d
 from perception.data.io import load_points
 
 OCC = "occ3d_cvpr2023_challenge/data/29796060110c4163b07f06eff4af0753/labels.npz"
-PCD = "mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin"
+PCD = ("mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/"
+       "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
 
 
 def test_load_points_real_and_bad_files(real_dir, tmp_path):
@@ -26,7 +27,8 @@ def test_occ3d_reader_on_real_labels(real_dir):
     occ = load_occ3d(real_dir / OCC)
     assert occ.semantics.shape == (200, 200, 16) and occ.semantics.dtype == np.uint8
     counts = occ.class_counts()
-    assert (counts[17], counts[16], counts[11], counts[13], counts[4], counts[15]) == (600908, 18699, 8433, 2610, 1749, 5286)
+    assert (counts[17], counts[16], counts[11], counts[13], counts[4], counts[15]) == \
+        (600908, 18699, 8433, 2610, 1749, 5286)
     assert occ.mask_lidar.sum() == 56601 and occ.mask_camera.sum() == 43355
 
 

@@ -86,7 +86,8 @@ def test_collate_matches_architecture_table(tmp_path, real_dir):
     for key, (dtype, shape) in expected.items():
         assert batch[key].dtype == dtype and tuple(batch[key].shape) == shape, key
     for key, dtype, width in (("points", torch.float32, 5), ("gt_boxes", torch.float32, 9)):
-        assert len(batch[key]) == B and all(t.dtype == dtype and t.ndim == 2 and t.shape[1] == width for t in batch[key]), key
+        assert len(batch[key]) == B, key
+        assert all(t.dtype == dtype and t.ndim == 2 and t.shape[1] == width for t in batch[key]), key
     assert [t.dtype for t in batch["gt_labels"]] == [torch.int64] * B
     assert [m["token"] for m in batch["meta"]] == ["a", "bb"]
     assert set(batch["meta"][0]) == {"token", "timestamp", "scene_name", "ego2global", "lidar2ego"}
@@ -98,10 +99,12 @@ def test_collate_matches_architecture_table(tmp_path, real_dir):
     assert batch["cam_mask"].tolist() == [[True] + [False] * 5] * 2
     A, P = batch["bev_aug"][0].double(), batch["img_aug"][0, 0].double()
     torch.testing.assert_close(batch["intrinsics"][0, 0].double(), P @ torch.tensor(K), atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(batch["lidar2cam"][0, 0].double(), torch.tensor(LIDAR2CAM) @ torch.linalg.inv(A), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(batch["lidar2cam"][0, 0].double(), torch.tensor(LIDAR2CAM) @ torch.linalg.inv(A),
+                               atol=1e-4, rtol=1e-5)
     K4 = torch.eye(4, dtype=torch.float64)
     K4[:3, :3] = batch["intrinsics"][0, 0].double()
-    torch.testing.assert_close(batch["lidar2img"][0, 0].double(), K4 @ batch["lidar2cam"][0, 0].double(), atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(batch["lidar2img"][0, 0].double(), K4 @ batch["lidar2cam"][0, 0].double(),
+                               atol=1e-3, rtol=1e-5)
     assert batch["images"][0, 0].abs().sum() > 0 and batch["images"][0, 1:].abs().sum() == 0
 
 
@@ -182,7 +185,7 @@ def test_modality_dropout_never_drops_everything():
     n_some = int((out["cam_mask"].any(dim=1) & ~out["cam_mask"].all(dim=1)).sum())
     assert n_lidar_dropped > 10 and n_all_cams_dropped > 5 and n_some > 5
     assert n_lidar_dropped + n_all_cams_dropped + n_some == 64  # probabilities sum to 1: every sample loses something
-    assert all(len(p) == 0 for p, m in zip(out["points"], out["lidar_mask"]) if not m)
+    assert all(len(p) == 0 for p, m in zip(out["points"], out["lidar_mask"], strict=True) if not m)
     assert out["images"][~out["cam_mask"]].abs().sum() == 0 and out["images"][out["cam_mask"]].abs().sum() > 0
     assert batch["lidar_mask"].all() and batch["cam_mask"].all()  # input untouched
     # A sample without cameras never loses its LiDAR; without LiDAR never loses its cameras.

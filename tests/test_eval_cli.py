@@ -30,7 +30,8 @@ def split(synth_root, tmp_path_factory):
 
 
 def _eval(synth_root, out, *args):
-    return main(["eval", *args, "--dataroot", str(synth_root), "--split", "val", "--out", str(out)])
+    # --debug: refused input raises its exception (type and message checked here) instead of main's one line
+    return main(["--debug", "eval", *args, "--dataroot", str(synth_root), "--split", "val", "--out", str(out)])
 
 
 def test_saved_bev_scored_against_data_layer_gt(split, synth_root, tmp_path):
@@ -86,17 +87,17 @@ def test_openocc_protocol_on_hand_made_labels(split, synth_root, tmp_path):
 
 
 def test_openocc_grid_selects_the_protocol_in_model_mode():
-    """``model.head.occ_grid='openocc'`` builds the head on OPENOCC_GRID and selects the OpenOccupancy protocol;
+    """``model.head.occ.grid='openocc'`` builds the head on OPENOCC_GRID and selects the OpenOccupancy protocol;
     model-mode eval then needs ``--openocc-root`` (and an Occ3D config refuses it)."""
     from perception.config import load_config
     from perception.eval.runner import evaluate_checkpoint, occupancy_protocol
-    from perception.models.m3net import occupancy_grid
+    from perception.models import build_model
 
-    cfg = load_config(TINY, ["model.head.occ_grid='openocc'"])
-    assert occupancy_protocol(cfg) == "openocc" and occupancy_grid("openocc") == OPENOCC_GRID
+    cfg = load_config(TINY, ["model.head.occ.grid='openocc'", "data.occ_format='openocc'"])
+    assert occupancy_protocol(cfg) == "openocc" and build_model(cfg.model).head.occ.grid == OPENOCC_GRID
     assert occupancy_protocol(load_config(TINY)) == "occ3d"
-    with pytest.raises(ValueError, match="occ_grid"):
-        occupancy_grid("surroundocc")
+    with pytest.raises(ValueError, match=r"model\.head\.occ\.grid"):
+        load_config(TINY, ["model.head.occ.grid='surroundocc'"])
     with pytest.raises(ValueError, match="--openocc-root given"):
         evaluate_checkpoint(TINY, None, "unused", "v1.0-trainval", "val", "unused", openocc_root="x")
 
@@ -111,7 +112,7 @@ def test_openocc_model_predictions_scored_by_predict_split(split, tmp_path):
     np.save(path, np.array([[3, 100, 200, 4]], np.int64))
 
     class Stub:
-        def predict_sample(self, sample):
+        def predict_sample(self, sample, withhold=()):
             occ = np.zeros(OPENOCC_GRID.shape, np.uint8)
             occ[200, 100, 3] = 4
             return Prediction(np.zeros((0, 9), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), [],

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from perception.constants import CLASS_RANGE, DETECTION_CLASSES
-from perception.eval.detection import (evaluate_detection, global_boxes_to_lidar, lidar_boxes_to_submission,
-                                       make_submission, write_submission)
+from perception.eval.detection import (
+    evaluate_detection,
+    global_boxes_to_lidar,
+    lidar_boxes_to_submission,
+    make_submission,
+    write_submission,
+)
 from perception.eval.results_io import save_bev, save_occ
 from perception.eval.runner import load_split_samples, split_sample_tokens
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from perception.constants import OCC3D_CLASSES, OCC3D_FREE
+from perception.data.openocc_labels import load_openocc_label
 from perception.eval.bev_iou import BevIou
 from perception.eval.occ_miou import OccMiou
-from perception.eval.openocc import OpenOccMetric, load_openocc_label
+from perception.eval.openocc import OpenOccMetric
 from perception.eval.ray_iou import RayIou, cast_rays, lidar_ray_directions, sparseocc_origins
 
 CAR, TRUCK = OCC3D_CLASSES.index("car"), OCC3D_CLASSES.index("truck")

@@ -93,7 +93,7 @@ def test_torchrun_two_ranks_equal_single_process(config, checkpoint, synth_root,
 
 
 def test_render_prediction_writes_bev_and_camera_pictures(config, checkpoint, synth_root, single):
-    from perception.cli.show import render_prediction
+    from perception.viz import render_prediction
 
     pngs = render_prediction(config, checkpoint, str(synth_root), "v1.0-trainval", str(single))
     names = sorted(Path(p).name.split("_", 1)[1] for p in pngs)
@@ -104,8 +104,8 @@ def test_render_prediction_writes_bev_and_camera_pictures(config, checkpoint, sy
 def test_pictures_show_only_the_boxes_above_the_display_score():
     import numpy as np
 
-    from perception.cli.show import shown_boxes
     from perception.runtime.predictor import Prediction
+    from perception.viz import shown_boxes
 
     scores = np.array([0.9, 0.01, 0.2, 0.19], np.float32)
     boxes = np.arange(36, dtype=np.float32).reshape(4, 9)
@@ -126,6 +126,23 @@ def test_cfg_options_reach_the_evaluated_model(config, checkpoint, synth_root, t
     results = json.loads((out / "detection" / "results_nusc.json").read_text())["results"]
     assert len(results) == 4 and all(0 < len(boxes) <= 3 for boxes in results.values())
     # a head the checkpoint has no weights for: the Predictor names the checkpoint, the config and the keys
+    # (--debug: the exception itself, not main's one-line report of it)
     with pytest.raises(ValueError, match="does not fit the model of .*offset_head"):
-        main(_eval_args(config, checkpoint, synth_root, tmp_path / "x") + ["--cfg-options",
-                                                                           "model.head.det_offset_head=True"])
+        main(["--debug", *_eval_args(config, checkpoint, synth_root, tmp_path / "x"), "--cfg-options",
+              "model.head.det.offset_head=True"])
+
+
+def test_withheld_sensors_are_scored_and_counted(config, checkpoint, synth_root, single, tmp_path):
+    """``perception eval --withhold``: the degraded-sensor rows of the learning benchmark. metrics.json says
+    what was withheld and counts every sample as degraded, by reason; the full run counts none."""
+    from perception.cli.main import main
+
+    out = tmp_path / "no_lidar"
+    assert main([*_eval_args(config, checkpoint, synth_root, out), "--withhold", "lidar", "CAM_BACK"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    full = json.loads((single / "metrics.json").read_text())
+    assert m["withheld"] == ["CAM_BACK", "lidar"] and full["withheld"] == []
+    assert m["degraded"]["samples"] == m["degraded"]["inferred"] == 4
+    assert m["degraded"]["reasons"]["lidar withheld"] == 4 and m["degraded"]["reasons"]["CAM_BACK withheld"] == 4
+    assert full["degraded"] == {"samples": 0, "inferred": 4, "reasons": {}}
+    assert m["bev_map"]["mIoU"] != full["bev_map"]["mIoU"] or m["occupancy"]["mIoU"] != full["occupancy"]["mIoU"]

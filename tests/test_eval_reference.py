@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from perception.constants import BEV_MAP_CLASSES, OCC3D_CLASSES, OCC3D_FREE, OPENOCC_CLASSES
+from perception.data.openocc_labels import load_openocc_label
 from perception.eval.bev_iou import BevIou
 from perception.eval.occ_miou import OccMiou
-from perception.eval.openocc import OpenOccMetric, load_openocc_label
+from perception.eval.openocc import OpenOccMetric
 from perception.eval.ray_iou import RayIou, cast_rays, lidar_ray_directions
 
 FREE = OCC3D_FREE
@@ -71,7 +72,7 @@ def _kernel_ray(sigma_zyx, o, e):
             break
     if not path:
         return -1.0, (0, 0, 0)
-    for (x, y, z), d in zip(path, leave):
+    for (x, y, z), d in zip(path, leave, strict=True):
         if sigma_zyx[z, y, x] > 0.5:
             return d, (x, y, z)
     return leave[-1], path[-1]

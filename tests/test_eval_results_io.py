@@ -10,10 +10,16 @@ import torch.multiprocessing as mp
 from perception.constants import OCC3D_FREE
 from perception.data.sample import Sample
 from perception.eval import distributed
+from perception.eval.dense import DenseScores
 from perception.eval.detection import lidar_boxes_to_submission, make_submission
-from perception.eval.results_io import (load_bev, load_occ, save_bev, save_occ, validate_dense_folder,
-                                        validate_submission)
-from perception.eval.runner import DenseScores
+from perception.eval.results_io import (
+    load_bev,
+    load_occ,
+    save_bev,
+    save_occ,
+    validate_dense_folder,
+    validate_submission,
+)
 
 TOKENS = ["tok_a", "tok_b"]
 

@@ -13,12 +13,18 @@ pytest.importorskip("onnxruntime")
 from perception.config import load_config  # noqa: E402
 from perception.export.inputs import prepare_inputs  # noqa: E402
 from perception.export.onnx_export import (  # noqa: E402
-    box_rows, compare_outputs, example_batch, export_onnx, matched_fraction, reference_outputs, ring_frame,
+    box_rows,
+    compare_outputs,
+    example_batch,
+    export_onnx,
+    matched_fraction,
+    reference_outputs,
     same_boxes,
 )
 from perception.export.onnx_runtime import OnnxPredictor  # noqa: E402
 from perception.models import build_model  # noqa: E402
 from perception.runtime import Predictor  # noqa: E402
+from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
 
 OPTIONS = ["model.score_threshold=0.0"]
@@ -32,8 +38,8 @@ def exported(tmp_path_factory):
     cfg = load_config("configs/tiny.py", OPTIONS)
     torch.manual_seed(0)
     model = build_model(cfg.model)
-    torch.nn.init.normal_(model.head.det_init.heatmap_head[-1].weight, std=0.5)
-    for p in model.head.occ_head.cue_refiner[-1].parameters():  # a cue refiner that does something
+    torch.nn.init.normal_(model.head.det.queries.heatmap_head[-1].weight, std=0.5)
+    for p in model.head.occ.head.cue_refiner[-1].parameters():  # a cue refiner that does something
         torch.nn.init.normal_(p, std=0.1)
     for p in model.refiner.out.parameters():  # and a box refiner that moves boxes
         torch.nn.init.normal_(p, std=0.05)
@@ -46,7 +52,8 @@ def exported(tmp_path_factory):
 def test_export_writes_the_network_and_the_refiner(exported):
     import onnx
 
-    assert [str(f) for f in exported["files"]] == [str(exported["onnx"]), str(exported["onnx"]).replace(".onnx", ".refiner.onnx")]
+    onnx_path = str(exported["onnx"])
+    assert [str(f) for f in exported["files"]] == [onnx_path, onnx_path.replace(".onnx", ".refiner.onnx")]
     proto = onnx.load(str(exported["onnx"]), load_external_data=False)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     meta = {p.key: p.value for p in proto.metadata_props}

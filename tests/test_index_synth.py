@@ -17,7 +17,14 @@ from PIL import Image
 from pyquaternion import Quaternion
 
 from perception.cli.main import main
-from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_CLASSES, OCC3D_GRID
+from perception.constants import (
+    BEV_MAP_CLASSES,
+    BEV_MAP_GRID,
+    CAMERA_NAMES,
+    DETECTION_CLASSES,
+    OCC3D_CLASSES,
+    OCC3D_GRID,
+)
 from perception.data import build_index, load_info_file
 from perception.data.boxes import points_in_boxes
 from perception.geometry import invert, transform_points, wrap_angle
@@ -54,7 +61,8 @@ def _quat_pose(nusc, sd):
     """pyquaternion (sensor -> ego, ego -> global) rotations and translations of a sample_data record."""
     cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     pose = nusc.get("ego_pose", sd["ego_pose_token"])
-    return (Quaternion(cs["rotation"]), np.array(cs["translation"])), (Quaternion(pose["rotation"]), np.array(pose["translation"]))
+    return ((Quaternion(cs["rotation"]), np.array(cs["translation"])),
+            (Quaternion(pose["rotation"]), np.array(pose["translation"])))
 
 
 def _global_to_sensor(nusc, sd, xyz):
@@ -68,11 +76,13 @@ def test_split_counts_equal_the_devkit(nusc, index, samples):
 
     scenes = create_splits_scenes()
     for split in ("train", "val"):
-        expected = sorted(s["token"] for s in nusc.sample if nusc.get("scene", s["scene_token"])["name"] in scenes[split])
+        expected = sorted(s["token"] for s in nusc.sample
+                          if nusc.get("scene", s["scene_token"])["name"] in scenes[split])
         assert len(expected) == 4 and sorted(s.token for s in samples[split]) == expected
     report = index[1]
     assert report["samples"] == len(nusc.sample) == 8 and report["splits"] == {"train": 4, "val": 4}
-    assert report["details"] == [] and not any(k.startswith(("samples skipped", "sweeps", "cameras")) for k in report["counts"])
+    assert report["details"] == []
+    assert not any(k.startswith(("samples skipped", "sweeps", "cameras")) for k in report["counts"])
 
 
 def test_boxes_equal_devkit_annotations_through_a_hand_chain(nusc, samples):
@@ -84,17 +94,17 @@ def test_boxes_equal_devkit_annotations_through_a_hand_chain(nusc, samples):
         rec = nusc.get("sample", s.token)
         lidar_sd = nusc.get("sample_data", rec["data"]["LIDAR_TOP"])
         (q_cs, _), (q_pose, _) = _quat_pose(nusc, lidar_sd)
-        by_instance = dict(zip(s.instance_tokens, range(len(s.boxes))))
+        by_instance = dict(zip(s.instance_tokens, range(len(s.boxes)), strict=True))
         anns = [nusc.get("sample_annotation", t) for t in rec["anns"]]
         anns = [a for a in anns if category_to_detection_name(a["category_name"]) is not None]
         assert len(anns) == len(s.boxes) == len(by_instance) > 5
         for a in anns:
             i = by_instance[a["instance_token"]]
             heading = (q_cs.inverse * q_pose.inverse * Quaternion(a["rotation"])).rotate([1.0, 0.0, 0.0])
-            w, l, h = a["size"]
+            w, length, h = a["size"]
             velocity = q_cs.inverse.rotate(q_pose.inverse.rotate(nusc.box_velocity(a["token"])))
             np.testing.assert_allclose(s.boxes[i, :3], _global_to_sensor(nusc, lidar_sd, a["translation"]), atol=1e-4)
-            np.testing.assert_allclose(s.boxes[i, 3:6], [l, w, h], atol=1e-5)
+            np.testing.assert_allclose(s.boxes[i, 3:6], [length, w, h], atol=1e-5)
             assert abs(wrap_angle(s.boxes[i, 6] - np.arctan2(heading[1], heading[0]))) < 1e-5
             np.testing.assert_allclose(s.boxes[i, 7:9], velocity[:2], atol=1e-4)  # NaN where the devkit has none
             assert DETECTION_CLASSES[s.labels[i]] == category_to_detection_name(a["category_name"])
@@ -124,7 +134,8 @@ def test_sweep_points_of_static_objects_stay_in_their_boxes(samples):
         """(points near the static boxes but outside them, points inside them)."""
         grown = boxes[static].copy()
         grown[:, 3:5] += 2.0
-        near = points_in_boxes(xyz, grown).any(axis=1) & (xyz[:, 2] > -1.6) & ~points_in_boxes(xyz, boxes[~static]).any(axis=1)
+        moving = points_in_boxes(xyz, boxes[~static]).any(axis=1)
+        near = points_in_boxes(xyz, grown).any(axis=1) & (xyz[:, 2] > -1.6) & ~moving
         inside = points_in_boxes(xyz, boxes[static]).any(axis=1)
         return (near & ~inside).sum(), inside.sum()
 
@@ -136,7 +147,8 @@ def test_sweep_points_of_static_objects_stay_in_their_boxes(samples):
         for sweep in s.sweeps[:4]:
             out, inside = count(points[np.isclose(points[:, 4], sweep.time_lag), :3], s.boxes, static)
             raw_out, _ = count(np.fromfile(sweep.path, np.float32).reshape(-1, 5)[:, :3], s.boxes, static)
-            assert inside > 500 and out < 0.05 * inside + 30 and raw_out > 3 * out, (s.token, sweep.time_lag, out, inside, raw_out)
+            assert inside > 500 and out < 0.05 * inside + 30 and raw_out > 3 * out, \
+                (s.token, sweep.time_lag, out, inside, raw_out)
             checked += 1
     assert checked == 32
 
@@ -157,7 +169,8 @@ def test_lidar2img_goes_through_the_camera_pose_and_hits_the_object_colour(nusc,
             # The hand chain for one point: LiDAR -> global at the LiDAR time, then into the camera at its time.
             p = np.array([3.0, 20.0, -1.0])
             p_global = q_pl.rotate(q_l.rotate(p) + t_l) + t_pl
-            np.testing.assert_allclose(transform_points(cam.lidar2cam, p[None])[0], _global_to_sensor(nusc, sd, p_global), atol=1e-6)
+            np.testing.assert_allclose(transform_points(cam.lidar2cam, p[None])[0],
+                                       _global_to_sensor(nusc, sd, p_global), atol=1e-6)
             assert cam.path == os.path.join(str(synth_root), sd["filename"])
             image = cam.image.astype(np.float64)
             H, W = image.shape[:2]
@@ -170,7 +183,8 @@ def test_lidar2img_goes_through_the_camera_pose_and_hits_the_object_colour(nusc,
                     continue
                 rgb = np.median(image[int(v) - 1:int(v) + 2, int(u) - 1:int(u) + 2].reshape(-1, 3), axis=0)
                 checked += 1
-                correct += names[int(np.argmin(np.linalg.norm(colours - rgb, axis=1)))] == f"class:{DETECTION_CLASSES[s.labels[i]]}"
+                nearest = names[int(np.argmin(np.linalg.norm(colours - rgb, axis=1)))]
+                correct += nearest == f"class:{DETECTION_CLASSES[s.labels[i]]}"
     assert checked >= 30 and correct >= 0.97 * checked, (correct, checked)
 
 
@@ -193,7 +207,9 @@ def test_occupancy_and_bev_map_agree_with_the_boxes_and_each_other(samples):
         assert bev[drivable, ix - 4:ix + 5, iy - 4:iy + 5].all()
         # The map (LiDAR frame) and the Occ3D road (ego frame) are the same street: columns with a
         # driveable_surface voxel against the drivable_area cells at the same place.
-        cx, cy = np.meshgrid(*[np.arange(n) * d + lo + d / 2 for n, d, lo in zip(BEV_MAP_GRID.shape, BEV_MAP_GRID.size, BEV_MAP_GRID.lower)], indexing="ij")
+        g = BEV_MAP_GRID
+        axes = [np.arange(n) * d + lo + d / 2 for n, d, lo in zip(g.shape, g.size, g.lower, strict=True)]
+        cx, cy = np.meshgrid(*axes, indexing="ij")
         ego_xy = transform_points(s.lidar2ego, np.stack([cx.ravel(), cy.ravel(), np.zeros(cx.size)], axis=1))[:, :2]
         oi = ((ego_xy - lower[:2]) / size[:2]).astype(int)
         in_grid = ((ego_xy > lower[:2]) & (oi < OCC3D_GRID.shape[:2])).all(axis=1)
@@ -203,7 +219,8 @@ def test_occupancy_and_bev_map_agree_with_the_boxes_and_each_other(samples):
 
 
 def test_cli_prints_counts_per_split_and_reasons(synth_root, tmp_path, capsys):
-    assert main(["index", "--dataroot", str(synth_root), "--version", VERSION, "--out", str(tmp_path / "i.pkl"), "--no-progress"]) == 0
+    assert main(["index", "--dataroot", str(synth_root), "--version", VERSION, "--out", str(tmp_path / "i.pkl"),
+                 "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "wrote 8 samples" in out and "'train': 4" in out and "'val': 4" in out
     assert "boxes kept without LiDAR/radar points:" in out
@@ -220,13 +237,15 @@ def test_mini_and_test_versions(tmp_path, version, splits):
     from perception.synth.generate import generate_dataset
 
     root = tmp_path / "root"
-    generate_dataset(root, scenes=2, samples_per_scene=2, seed=1, version=version, sweeps_per_sample=1, image_size=(96, 54))
+    generate_dataset(root, scenes=2, samples_per_scene=2, seed=1, version=version, sweeps_per_sample=1,
+                     image_size=(96, 54))
     nusc = NuScenes(version, str(root), verbose=False)
     report = build_index(root, version, tmp_path / "index.pkl", progress=False)
     assert report["samples"] == 4 and report["details"] == []
     official = create_splits_scenes()
     for split in splits:
-        expected = sorted(s["token"] for s in nusc.sample if nusc.get("scene", s["scene_token"])["name"] in official[split])
+        expected = sorted(s["token"] for s in nusc.sample
+                          if nusc.get("scene", s["scene_token"])["name"] in official[split])
         loaded = load_info_file(tmp_path / "index.pkl", split=split)
         assert expected and sorted(s.token for s in loaded) == expected and report["splits"][split] == len(expected)
     loaded = load_info_file(tmp_path / "index.pkl")
@@ -276,14 +295,17 @@ def _truncate(path):
 def test_bad_sensor_files_are_counted_and_named(copy_root, tmp_path, capsys, case):
     token, filename = _first_keyframe(copy_root, "CAM_BACK" if case == "missing camera" else "LIDAR_TOP")
     if case == "truncated sweep":
-        filename = next(r["filename"] for r in _records(copy_root, "sample_data") if r["filename"].startswith("sweeps/"))
+        filename = next(r["filename"] for r in _records(copy_root, "sample_data")
+                        if r["filename"].startswith("sweeps/"))
     path = copy_root / filename
     (_truncate if case.startswith("truncated") else os.unlink)(path)
     out = tmp_path / "index.pkl"
     assert main(["index", "--dataroot", str(copy_root), "--version", VERSION, "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    reason = {"truncated LiDAR": "samples skipped: truncated LiDAR file: 1", "missing LiDAR": "samples skipped: missing LiDAR file: 1",
-              "truncated sweep": "sweeps dropped: truncated sweep file:", "missing camera": "cameras left out: missing image file: 1"}[case]
+    reason = {"truncated LiDAR": "samples skipped: truncated LiDAR file: 1",
+              "missing LiDAR": "samples skipped: missing LiDAR file: 1",
+              "truncated sweep": "sweeps dropped: truncated sweep file:",
+              "missing camera": "cameras left out: missing image file: 1"}[case]
     assert reason in printed and str(path) in printed
     loaded = {s.token: s for s in load_info_file(out)}
     if case.endswith("LiDAR"):
@@ -291,13 +313,15 @@ def test_bad_sensor_files_are_counted_and_named(copy_root, tmp_path, capsys, cas
         return
     assert len(loaded) == 8
     if case == "missing camera":
-        assert f"sample {token} CAM_BACK" in printed and sorted(loaded[token].cameras) == sorted(set(CAMERA_NAMES) - {"CAM_BACK"})
+        assert f"sample {token} CAM_BACK" in printed
+        assert sorted(loaded[token].cameras) == sorted(set(CAMERA_NAMES) - {"CAM_BACK"})
     else:  # the sweep is left out of every keyframe that would merge it; their points load
         assert all(sw.path != str(path) for s in loaded.values() for sw in s.sweeps)
         assert all(s.points.shape[1] == 5 for s in loaded.values())
 
 
-@pytest.mark.parametrize("table, field", [("sample_data", "calibrated_sensor_token"), ("sample_data", "ego_pose_token")])
+@pytest.mark.parametrize("table, field",
+                         [("sample_data", "calibrated_sensor_token"), ("sample_data", "ego_pose_token")])
 def test_missing_token_names_the_table_file_and_token(copy_root, tmp_path, capsys, table, field):
     """The devkit fails on the first with a bare KeyError while loading, on the second while indexing."""
     records = _records(copy_root, table)
@@ -305,9 +329,11 @@ def test_missing_token_names_the_table_file_and_token(copy_root, tmp_path, capsy
     bad[field] = "0123456789abcdef0123456789abcdef"
     (copy_root / VERSION / f"{table}.json").write_text(json.dumps(records))
     with pytest.raises(ValueError, match=rf"{table}\.json record {bad['token']} \(sample {bad['sample_token']}\): "
-                                         rf"{field} '0123456789abcdef0123456789abcdef' not found in {field[:-6]}\.json"):
+                                         rf"{field} '0123456789abcdef0123456789abcdef' not found in "
+                                         rf"{field[:-6]}\.json"):
         build_index(copy_root, VERSION, tmp_path / "index.pkl", progress=False)
-    assert main(["index", "--dataroot", str(copy_root), "--version", VERSION, "--out", str(tmp_path / "i.pkl"), "--no-progress"]) == 2
+    assert main(["index", "--dataroot", str(copy_root), "--version", VERSION, "--out", str(tmp_path / "i.pkl"),
+                 "--no-progress"]) == 2
     assert f"{field[:-6]}.json" in capsys.readouterr().err and not (tmp_path / "i.pkl").exists()
 
 
@@ -316,7 +342,8 @@ def test_unknown_box_convention_names_the_file(index, tmp_path):
     data["metainfo"]["box_convention"] = "kitti"
     path = tmp_path / "kitti.pkl"
     path.write_bytes(pickle.dumps(data))
-    with pytest.raises(ValueError, match=rf"info file {path}: unknown box convention 'kitti' \(metainfo\['box_convention'\]\)"):
+    with pytest.raises(ValueError,
+                       match=rf"info file {path}: unknown box convention 'kitti' \(metainfo\['box_convention'\]\)"):
         load_info_file(path)
     with pytest.raises(ValueError, match="unknown box convention 'lidar2' \\(argument"):
         load_info_file(index[0], box_convention="lidar2")
@@ -334,7 +361,8 @@ def test_show_by_index_and_token_draws_boxes_on_their_objects(synth_root, sample
     token = os.path.basename(first[0])[: -len("_bev.png")]
     assert main(["show", token, "--out", str(tmp_path / "b"), *args]) == 0
     second = capsys.readouterr().out.split()
-    assert [os.path.basename(p) for p in first] == [os.path.basename(p) for p in second] == [f"{token}_bev.png", f"{token}_cameras.png"]
+    assert [os.path.basename(p) for p in first] == [os.path.basename(p) for p in second] == \
+        [f"{token}_bev.png", f"{token}_cameras.png"]
     assert open(first[1], "rb").read() == open(second[1], "rb").read()
     sheet = np.asarray(Image.open(first[1]).convert("RGB")).astype(int)
     car = np.array(to_uint8(DETECTION_COLORS[0]))

@@ -11,7 +11,8 @@ from perception.models.camera.encoder import CameraEncoder
 from perception.models.camera.lss import DepthBins, bev_pool, frustum_to_lidar, lidar_depth_map, make_frustum
 
 LEGACY_PKL = "mmdetection3d/branch-1.0_47285b3f/tests/data/nuscenes/nus_info.pkl"
-SWEEP_BIN = "mmdetection3d/tests/data/nuscenes/sweeps/LIDAR_TOP/n008-2018-09-18-12-07-26-0400__LIDAR_TOP__1537287083900561.pcd.bin"
+SWEEP_BIN = ("mmdetection3d/tests/data/nuscenes/sweeps/LIDAR_TOP/"
+             "n008-2018-09-18-12-07-26-0400__LIDAR_TOP__1537287083900561.pcd.bin")
 RANGE = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
 # Image augmentation P: resize 1600x900 by 0.44 then crop 140 rows from the top -> 704 x 256.
 P = np.array([[0.44, 0.0, 0.0], [0.0, 0.44, -140.0], [0.0, 0.0, 1.0]])
@@ -28,7 +29,8 @@ def _cam_front(real_dir):
 
 
 def _as_batch(intrinsics, lidar2cam):
-    return torch.tensor(intrinsics, dtype=torch.float32)[None, None], torch.tensor(lidar2cam, dtype=torch.float32)[None, None]
+    return (torch.tensor(intrinsics, dtype=torch.float32)[None, None],
+            torch.tensor(lidar2cam, dtype=torch.float32)[None, None])
 
 
 def test_lifted_feature_lands_in_the_bev_cell_of_its_lidar_point(real_dir):
@@ -177,8 +179,9 @@ def test_timm_backbone_by_name_feeds_the_camera_encoder():
     assert set(feats) >= {4, 8, 16, 32}
     for stride, f in feats.items():
         assert f.shape[-2:] == (64 // stride, 96 // stride) and f.shape[1] == backbone.channels[stride]
-    enc = CameraEncoder(image_size=(64, 96), point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), bev_cell=1.6, backbone="mobilenetv3_small_050",
-                        fpn_channels=16, context_channels=8, depth_bins=(1.0, 30.0, 2.0))
+    enc = CameraEncoder(image_size=(64, 96), point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), bev_cell=1.6,
+                        backbone="mobilenetv3_small_050", fpn_channels=16, context_channels=8,
+                        depth_bins=(1.0, 30.0, 2.0))
     images = torch.rand(1, 2, 3, 64, 96)
     K = torch.tensor([[50.0, 0, 48], [0, 50.0, 32], [0, 0, 1]]).expand(1, 2, 3, 3)
     bev, _ = enc(images, torch.ones(1, 2, dtype=torch.bool), K, torch.eye(4).expand(1, 2, 4, 4))
@@ -193,9 +196,9 @@ def test_unknown_backbone_name_is_an_error_naming_it():
 
 
 def test_local_weights_path_loads_into_the_backbone(tmp_path):
-    from perception.models.camera.backbone import ImageBackbone
-
     import torchvision
+
+    from perception.models.camera.backbone import ImageBackbone
 
     torch.manual_seed(0)
     src = ImageBackbone("resnet18")

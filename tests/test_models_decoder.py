@@ -11,12 +11,12 @@ from perception.models.decoder.tcs import TaskChannelScaling
 from perception.models.queries.position import PositionEmbedding
 
 
-def _scan_inputs(b=2, d=6, l=23, n=4, g=2, seed=0):
+def _scan_inputs(b=2, d=6, L=23, n=4, g=2, seed=0):
     gen = torch.Generator().manual_seed(seed)
     mk = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
     return dict(
-        u=mk(b, d, l), delta=mk(b, d, l), A=-torch.rand(d, n, generator=gen, dtype=torch.float64) * 4,
-        B=mk(b, g, n, l), C=mk(b, g, n, l), D=mk(d), delta_bias=mk(d),
+        u=mk(b, d, L), delta=mk(b, d, L), A=-torch.rand(d, n, generator=gen, dtype=torch.float64) * 4,
+        B=mk(b, g, n, L), C=mk(b, g, n, L), D=mk(d), delta_bias=mk(d),
     )
 
 
@@ -29,8 +29,8 @@ def test_chunked_scan_equals_sequential_reference(chunk_size):
 
 
 def test_chunked_scan_gradients_equal_reference():
-    a1 = {k: v.clone().requires_grad_(True) for k, v in _scan_inputs(l=17).items()}
-    a2 = {k: v.clone().requires_grad_(True) for k, v in _scan_inputs(l=17).items()}
+    a1 = {k: v.clone().requires_grad_(True) for k, v in _scan_inputs(L=17).items()}
+    a2 = {k: v.clone().requires_grad_(True) for k, v in _scan_inputs(L=17).items()}
     w = torch.randn(2, 6, 17, dtype=torch.float64)
     (selective_scan_ref(**a1, delta_softplus=True) * w).sum().backward()
     (selective_scan_chunked(**a2, delta_softplus=True, chunk_size=4) * w).sum().backward()

@@ -65,8 +65,8 @@ def test_missing_modalities_give_finite_outputs(fusion):
         (lidar, None, [True, True], [False, False]),  # no cameras at all
         (lidar, camera, [True, True], [False, False]),  # all cameras masked
     ]
-    for l, c, lm, cm in cases:
-        out = neck(l, c, torch.tensor(lm), torch.tensor(cm))
+    for lid, cam, lm, cm in cases:
+        out = neck(lid, cam, torch.tensor(lm), torch.tensor(cm))
         assert all(torch.isfinite(o).all() and o.shape == (2, 16, 16, 16) for o in out.values())
     if fusion == "conv":
         assert out["det"] is out["map"]  # the baseline shares one map

@@ -49,7 +49,7 @@ def test_occ_grid_points_ego_frame():
     pts = occ_grid_points(grid, torch.eye(4)[None], lidar2ego, "ego")
     assert pts.shape == (1, 2, 2, 1, 3)
     assert torch.allclose(pts[0, 1, 0, 0], torch.tensor([0.5 - 1.0, -0.5, 0.5 - 2.0]))  # inv(lidar2ego) @ p
-    with pytest.raises(ValueError, match="occ_frame"):
+    with pytest.raises(ValueError, match=r"model\.head\.occ\.frame"):
         occ_grid_points(grid, torch.eye(4)[None], lidar2ego, "global")
 
 
@@ -102,11 +102,12 @@ def test_det_query_init_local_max_and_small_classes():
     coarse = DetQueryInit(d_model=4, num_queries=3, nms_exempt_classes=("traffic_cone",))
     labels, cells = coarse.select_peaks(heat)
     assert labels.tolist() == [[0, 8, 9]] and cells.tolist() == [[2 * 6 + 2, 4 * 6 + 4, 0]]
-    with pytest.raises(ValueError, match="det_nms_exempt_classes"):
+    with pytest.raises(ValueError, match=r"model\.head\.det\.nms_exempt_classes"):
         DetQueryInit(d_model=4, num_queries=3, nms_exempt_classes=("person",))
     # The config key reaches the query init: tiny (1.6 m cells) exempts cones only, the default both.
-    nms = {t: _tiny_head(det_nms_exempt_classes=e).det_init.nms_classes for t, e in
-           (("tiny", load_config(REPO / "configs" / "tiny.py").model.head["det_nms_exempt_classes"]), ("default", NO_NMS_CLASSES))}
+    tiny_exempt = load_config(REPO / "configs" / "tiny.py").model.head["det"]["nms_exempt_classes"]
+    nms = {t: _tiny_head(det=dict(nms_exempt_classes=e)).det.queries.nms_classes
+           for t, e in (("tiny", tiny_exempt), ("default", NO_NMS_CLASSES))}
     ped, cone = DETECTION_CLASSES.index("pedestrian"), DETECTION_CLASSES.index("traffic_cone")
     assert nms["tiny"][ped] and not nms["tiny"][cone] and not nms["default"][ped] and not nms["default"][cone]
 
@@ -124,10 +125,11 @@ def _batch(b=1, boxes=None, labels=None, bev_valid=True):
     }
 
 
-def _tiny_head(tasks=("det", "map"), **kw):
-    args = dict(decoder="transformer", num_layers=1, d_model=16, num_heads=2, ffn_dim=32, num_det_queries=20)
+def _tiny_head(tasks=("det", "map"), det=None, **kw):
+    """Shared settings ``kw``; the task sections ``det`` (default 20 queries), ``map``, ``occ`` as in model.head."""
+    args = dict(decoder="transformer", num_layers=1, d_model=16, num_heads=2, ffn_dim=32)
     args.update(kw)
-    return MultiTaskHead(tasks, 8, PCR, 6.4, **args)  # 16 x 16 BEV
+    return MultiTaskHead(tasks, 8, PCR, 6.4, det={"num_queries": 20, **(det or {})}, **args)  # 16 x 16 BEV
 
 
 def test_empty_gt_losses_finite_and_invalid_map_gives_no_loss():
@@ -145,7 +147,7 @@ def test_empty_gt_losses_finite_and_invalid_map_gives_no_loss():
 
 def test_decode_respects_threshold_and_max_boxes():
     torch.manual_seed(0)
-    head = _tiny_head(tasks=("det",), num_det_queries=600)
+    head = _tiny_head(tasks=("det",), det=dict(num_queries=600))
     batch = _batch(1)
     out = head({"det": torch.randn(1, 8, 16, 16)}, batch)
     res = head.decode(out, batch, score_threshold=0.0, max_boxes=500)[0]
@@ -161,8 +163,8 @@ def test_mamba_head_with_openoccupancy_style_grid():
     """OpenOccupancy-style configuration: LiDAR-frame grid, 17 classes, free = 0, no mask (smaller grid)."""
     torch.manual_seed(0)
     grid = GridSpec((-51.2, -51.2, -5.0), (51.2, 51.2, 3.0), (3.2, 3.2, 1.6))  # 32 x 32 x 5
-    head = _tiny_head(tasks=("occ",), decoder="mamba", occ_grid=grid, occ_frame="lidar", occ_num_classes=17,
-                      occ_free_index=0, loss_weights={"occ": 1.2})
+    head = _tiny_head(tasks=("occ",), decoder="mamba", occ=dict(grid=grid, frame="lidar", num_classes=17, free_index=0),
+                      loss_weights={"occ": 1.2})
     batch = {"bev_aug": torch.eye(4)[None], "gt_occ": torch.randint(0, 17, (1, 32, 32, 5)),
              "gt_occ_valid": torch.tensor([True])}
     out = head({"occ": torch.randn(1, 8, 16, 16)}, batch)
@@ -195,7 +197,7 @@ def test_overfit_one_sample():
     0.4 and 1.2 m over steps 50-300 and with the platform's float rounding, so 1 m would be a coin toss."""
     torch.manual_seed(0)
     head = MultiTaskHead(("det", "map"), 16, PCR, 3.2, decoder="transformer", num_layers=2, d_model=32,
-                         num_heads=4, ffn_dim=64, num_det_queries=30)
+                         num_heads=4, ffn_dim=64, det=dict(num_queries=30))
     bev = torch.randn(1, 16, 32, 32)
     gt_boxes = torch.tensor([[10.0, 5.0, -1.0, 4.5, 1.9, 1.6, 0.5, 2.0, 0.0],
                              [-20.0, 14.0, -0.5, 10.0, 2.8, 3.0, -2.0, 0.0, 0.0],
@@ -226,25 +228,26 @@ def test_overfit_one_sample():
 
 
 def test_det_upsample_puts_heatmap_queries_and_boxes_on_the_finer_grid():
-    """det_upsample=2 on a 16 x 16 BEV of 6.4 m cells: heatmap 32 x 32, a GT box peaks in ITS 3.2 m cell, and a
+    """det.upsample=2 on a 16 x 16 BEV of 6.4 m cells: heatmap 32 x 32, a GT box peaks in ITS 3.2 m cell, and a
     zero regression code decodes to the centre of the query's 3.2 m cell (not of the 6.4 m cell)."""
     torch.manual_seed(0)
-    head = _tiny_head(tasks=("det",), det_upsample=2)
-    assert head.det_head.bev_cell == pytest.approx(3.2)
+    head = _tiny_head(tasks=("det",), det=dict(upsample=2))
+    assert head.det.head.bev_cell == pytest.approx(3.2)
     box = torch.tensor([[4.9, -8.1, -1.0, 4.5, 1.9, 1.6, 0.3, 0.0, 0.0]])  # fine cell (17, 13), coarse (8, 6)
     batch = _batch(1, box, torch.tensor([0]))
     out = head({"det": torch.randn(1, 8, 16, 16)}, batch)["det"]
     assert out["heatmap"].shape == (1, 10, 32, 32)
-    target = draw_heatmap_target(box, torch.tensor([0]), 10, PCR, head.det_head.bev_cell, (32, 32))
+    target = draw_heatmap_target(box, torch.tensor([0]), 10, PCR, head.det.head.bev_cell, (32, 32))
     assert target[0].argmax().item() == 17 * 32 + 13
     cells = out["cells"]
-    boxes = decode_boxes(torch.zeros(1, cells.shape[1], 10), head.det_head.anchors(out), head.det_head.bev_cell)
+    boxes = decode_boxes(torch.zeros(1, cells.shape[1], 10), head.det.head.anchors(out), head.det.head.bev_cell)
     ix, iy = torch.div(cells, 32, rounding_mode="floor"), cells % 32
-    assert torch.allclose(boxes[..., 0], -51.2 + (ix + 0.5) * 3.2) and torch.allclose(boxes[..., 1], -51.2 + (iy + 0.5) * 3.2)
+    assert torch.allclose(boxes[..., 0], -51.2 + (ix + 0.5) * 3.2)
+    assert torch.allclose(boxes[..., 1], -51.2 + (iy + 0.5) * 3.2)
     losses = head.loss({"det": out}, batch)
     assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_det_heatmap"] > 0
-    with pytest.raises(ValueError, match="det_upsample"):
-        _tiny_head(tasks=("det",), det_upsample=0)
+    with pytest.raises(ValueError, match=r"model\.head\.det\.upsample"):
+        _tiny_head(tasks=("det",), det=dict(upsample=0))
 
 
 @pytest.mark.parametrize("bev_height_bins", [0, 8])
@@ -268,11 +271,12 @@ def test_occ_bev_lift_resolves_heights_within_a_column(bev_height_bins):
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     for _ in range(150):
         logits = head(query, (2, 2), bev, pts)
-        loss = torch.nn.functional.cross_entropy(logits, labels)
+        assert logits.refined is None  # no cue refiner
+        loss = torch.nn.functional.cross_entropy(logits.base, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    acc = (head(query, (2, 2), bev, pts).argmax(1) == labels).float().mean().item()
+    acc = (head(query, (2, 2), bev, pts).base.argmax(1) == labels).float().mean().item()
     if bev_height_bins:
         assert acc > 0.97
     else:  # a column reads one feature: at best the majority label of each column
@@ -281,16 +285,16 @@ def test_occ_bev_lift_resolves_heights_within_a_column(bev_height_bins):
 
 @pytest.mark.parametrize("balance", [0.0, 1.0])
 def test_occ_voxel_sampling_balance(balance):
-    """Training samples K voxels: K/2 occupied, the rest from all supervised ones; ``occ_sample_balance`` 1 draws
+    """Training samples K voxels: K/2 occupied, the rest from all supervised ones; ``occ.sample_balance`` 1 draws
     a rare occupied class (1 % of the occupied voxels here) as often as the common one, 0 in proportion."""
     torch.manual_seed(0)
-    head = _tiny_head(tasks=("occ",), occ_train_voxels=4000, occ_sample_balance=balance)
+    head = _tiny_head(tasks=("occ",), occ=dict(train_voxels=4000, sample_balance=balance))
     labels = torch.full((1, 20000), 17)  # free
     labels[0, :9900] = 11  # driveable surface
     labels[0, 9900:10000] = 8  # traffic cone
     mask = torch.ones_like(labels, dtype=torch.bool)
     mask[0, 15000:] = False  # unsupervised voxels are never drawn
-    idx = head._sample_occ_voxels(labels, mask)
+    idx = head.occ.sampler.sample(labels, mask)
     assert idx.shape == (1, 4000) and int(idx.max()) < 15000
     drawn = labels[0, idx[0]]
     occupied = drawn[:2000]
@@ -300,8 +304,8 @@ def test_occ_voxel_sampling_balance(balance):
         assert 0.4 < cone_share < 0.6
     else:
         assert cone_share < 0.05
-    with pytest.raises(ValueError, match="occ_sample_balance"):
-        _tiny_head(tasks=("occ",), occ_sample_balance=1.5)
+    with pytest.raises(ValueError, match=r"model\.head\.occ\.sample_balance"):
+        _tiny_head(tasks=("occ",), occ=dict(sample_balance=1.5))
 
 
 def test_offset_targets_cover_the_centre_neighbourhood():
@@ -314,7 +318,7 @@ def test_offset_targets_cover_the_centre_neighbourhood():
     fx, fy = (10.3 + 51.2) / 0.8, (-4.1 + 51.2) / 0.8
     ix, iy = math.floor(fx), math.floor(fy)
     assert cells.numel() == 9
-    got = {int(c): o for c, o in zip(cells, off)}
+    got = {int(c): o for c, o in zip(cells, off, strict=True)}
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):
             o = got[(ix + dx) * 128 + iy + dy]
@@ -351,10 +355,10 @@ def test_centre_cell_is_the_same_for_heatmap_offsets_and_object_count():
 
 
 def test_offset_head_anchors_queries_and_decoded_boxes():
-    """With det_offset_head the queries' anchors (and decoder references) are their cell centres moved by the
+    """With det.offset_head the queries' anchors (and decoder references) are their cell centres moved by the
     offset map at the cell, so a zero regression code decodes to the anchor; the offset loss is reported."""
     torch.manual_seed(0)
-    head = _tiny_head(tasks=("det",), det_offset_head=True)
+    head = _tiny_head(tasks=("det",), det=dict(offset_head=True))
     box = torch.tensor([[4.9, -8.1, -1.0, 4.5, 1.9, 1.6, 0.3, 0.0, 0.0]])
     batch = _batch(1, box, torch.tensor([0]))
     out = head({"det": torch.randn(1, 8, 16, 16)}, batch)["det"]
@@ -362,7 +366,7 @@ def test_offset_head_anchors_queries_and_decoded_boxes():
     flat = out["offset_map"].detach().flatten(2)[0]  # (2, X*Y)
     assert torch.allclose(offset[0], flat[:, cells[0]].T.clamp(-1.5, 1.5))
     ix, iy = torch.div(cells, 16, rounding_mode="floor"), cells % 16
-    anchors = head.det_head.anchors(out)
+    anchors = head.det.head.anchors(out)
     assert torch.allclose(anchors[..., 0], -51.2 + (ix + 0.5 + offset[..., 0]) * 6.4, atol=1e-4)
     assert torch.allclose(anchors[..., 1], -51.2 + (iy + 0.5 + offset[..., 1]) * 6.4, atol=1e-4)
     res = head.decode({"det": {**out, "code": torch.zeros_like(out["code"])}}, batch, score_threshold=0.0)[0]
@@ -375,13 +379,13 @@ def test_offset_head_learns_sub_cell_centres():
     """The dense offset map alone (heatmap peaks at the right cells, zero box residual) puts three boxes of
     one fixed BEV within a quarter of a 6.4 m cell after ~100 Adam steps on the offset loss."""
     torch.manual_seed(0)
-    head = _tiny_head(tasks=("det",), det_offset_head=True)
+    head = _tiny_head(tasks=("det",), det=dict(offset_head=True))
     bev = torch.randn(1, 8, 16, 16)
     boxes = torch.tensor([[10.0, 5.0, -1.0, 4.5, 1.9, 1.6, 0.5, 0.0, 0.0],
                           [-20.9, 14.1, -0.5, 10.0, 2.8, 3.0, -2.0, 0.0, 0.0],
                           [3.3, -25.2, -1.2, 0.7, 0.6, 1.7, 3.0, 0.0, 0.0]])
     batch = _batch(1, boxes, torch.tensor([0, 1, 8]))
-    opt = torch.optim.Adam(head.det_init.offset_head.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(head.det.queries.offset_head.parameters(), lr=1e-2)
     for _ in range(100):
         loss = head.loss(head({"det": bev}, batch), batch)["loss_det_offset"]
         opt.zero_grad()
@@ -402,16 +406,18 @@ def test_occ_prior_buffers_count_supervised_and_sampled_voxels():
     the voxels it sampled to its buffers; the inference shift is log(p_all / p_sampled) of those counts."""
     torch.manual_seed(0)
     grid = GridSpec((-51.2, -51.2, -5.0), (51.2, 51.2, 3.0), (3.2, 3.2, 1.6))  # 32 x 32 x 5
-    head = _tiny_head(tasks=("occ",), occ_grid=grid, occ_frame="lidar", occ_train_voxels=512, occ_sample_balance=0.5)
+    head = _tiny_head(tasks=("occ",), occ=dict(grid=grid, frame="lidar", train_voxels=512, sample_balance=0.5))
     labels = torch.randint(0, 18, (2, 32, 32, 5))
     labels[0, :3] = 255
-    batch = {"bev_aug": torch.eye(4)[None].repeat(2, 1, 1), "gt_occ": labels, "gt_occ_valid": torch.tensor([True, True])}
+    batch = {"bev_aug": torch.eye(4)[None].repeat(2, 1, 1), "gt_occ": labels,
+             "gt_occ_valid": torch.tensor([True, True])}
     out = head({"occ": torch.randn(2, 8, 16, 16)}, batch)["occ"]
     flat = labels.reshape(2, -1)
-    assert torch.equal(head.occ_count_all, torch.bincount(flat[flat != 255], minlength=18).double())
+    counts = head.occ.sampler  # the buffers count_all / count_sampled
+    assert torch.equal(counts.count_all, torch.bincount(flat[flat != 255], minlength=18).double())
     sampled, kept = out["labels"][:, :, 0, 0], out["mask"][:, :, 0, 0]
     assert kept.all() and (sampled != 255).all()
-    assert torch.equal(head.occ_count_sampled, torch.bincount(sampled.flatten(), minlength=18).double())
-    p_all = (head.occ_count_all + 1) / (head.occ_count_all + 1).sum()
-    p_sampled = (head.occ_count_sampled + 1) / (head.occ_count_sampled + 1).sum()
-    assert torch.allclose(head.occ_logit_adjustment(), (p_all.log() - p_sampled.log()).float())
+    assert torch.equal(counts.count_sampled, torch.bincount(sampled.flatten(), minlength=18).double())
+    p_all = (counts.count_all + 1) / (counts.count_all + 1).sum()
+    p_sampled = (counts.count_sampled + 1) / (counts.count_sampled + 1).sum()
+    assert torch.allclose(head.occ.logit_adjustment(), (p_all.log() - p_sampled.log()).float())

@@ -31,7 +31,7 @@ def _numpy_hard_voxelize(points, pcr, voxel, max_points, max_voxels):
     voxels = {}
     for p in pts:
         idx = tuple(np.floor((p[:3] - lower) / size).astype(int))
-        if any(i < 0 or i >= n for i, n in zip(idx, shape)):
+        if any(i < 0 or i >= n for i, n in zip(idx, shape, strict=True)):
             continue
         if idx not in voxels:
             if len(voxels) >= max_voxels:
@@ -69,24 +69,27 @@ def test_dynamic_voxelize_and_voxel_mean():
     inside = np.all((xyz >= RANGE[:3]) & (xyz < RANGE[3:]), axis=1)
     assert 0 < inside.sum() < len(points)
     assert ((coords >= 0).all(1).numpy() == inside).all()  # out-of-range rows are -1, nothing dropped
-    np.testing.assert_array_equal(coords[inside].numpy(), np.floor(xyz[inside] - np.asarray(RANGE[:3])).astype(np.int64))
+    np.testing.assert_array_equal(coords[inside].numpy(),
+                                  np.floor(xyz[inside] - np.asarray(RANGE[:3])).astype(np.int64))
     features, voxel_coords, counts = voxel_mean(points, coords)
-    for f, c, n in zip(features, voxel_coords, counts):
+    for f, c, n in zip(features, voxel_coords, counts, strict=True):
         members = points[(coords == c).all(1)]
         assert len(members) == n
         torch.testing.assert_close(f, members.mean(0))
 
 
 @pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
-@pytest.mark.parametrize("voxel,max_points,max_voxels", [([0.5, 0.5, 6.0], 3, 10000), ([1.0, 1.0, 0.5], 2, 50), ([0.2, 0.2, 0.2], 32, 100000)])
+@pytest.mark.parametrize("voxel,max_points,max_voxels",
+                         [([0.5, 0.5, 6.0], 3, 10000), ([1.0, 1.0, 0.5], 2, 50), ([0.2, 0.2, 0.2], 32, 100000)])
 def test_numba_equals_torch(voxel, max_points, max_voxels):
     points = _points(4000, seed=2)
     # Points exactly on the range edges and on cell boundaries exercise the float32 floor arithmetic.
-    edges = torch.tensor([[-10.0, -10.0, -3.0, 1, 0], [10.0, 9.5, 0.0, 2, 0], [0.5, -0.5, 2.9999, 3, 0], [9.9999, 3.0, -3.0, 4, 0]])
+    edges = torch.tensor([[-10.0, -10.0, -3.0, 1, 0], [10.0, 9.5, 0.0, 2, 0], [0.5, -0.5, 2.9999, 3, 0],
+                          [9.9999, 3.0, -3.0, 4, 0]])
     points = torch.cat([edges, points, edges])
     torch_out = hard_voxelize(points, RANGE, voxel, max_points, max_voxels)
     numba_out = hard_voxelize_numba(points, RANGE, voxel, max_points, max_voxels)
-    for a, b in zip(torch_out, numba_out):
+    for a, b in zip(torch_out, numba_out, strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b)
 
 
@@ -142,17 +145,20 @@ def test_lidar_encoder_bad_points_raise():
 
 
 def test_second_fpn_strides():
-    net = SECONDFPN(8, layer_channels=(8, 16), layer_nums=(1, 1), layer_strides=(2, 2), upsample_strides=(1, 2), upsample_channels=(4, 6))
+    net = SECONDFPN(8, layer_channels=(8, 16), layer_nums=(1, 1), layer_strides=(2, 2), upsample_strides=(1, 2),
+                    upsample_channels=(4, 6))
     assert net.out_stride == 2 and net(torch.zeros(1, 8, 16, 24)).shape == (1, 10, 8, 12)
     with pytest.raises(ValueError, match="different strides"):
-        SECONDFPN(8, layer_channels=(8, 16), layer_nums=(1, 1), layer_strides=(1, 2), upsample_strides=(1, 1), upsample_channels=(4, 4))
+        SECONDFPN(8, layer_channels=(8, 16), layer_nums=(1, 1), layer_strides=(1, 2), upsample_strides=(1, 1),
+                  upsample_channels=(4, 4))
     with pytest.raises(ValueError, match="divisible"):
         net(torch.zeros(1, 8, 10, 24))
 
 
 def test_full_published_config_builds_and_falls_back_to_pillars(caplog):
     with caplog.at_level(logging.WARNING):
-        encoder = LidarEncoder([-54.0, -54.0, -5.0, 54.0, 54.0, 3.0], [0.075, 0.075, 0.2], bev_cell=0.6, backbone="sparse", out_channels=256)
+        encoder = LidarEncoder([-54.0, -54.0, -5.0, 54.0, 54.0, 3.0], [0.075, 0.075, 0.2], bev_cell=0.6,
+                               backbone="sparse", out_channels=256)
     if encoder.backbone == "pillar":  # no spconv/CUDA here: the documented fallback with a warning
         assert "pillar" in caplog.text
     encoder.eval()

@@ -110,8 +110,9 @@ def test_occ_head_places_a_sub_cell_surface_only_with_the_cues():
     scenes = {}
     for k in range(2, 9):  # the wall on the k-th voxel layer in x
         n = 20000  # ~3 returns per range-image bin at 7 m
-        wall = torch.cat([torch.full((n, 1), float(xs[k])), (torch.rand(n, 2, generator=g) - 0.5) * torch.tensor([16.0, 3.0]),
-                          torch.zeros(n, 2)], 1)  # (N, 5) x, y, z, intensity, time lag 0
+        # (N, 5) x, y, z, intensity, time lag 0
+        wall = torch.cat([torch.full((n, 1), float(xs[k])),
+                          (torch.rand(n, 2, generator=g) - 0.5) * torch.tensor([16.0, 3.0]), torch.zeros(n, 2)], 1)
         labels = (pts[..., 0] - xs[k]).abs() < 0.2
         keep = pts[..., 0] < xs[k] + 0.2
         sensor = torch.tensor([[-6.0, 0.0, 0.0]])  # looking at the wall along +x from 6-9 m
@@ -127,9 +128,10 @@ def test_occ_head_places_a_sub_cell_surface_only_with_the_cues():
         opt = torch.optim.Adam(head.parameters(), lr=1e-2)
         for step in range(200):
             cues, labels, keep = scenes[train[step % len(train)]]
-            out = head(query, (2, 2), bev, pts, cues if use else None)  # (base logits, refined) with the cues
+            out = head(query, (2, 2), bev, pts, cues if use else None)  # OccLogits(base, refined or None)
+            assert (out.refined is not None) == use
             loss = sum(torch.nn.functional.cross_entropy(o.permute(0, 2, 3, 4, 1)[keep], labels[keep])
-                       for o in (out if use else (out,)))
+                       for o in out if o is not None)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -138,7 +140,7 @@ def test_occ_head_places_a_sub_cell_surface_only_with_the_cues():
             for k in test:
                 cues, labels, keep = scenes[k]
                 out = head(query, (2, 2), bev, pts, cues if use else None)
-                pred = (out[1] if use else out).argmax(1)
+                pred = (out.refined if use else out.base).argmax(1)
                 hits += (pred[keep] == labels[keep]).sum().item()
                 total += keep.sum().item()
         accuracy[use] = hits / total
@@ -149,34 +151,34 @@ def test_cue_refiner_wiring_config_switch_and_errors():
     """The refiner's loss trains the refiner only (no gradient into the BEV network or the BEV-only occupancy
     path), the other weights start as without it, and the config switch and its errors."""
     cfg = load_config(REPO / "configs" / "tiny.py")
-    assert cfg.model.head.occ_lidar_cues
+    assert cfg.model.head.occ.lidar_cues
     torch.manual_seed(0)
     model = build_model(cfg.model)
     torch.manual_seed(0)
-    plain = build_model(load_config(REPO / "configs" / "tiny.py", ["model.head.occ_lidar_cues=False"]).model)
-    assert isinstance(model.head.occ_cues, LidarOccCues) and plain.head.occ_head.cue_refiner is None
+    plain = build_model(load_config(REPO / "configs" / "tiny.py", ["model.head.occ.lidar_cues=False"]).model)
+    assert isinstance(model.head.occ.cues, LidarOccCues) and plain.head.occ.head.cue_refiner is None
     extra = set(model.state_dict()) - set(plain.state_dict())
-    assert extra and all(k.startswith("head.occ_head.cue_refiner.") for k in extra)
+    assert extra and all(k.startswith("head.occ.head.cue_refiner.") for k in extra)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in plain.state_dict().items())
     # Gradient isolation, on the head alone: BEV features in, the refiner's loss back.
     from perception.models.heads.multitask import MultiTaskHead
 
     head = MultiTaskHead(("occ",), 8, PCR, 6.4, num_layers=1, d_model=16, num_heads=2, ffn_dim=32,
-                         occ_lidar_cues=True, occ_train_voxels=512)
+                         occ=dict(lidar_cues=True, train_voxels=512))
     bev = torch.randn(1, 8, 16, 16, requires_grad=True)
     labels = torch.randint(0, 18, (1, 200, 200, 16))
     batch = {"bev_aug": torch.eye(4)[None], "lidar2ego": torch.eye(4)[None], "points": [torch.randn(500, 5) * 10],
-             "lidar_mask": torch.tensor([True]), "gt_occ": labels, "gt_occ_mask": torch.ones_like(labels, dtype=torch.bool),
-             "gt_occ_valid": torch.tensor([True])}
+             "lidar_mask": torch.tensor([True]), "gt_occ": labels,
+             "gt_occ_mask": torch.ones_like(labels, dtype=torch.bool), "gt_occ_valid": torch.tensor([True])}
     losses = head.loss(head({"occ": bev}, batch), batch)
     assert set(losses) == {"loss_occ_ce", "loss_occ_lovasz", "loss_occ_affinity", "loss_occ_refine"}
     losses["loss_occ_refine"].backward()
-    assert bev.grad is None and head.occ_head.mlp[0].weight.grad is None
-    assert head.occ_head.cue_refiner[-1].weight.grad.abs().sum() > 0
+    assert bev.grad is None and head.occ.head.mlp[0].weight.grad is None
+    assert head.occ.head.cue_refiner[-1].weight.grad.abs().sum() > 0
     camera = build_model(load_config(REPO / "configs" / "tiny_camera.py").model)
-    assert camera.head.occ_cues is None and camera.head.occ_head.cue_refiner is None
-    with pytest.raises(ValueError, match=r"model\.head\.occ_lidar_cues.*model\.lidar is None"):
-        build_model(load_config(REPO / "configs" / "tiny_camera.py", ["model.head.occ_lidar_cues=True"]).model)
+    assert camera.head.occ.cues is None and camera.head.occ.head.cue_refiner is None
+    with pytest.raises(ValueError, match=r"model\.head\.occ\.lidar_cues.*model\.lidar is None"):  # config check
+        load_config(REPO / "configs" / "tiny_camera.py", ["model.head.occ.lidar_cues=True"])
     head = OccHead(16, list(PCR), num_classes=3, cue_channels=NUM_CUES)
     with pytest.raises(ValueError, match="cues"):
         head(torch.randn(1, 4, 16), (2, 2), torch.randn(1, 16, 8, 8), torch.zeros(1, 2, 2, 2, 3))

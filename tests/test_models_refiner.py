@@ -51,8 +51,9 @@ def test_gather_box_points_agrees_with_points_in_boxes_on_real_nuscenes(real_dir
     from perception.data import load_info_file
 
     sample = load_info_file(real_dir / INFO)[0]
-    pts = np.fromfile(real_dir / "mmdetection3d" / "tests/data/nuscenes/samples/LIDAR_TOP/n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin",
-                      dtype=np.float32).reshape(-1, 5)
+    lidar = ("mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/"
+             "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
+    pts = np.fromfile(real_dir / lidar, dtype=np.float32).reshape(-1, 5)
     boxes = torch.from_numpy(np.asarray(sample.boxes, np.float32))
     points = torch.from_numpy(pts)
     for margin in (0.0, 3.0):
@@ -80,10 +81,10 @@ def _visible_face_points(boxes, generator, per_face=60):
     ground under the box: what a LiDAR scan of a vehicle looks like (an L or a single face)."""
     out = []
     for b in boxes:
-        x, y, z, l, w, h, yaw = b[:7].tolist()
+        x, y, z, length, w, h, yaw = b[:7].tolist()
         c, s = math.cos(yaw), math.sin(yaw)
         for axis, sign in ((0, 1), (0, -1), (1, 1), (1, -1)):
-            half = (l / 2, w / 2)
+            half = (length / 2, w / 2)
             normal = (c, s) if axis == 0 else (-s, c)
             normal = (sign * normal[0], sign * normal[1])
             face = (x + normal[0] * half[axis], y + normal[1] * half[axis])
@@ -95,19 +96,23 @@ def _visible_face_points(boxes, generator, per_face=60):
             px, py = face[0] + t * along[0], face[1] + t * along[1]
             out.append(torch.stack([px, py, z + u, torch.full_like(px, 50.0), torch.zeros_like(px)], 1))
         g = torch.rand(per_face, 2, generator=generator) * 8 - 4
-        out.append(torch.stack([x + g[:, 0], y + g[:, 1], torch.full((per_face,), z - h / 2), torch.full((per_face,), 5.0),
-                                torch.zeros(per_face)], 1))
-    return torch.cat(out) + torch.randn(sum(len(o) for o in out), 5, generator=generator) * torch.tensor([0.02, 0.02, 0.02, 0, 0])
+        out.append(torch.stack([x + g[:, 0], y + g[:, 1], torch.full((per_face,), z - h / 2),
+                                torch.full((per_face,), 5.0), torch.zeros(per_face)], 1))
+    noise = torch.randn(sum(len(o) for o in out), 5, generator=generator) * torch.tensor([0.02, 0.02, 0.02, 0, 0])
+    return torch.cat(out) + noise
 
 
 def _car_scene(generator, n=12):
     boxes = []
     while len(boxes) < n:  # cars 6-40 m away, 10 m apart so that their points do not mix
-        r, a = 6 + 34 * float(torch.rand(1, generator=generator)), 2 * math.pi * float(torch.rand(1, generator=generator))
+        r = 6 + 34 * float(torch.rand(1, generator=generator))
+        a = 2 * math.pi * float(torch.rand(1, generator=generator))
         if any(math.hypot(r * math.cos(a) - b[0], r * math.sin(a) - b[1]) < 10 for b in boxes):
             continue
-        size = [4.0 + 0.8 * float(torch.rand(1, generator=generator)), 1.8 + 0.3 * float(torch.rand(1, generator=generator)), 1.6]
-        boxes.append([r * math.cos(a), r * math.sin(a), -1.0, *size, (float(torch.rand(1, generator=generator)) - 0.5) * 2 * math.pi, 0.0, 0.0])
+        size = [4.0 + 0.8 * float(torch.rand(1, generator=generator)),
+                1.8 + 0.3 * float(torch.rand(1, generator=generator)), 1.6]
+        yaw = (float(torch.rand(1, generator=generator)) - 0.5) * 2 * math.pi
+        boxes.append([r * math.cos(a), r * math.sin(a), -1.0, *size, yaw, 0.0, 0.0])
     boxes = torch.tensor(boxes)
     return _visible_face_points(boxes, generator), boxes
 
@@ -130,7 +135,8 @@ def test_refiner_learns_box_centres_from_visible_faces():
     for _ in range(10):
         points, boxes = _car_scene(g)
         proposals = refiner.jitter_boxes(boxes)[: len(boxes)]
-        refined, _ = refiner.refine(points, proposals, torch.rand(len(boxes), generator=g), torch.zeros(len(boxes), dtype=torch.long))
+        scores = torch.rand(len(boxes), generator=g)
+        refined, _ = refiner.refine(points, proposals, scores, torch.zeros(len(boxes), dtype=torch.long))
         before.append((proposals[:, :2] - boxes[:, :2]).norm(dim=1))
         after.append((refined[:, :2] - boxes[:, :2]).norm(dim=1))
     before, after = torch.cat(before).median(), torch.cat(after).median()
@@ -154,8 +160,8 @@ def _batch(cfg, tmp_path, lidar=True):
     rng = np.random.default_rng(0)
     path = tmp_path / "sweep.pcd.bin"
     rng.uniform([-40, -40, -2, 0, 0], [40, 40, 1, 255, 0], (4000, 5)).astype(np.float32).tofile(path)
-    sample = Sample(token="s", lidar_path=str(path), lidar2ego=np.eye(4), ego2global=np.eye(4), num_sweeps=1, cameras={},
-                    boxes=np.array([[5, 5, -1, 4, 2, 1.5, 0.3, 0, 0]], np.float32), labels=np.array([0]),
+    sample = Sample(token="s", lidar_path=str(path), lidar2ego=np.eye(4), ego2global=np.eye(4), num_sweeps=1,
+                    cameras={}, boxes=np.array([[5, 5, -1, 4, 2, 1.5, 0.3, 0, 0]], np.float32), labels=np.array([0]),
                     num_lidar_pts=np.array([10]))
     batch = collate([make_dataset(cfg, [sample], training=False, load_gt=False)[0]])
     batch["lidar_mask"][:] = lidar
@@ -230,7 +236,8 @@ def test_quality_target_counts_the_nuscenes_thresholds_per_class():
     boxes[:, 0] += torch.tensor([0.2, 0.7, 1.5, 3.0, 0.0, 5.0])
     boxes[:, 2] += 10.0  # height does not count: nuScenes matches on BEV centre distance
     labels = torch.tensor([0, 0, 0, 0, 0, 8])  # the 5th is a "car" on the pedestrian: no match
-    torch.testing.assert_close(quality_target(boxes, labels, gt, gt_labels), torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0, 0.0]))
+    torch.testing.assert_close(quality_target(boxes, labels, gt, gt_labels),
+                               torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0, 0.0]))
 
 
 def test_refiner_loss_trains_only_from_points_and_config_errors(refine_model, tmp_path):

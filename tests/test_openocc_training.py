@@ -25,7 +25,7 @@ SPARSE = np.array([[3, 100, 200, 4], [10, 256, 256, 16], [5, 7, 9, 0], [39, 511,
 # CPU budget (like tests/test_overfit.py): 2 cameras at 64 x 192, 1 sweep, 512 occupancy voxels per step.
 SMALL = [
     "data.num_sweeps=1", "data.cameras=('CAM_FRONT', 'CAM_BACK')", "data.image_size=(64, 192)",
-    "model.camera.image_size=(64, 192)", "model.head.occ_train_voxels=512",
+    "model.camera.image_size=(64, 192)", "model.head.occ.train_voxels=512",
     "data.augment.resize_lim=(0.3, 0.3)", "data.augment.test_resize=0.3",
 ]
 
@@ -56,7 +56,7 @@ def labelled(synth_root, tmp_path_factory):
     """``(samples, root, paths)``: the synthetic train split and an OpenOccupancy label tree for it, where
     sample 0 and 2 have good files, sample 1 a malformed one ((N, 3) columns) and the last sample none."""
     from perception.config import load_config
-    from perception.eval.openocc import openocc_label_path
+    from perception.data.openocc_labels import openocc_label_path
     from perception.training.data import load_split
 
     cfg = load_config(CONFIG, [f"data.dataroot={str(synth_root)!r}"])
@@ -111,7 +111,7 @@ def test_bad_occupancy_settings_raise_naming_the_keys(labelled, synth_root, tmp_
     from perception.config import load_config
     from perception.data.dataset import M3Dataset
     from perception.training.data import make_dataset
-    from perception.training.trainer import train_from_config
+    from perception.training.from_config import train_from_config
 
     samples, root, _ = labelled
     with pytest.raises(ValueError, match=r"data\.occ_format"):
@@ -121,10 +121,10 @@ def test_bad_occupancy_settings_raise_naming_the_keys(labelled, synth_root, tmp_
         make_dataset(no_root, samples, training=True)
     make_dataset(no_root, [], training=False, load_gt=False)  # inference (Predictor) needs no labels
     # the data's labels and the model's grid must agree, both ways
-    for config, fmt in ((TINY, "openocc"), (CONFIG, "occ3d")):
-        with pytest.raises(ValueError, match=r"data\.occ_format.*model\.head\.occ_grid"):
-            make_dataset(_cfg(synth_root, root, f"data.occ_format={fmt!r}", config=config), samples, training=True)
-    with pytest.raises(ValueError, match=r"data\.occ_format.*model\.head\.occ_grid"):  # before any index build
+    for config, fmt in ((TINY, "openocc"), (CONFIG, "occ3d")):  # checked with the config
+        with pytest.raises(ValueError, match=r"data\.occ_format.*model\.head\.occ\.grid"):
+            _cfg(synth_root, root, f"data.occ_format={fmt!r}", config=config)
+    with pytest.raises(ValueError, match=r"data\.occ_format.*model\.head\.occ\.grid"):  # before any index build
         train_from_config(str(TINY), work_dir=tmp_path / "w", dataroot=tmp_path / "nowhere",
                           cfg_options=["data.occ_format='openocc'", "data.openocc_root='x'"], progress=False)
     # the dataset itself
@@ -166,14 +166,14 @@ def test_one_training_step_on_openocc_labels_has_occupancy_gradients(labelled, s
 
     samples, root, _ = labelled
     cfg = _cfg(synth_root, root, *SMALL)
-    assert cfg.model.head.occ_grid == "openocc" and cfg.data.occ_format == "openocc"
+    assert cfg.model.head.occ.grid == "openocc" and cfg.data.occ_format == "openocc"
     torch.manual_seed(0)
     model = build_model(cfg.model)
-    assert model.head.occ_grid == OPENOCC_GRID and model.head.occ_free_index == 0
+    assert model.head.occ.grid == OPENOCC_GRID and model.head.occ.free_index == 0
     batch = collate([make_dataset(cfg, samples[:1], training=True)[0]])
     assert batch["gt_occ_valid"].all()
     model.train()
-    seen = []  # the voxels the occupancy loss is computed on (occ_train_voxels sampled from gt_occ)
+    seen = []  # the voxels the occupancy loss is computed on (occ.train_voxels sampled from gt_occ)
     model.head.register_forward_hook(lambda mod, args, out: seen.append(out["occ"]))
     losses = model(batch)
     sampled = seen[0]["labels"][seen[0]["mask"]]
@@ -183,7 +183,7 @@ def test_one_training_step_on_openocc_labels_has_occupancy_gradients(labelled, s
     assert all(torch.isfinite(losses[k]) for k in occ_keys) and float(losses["loss_occ_ce"].detach()) > 0
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses[k] for k in occ_keys).backward()
-    grads = [p.grad for p in model.head.occ_head.parameters() if p.requires_grad]
+    grads = [p.grad for p in model.head.occ.head.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
@@ -201,7 +201,7 @@ def test_eval_defaults_openocc_root_to_the_config(tmp_path, monkeypatch):
         evaluate.run(argparse.Namespace(
             config=str(config), checkpoint="unused.pth", dataroot="unused", version="v1.0-trainval", split="val",
             out=str(tmp_path / "out"), results=None, bev_results=None, occ_results=None, allow_partial=False,
-            no_rayiou=False, openocc_root=openocc_root, cfg_options=[], device="cpu"))
+            no_rayiou=False, openocc_root=openocc_root, cfg_options=[], device="cpu", withhold=[]))
         return seen[-1]
 
     assert run(config) == "/labels/openocc"

@@ -1,6 +1,6 @@
 """Integration: the tiny model overfits 2 synthetic samples (all three task losses fall >= 5x, a decoded car
 box (score > 0.2) within 1 m of every ground-truth car, except a car whose detection-heatmap cell (the BEV
-cell / ``det_upsample``: 1.6 m in tiny) touches another car's: the 3x3 heatmap NMS keeps one query for such a
+cell / ``det.upsample``: 1.6 m in tiny) touches another car's: the 3x3 heatmap NMS keeps one query for such a
 pair).
 
 Runs on CPU in CI on one thread (150 steps; on both cores the run spent two thirds of its time in the kernel
@@ -25,7 +25,7 @@ STEPS = int(os.environ.get("M3_OVERFIT_STEPS", "150"))
 OVERRIDES = [
     # CPU budget: 2 cameras at 64 x 192 (0.3 x the 640 x 360 synthetic images), 4096 occupancy voxels per step
     "data.train_split='val'", "data.num_sweeps=1", "data.cameras=('CAM_FRONT', 'CAM_BACK')",
-    "data.image_size=(64, 192)", "model.camera.image_size=(64, 192)", "model.head.occ_train_voxels=4096",
+    "data.image_size=(64, 192)", "model.camera.image_size=(64, 192)", "model.head.occ.train_voxels=4096",
     "data.augment.resize_lim=(0.3, 0.3)", "data.augment.test_resize=0.3", "data.augment.rot_lim=(0.0, 0.0)",
     "data.augment.image_flip_prob=0.0", "data.augment.bev_rot_lim=(0.0, 0.0)", "data.augment.bev_scale_lim=(1.0, 1.0)",
     "data.augment.bev_flip_x_prob=0.0", "data.augment.bev_flip_y_prob=0.0", "data.augment.bev_translate_std=0.0",
@@ -39,11 +39,10 @@ TASK_LOSSES = {"det": ("loss_det_heatmap", "loss_det_cls", "loss_det_box"), "map
 
 def overfit(cfg, items, device, steps=STEPS):
     """Train ``steps`` steps on ``items`` (dataset items); returns (first / last loss per task, predictions)."""
-    from perception.data.collate import collate
+    from perception.data.collate import collate, to_device
     from perception.models import build_model
     from perception.training import DistContext, Trainer
     from perception.training.logger import read_log
-    from perception.data.collate import to_device
 
     cfg["train"]["epochs"] = steps  # one step per epoch (2 items, batch 2)
     torch.manual_seed(0)
@@ -64,8 +63,9 @@ SCORE = 0.2  # decoded cars above this score count
 
 
 def separable(gt, cell, pc_range=(-51.2, -51.2)):
-    """Mask of the GT cars whose detection-heatmap cell (``cell`` metres) is not 8-adjacent to another car's: the 3x3 local-max
-    heatmap NMS keeps one query per such pair, so the second car of an adjacent pair cannot be decoded."""
+    """Mask of the GT cars whose detection-heatmap cell (``cell`` metres) is not 8-adjacent to another car's: the
+    3x3 local-max heatmap NMS keeps one query per such pair, so the second car of an adjacent pair cannot be
+    decoded."""
     cells = np.floor((gt[:, :2] - np.asarray(pc_range)) / cell)
     cheb = np.abs(cells[:, None] - cells[None]).max(-1)
     np.fill_diagonal(cheb, 99)
@@ -73,14 +73,14 @@ def separable(gt, cell, pc_range=(-51.2, -51.2)):
 
 
 def heatmap_cell(cfg):
-    """Metres per cell of the detection heatmap: the BEV cell divided by ``model.head.det_upsample``."""
-    return cfg["model"]["bev_cell"] / cfg["model"]["head"].get("det_upsample", 1)
+    """Metres per cell of the detection heatmap: the BEV cell divided by ``model.head.det.upsample``."""
+    return cfg["model"]["bev_cell"] / (cfg["model"]["head"].get("det") or {}).get("upsample", 1)
 
 
 def check(first, last, preds, items, cell):
     for task in TASK_LOSSES:
         assert last[task] * 5 <= first[task], f"{task} loss fell only {first[task]:.3f} -> {last[task]:.3f}"
-    for item, pred in zip(items, preds):
+    for item, pred in zip(items, preds, strict=True):
         gt = np.asarray(item["gt_boxes"])[np.asarray(item["gt_labels"]) == 0]
         gt = gt[separable(gt, cell)]
         boxes = pred["boxes"].detach().cpu().numpy()
@@ -96,7 +96,7 @@ def test_tiny_model_overfits_two_synthetic_samples(tmp_path):
     from perception.synth.generate import generate_dataset
     from perception.training.data import load_split, make_dataset
 
-    generate_dataset(tmp_path, scenes=1, samples_per_scene=2, seed=0)
+    generate_dataset(tmp_path, scenes=1, samples_per_scene=2, seed=0, world="v1")  # v1: its overfit thresholds
     cfg = load_config(REPO / "configs" / "tiny.py", OVERRIDES + [f"data.dataroot={str(tmp_path)!r}"])
     dataset = make_dataset(cfg, load_split(cfg.data, "train"), training=True)
     items = [dataset[i] for i in range(len(dataset))]
@@ -114,7 +114,7 @@ if __name__ == "__main__":  # python tests/test_overfit.py ITEMS.pt CONFIG.json
     cfg = json.loads(Path(sys.argv[2]).read_text())
     first, last, preds = overfit(cfg, items, "cuda" if torch.cuda.is_available() else "cpu")
     print("first", first, "\nlast", last)
-    for item, pred in zip(items, preds):
+    for item, pred in zip(items, preds, strict=True):
         gt = np.asarray(item["gt_boxes"])[np.asarray(item["gt_labels"]) == 0]
         cars = pred["boxes"].cpu().numpy()[(pred["labels"].cpu().numpy() == 0) & (pred["scores"].cpu().numpy() > SCORE)]
         print("gt cars", len(gt), "pred cars", len(cars), "top scores", np.round(pred["scores"].cpu().numpy()[:5], 3))

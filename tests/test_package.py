@@ -8,9 +8,9 @@ from conftest import REPO
 
 def _setup():
     import os
+    from distutils.core import run_setup
 
     import setuptools  # noqa: F401  (provides distutils on Python >= 3.12 and patches it before run_setup)
-    from distutils.core import run_setup
 
     cwd = os.getcwd()
     os.chdir(REPO)  # setup.py globs relative paths

@@ -19,12 +19,15 @@ from perception.runtime import CameraFrame, Frame, Predictor
 from perception.training.checkpoint import save_checkpoint
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.py"
-LIDAR = "mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin"
-IMAGE = "mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/n015-2018-07-18-11-07-57+0800__CAM_BACK_LEFT__1531883530447423.jpg"
+LIDAR = ("mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/"
+         "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
+IMAGE = ("mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/"
+         "n015-2018-07-18-11-07-57+0800__CAM_BACK_LEFT__1531883530447423.jpg")
 K = np.array([[1260.0, 0.0, 800.0], [0.0, 1260.0, 450.0], [0.0, 0.0, 1.0]])
 # LiDAR (x right, y forward, z up) -> a camera looking along LiDAR +y: rows are the camera x, y, z axes.
 L2C = np.eye(4)
 L2C[:3, :3] = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]
+IDENTITY = np.eye(4)  # default lidar2ego of frame()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def real(real_dir):
     return load_points(str(real_dir / LIDAR))[:, :4], load_image(str(real_dir / IMAGE)), real_dir
 
 
-def frame(points, image=None, intrinsics=K, lidar2cam=L2C, lidar2ego=np.eye(4)):
+def frame(points, image=None, intrinsics=K, lidar2cam=L2C, lidar2ego=IDENTITY):
     cams = {} if image is None else {"CAM_BACK_LEFT": CameraFrame(image, intrinsics, lidar2cam)}
     return Frame(points=points, cameras=cams, lidar2ego=lidar2ego, timestamp=1)
 
@@ -123,7 +126,8 @@ def test_ground_truth_never_reaches_the_model(predictor, real_dir):
     batch, _ = predictor.batch_for(sample)
     assert not [k for k in batch if k.startswith("gt_")]
     with_gt = predictor.predict_sample(sample)
-    sample.boxes, sample.labels, sample.num_lidar_pts = np.zeros((0, 9), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    sample.boxes = np.zeros((0, 9), np.float32)
+    sample.labels, sample.num_lidar_pts = np.zeros(0, np.int64), np.zeros(0, np.int64)
     without = predictor.predict_sample(sample)
     np.testing.assert_array_equal(with_gt.boxes, without.boxes)
     np.testing.assert_array_equal(with_gt.bev_probs, without.bev_probs)
@@ -131,7 +135,8 @@ def test_ground_truth_never_reaches_the_model(predictor, real_dir):
 
 def test_runtime_imports_neither_training_nor_eval():
     code = ("import sys, perception.runtime; "
-            "bad = sorted(m for m in sys.modules if m.startswith(('perception.training', 'perception.eval', 'perception.cli'))); "
+            "bad = sorted(m for m in sys.modules "
+            "if m.startswith(('perception.training', 'perception.eval', 'perception.cli'))); "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -178,3 +183,29 @@ def test_predict_sample_matches_live_frame(predictor, real):
     np.testing.assert_allclose(from_sample.bev_probs, live.bev_probs, atol=1e-5)
     np.testing.assert_allclose(from_sample.boxes, live.boxes, atol=1e-4)
     assert (from_sample.occ_labels == live.occ_labels).all()
+
+
+def test_withheld_sensors_equal_a_frame_without_them(predictor, real):
+    """predict_sample(withhold=...) (the degraded-sensor benchmark rows) gives what a live frame without
+    those sensors gives, and names them in the warnings."""
+    points, image, real_dir = real
+    cam = CameraView(name="CAM_BACK_LEFT", path=str(real_dir / IMAGE), intrinsics=K, lidar2cam=L2C)
+    sample = Sample(token="s", lidar_path=str(real_dir / LIDAR), lidar2ego=np.eye(4), ego2global=np.eye(4),
+                    cameras={"CAM_BACK_LEFT": cam}, num_sweeps=1)
+    full = predictor.predict_sample(sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        no_lidar_live = predictor.predict(frame(np.zeros((0, 4), np.float32), image))
+        no_cams_live = predictor.predict(frame(points))
+    no_lidar = predictor.predict_sample(sample, withhold=["lidar"])
+    no_cams = predictor.predict_sample(sample, withhold=["CAM_BACK_LEFT"])
+    assert "lidar withheld" in no_lidar.warnings and "CAM_BACK_LEFT withheld" in no_cams.warnings
+    np.testing.assert_allclose(no_lidar.bev_probs, no_lidar_live.bev_probs, atol=1e-5)
+    assert (no_lidar.occ_labels == no_lidar_live.occ_labels).all()
+    np.testing.assert_allclose(no_cams.bev_probs, no_cams_live.bev_probs, atol=1e-5)
+    np.testing.assert_allclose(no_cams.boxes, no_cams_live.boxes, atol=1e-4)
+    assert not np.allclose(no_lidar.bev_probs, full.bev_probs, atol=1e-5)  # withholding changed the input
+    nothing = predictor.predict_sample(sample, withhold=["lidar", "cameras"])
+    assert len(nothing.boxes) == 0 and (nothing.occ_labels == OCC3D_FREE).all()
+    with pytest.raises(ValueError, match="unknown sensor 'radar'"):
+        predictor.predict_sample(sample, withhold=["radar"])

@@ -12,8 +12,8 @@ import json
 
 import numpy as np
 import pytest
-from output_checks import check_outputs
 
+from output_checks import check_outputs
 from perception.config import load_config
 from perception.data import build_index, load_info_file
 from perception.data.scene_stream import SceneStream
@@ -57,7 +57,7 @@ def read_mcap_ros2(path):
     decoded, raw = {}, {}
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
-        for schema, channel, message, msg in reader.iter_decoded_messages():
+        for _schema, channel, message, msg in reader.iter_decoded_messages():
             decoded[(channel.topic, message.log_time)] = msg
             raw[(channel.topic, message.log_time)] = bytes(message.data)
     return decoded, raw

@@ -24,7 +24,7 @@ from perception.synth.generate import generate_dataset
 from perception.training.checkpoint import save_checkpoint
 from test_replay import CAMERAS, REPO_CONFIG, read_rosbags, run_replay, write_foxglove_mcap
 
-FAST = ["model.head.occ_lidar_cues=False", "model.refiner=None"]  # tiny without its refiners: faster frames
+FAST = ["model.head.occ.lidar_cues=False", "model.refiner=None"]  # tiny without its refiners: faster frames
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def test_yaml_round_trip(tmp_path):
     text = path.read_text()
     t, q = pose_from_matrix(LIDAR2EGO)
     assert "rotation" in text and "translation" in text
-    assert all(abs(a - b) < 1e-12 for a, b in zip(q, [0.0, 0.0, -np.sqrt(0.5), np.sqrt(0.5)]))
+    assert all(abs(a - b) < 1e-12 for a, b in zip(q, [0.0, 0.0, -np.sqrt(0.5), np.sqrt(0.5)], strict=True))
 
 
 def test_yaml_minimal_defaults(tmp_path):

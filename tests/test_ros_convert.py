@@ -705,7 +705,7 @@ def test_occupancy_outputs():
     cloud = occupancy_to_pointcloud2(occ, OCC3D_GRID, OCC3D_FREE, header)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "label"]
     fields = pointcloud2_fields(via_rosbags(cloud, "sensor_msgs/msg/PointCloud2"))
-    got = sorted(zip(fields["label"].tolist(), fields["x"], fields["y"], fields["z"]))
+    got = sorted(zip(fields["label"].tolist(), fields["x"], fields["y"], fields["z"], strict=True))
     c = OCC3D_GRID.centers
     want = [(4, c(0)[10], c(1)[150], c(2)[3]), (16, c(0)[199], c(1)[0], c(2)[15])]
     assert [g[0] for g in got] == [w[0] for w in want]

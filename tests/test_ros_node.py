@@ -12,11 +12,10 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
-from output_checks import check_outputs, markers_boxes
-from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from output_checks import check_outputs, markers_boxes
 from perception.config import load_config
 from perception.constants import BEV_MAP_CLASSES
 from perception.data import build_index, load_info_file
@@ -35,10 +34,13 @@ from perception.ros.transforms import matrix_to_odometry
 from perception.runtime import Predictor
 from perception.synth.generate import generate_dataset
 from perception.training.checkpoint import save_checkpoint
+from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
 
 CONFIG = str(REPO / "configs" / "tiny.py")
-LIDAR = "mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin"
-IMAGE = "mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/n015-2018-07-18-11-07-57+0800__CAM_BACK_LEFT__1531883530447423.jpg"
+LIDAR = ("mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/"
+         "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
+IMAGE = ("mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/"
+         "n015-2018-07-18-11-07-57+0800__CAM_BACK_LEFT__1531883530447423.jpg")
 K = np.array([[1260.0, 0.0, 800.0], [0.0, 1260.0, 450.0], [0.0, 0.0, 1.0]])
 L2C = np.eye(4)  # LiDAR (x right, y forward, z up) -> a camera looking along LiDAR +y
 L2C[:3, :3] = [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]
@@ -142,11 +144,12 @@ class Sensors:
 @pytest.fixture(scope="module")
 def rig_yaml(tmp_path_factory):
     path = tmp_path_factory.mktemp("rig") / "rig.yaml"
-    write_calibration_yaml(RigCalibration(lidar2ego=np.eye(4), lidar2cam={"CAM_FRONT": L2C, "CAM_FRONT_LEFT": L2C}), path)
+    write_calibration_yaml(RigCalibration(lidar2ego=np.eye(4), lidar2cam={"CAM_FRONT": L2C, "CAM_FRONT_LEFT": L2C}),
+                           path)
     return path
 
 
-FAST = "model.head.occ_lidar_cues=False model.refiner=None"  # tiny without its two refiners: ~2x faster frames
+FAST = "model.head.occ.lidar_cues=False model.refiner=None"  # tiny without its two refiners: ~2x faster frames
 
 
 def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tmp_path):
@@ -157,14 +160,15 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         bus.subscribe(topic, kind)
     log = tmp_path / "node.log"
     node = start_node("ros_nodes.perception_node", {
-        "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml), "cameras": "CAM_FRONT CAM_FRONT_LEFT",
-        "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST,
+        "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml),
+        "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST,
         **dict(RELIABLE_NODE, lidar_timeout=3.0)}, log)
     sensors = Sensors(bus, real_dir)
     try:
         inputs_topics = ["/LIDAR_TOP", "/odom", "/CAM_FRONT/image_rect_compressed", "/CAM_FRONT/camera_info",
                          "/CAM_FRONT_LEFT/image_rect", "/CAM_FRONT_LEFT/camera_info"]
-        assert bus.wait_for(lambda: all(bus.node.count_subscribers(t) for t in inputs_topics), 60, [node]), log.read_text()
+        subscribed = bus.wait_for(lambda: all(bus.node.count_subscribers(t) for t in inputs_topics), 60, [node])
+        assert subscribed, log.read_text()
 
         def answered(stamp, timeout=30):
             return bus.wait_for(lambda: latest(bus, "/perception/markers", stamp) is not None, timeout, [node])
@@ -189,7 +193,8 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
             "lidar: pointcloud_no_xyz": lambda: sensors.frame(cameras=False, cloud=cloud_without_xyz),
             "lidar: pointcloud_layout": lambda: sensors.frame(cameras=False, cloud=cloud_short_step),
             "CAM_FRONT: image_decode": lambda: sensors.front.publish(
-                CompressedImage(header=make_header(sensors.stamp, "CAM_FRONT"), format="jpeg", data=b"\xff\xd8garbage")),
+                CompressedImage(header=make_header(sensors.stamp, "CAM_FRONT"), format="jpeg",
+                                data=b"\xff\xd8garbage")),
             "CAM_FRONT_LEFT: image_encoding": lambda: sensors.left.publish(Image(
                 header=make_header(sensors.stamp, "CAM_FRONT_LEFT"), height=2, width=2, encoding="yuv422", step=4,
                 data=bytes(8))),
@@ -202,13 +207,15 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
             send()
             send()  # twice: logged once, counted twice
             assert answered(sensors.frame()), f"no answer after {kind}"
-            assert bus.wait_for(lambda: inputs()[-1].get(f"bad input {kind}", "").startswith("2 ("), 5), inputs()[-1]
+            key = f"bad input {kind}"
+            assert bus.wait_for(lambda key=key: inputs()[-1].get(key, "").startswith("2 ("), 5), inputs()[-1]
             assert inputs()[-1]["_level"] >= 1  # WARN
         # NaN and empty clouds are degraded frames, not bad ones: answered, NaNs dropped
         nan_points = sensors.points.copy()
         nan_points[:50] = np.nan
         assert answered(sensors.frame(cloud=lambda t: points_to_pointcloud2(nan_points, make_header(t, "LIDAR_TOP"))))
-        empty = sensors.frame(cloud=lambda t: points_to_pointcloud2(np.zeros((0, 4), np.float32), make_header(t, "LIDAR_TOP")))
+        empty = sensors.frame(
+            cloud=lambda t: points_to_pointcloud2(np.zeros((0, 4), np.float32), make_header(t, "LIDAR_TOP")))
         assert answered(empty) and len(markers_boxes(latest(bus, "/perception/markers", empty))[0]) >= 0
         # a camera that stops: outputs keep coming, diagnostics name it
         sensors.frame()
@@ -237,7 +244,8 @@ def test_bad_parameters_stop_the_node_with_one_line(tiny_random_checkpoint, rig_
     checkpoint = tiny_random_checkpoint
     torch.manual_seed(0)
     lidar_only = tmp_path / "lidar_only.pth"
-    save_checkpoint(lidar_only, {"model": build_model(load_config(REPO / "configs" / "tiny_lidar.py").model).state_dict()})
+    lidar_model = build_model(load_config(REPO / "configs" / "tiny_lidar.py").model)
+    save_checkpoint(lidar_only, {"model": lidar_model.state_dict()})
     good = {"config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml)}
     cases = {
         "missing checkpoint": ({"checkpoint": str(tmp_path / "nope.pth")}, "checkpoint: file not found"),
@@ -282,7 +290,8 @@ def test_tf_calibration_path_with_a_stand_in_tf2_ros(monkeypatch, tiny_random_ch
                 raise LookupError(f"{source} -> {target} not on tf yet")
             return matrix_to_transform_stamped(tree[(target, source)], 0, target, source)
 
-    monkeypatch.setitem(sys.modules, "tf2_ros", types.SimpleNamespace(Buffer=Buffer, TransformListener=lambda b, n: None))
+    fake_tf2 = types.SimpleNamespace(Buffer=Buffer, TransformListener=lambda b, n: None)
+    monkeypatch.setitem(sys.modules, "tf2_ros", fake_tf2)
     context = Context()
     rclpy.init(context=context, domain_id=199)
     node = rclpy.create_node("perception_node", context=context, parameter_overrides=[

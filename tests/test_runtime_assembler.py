@@ -90,7 +90,8 @@ def test_stale_cameras_and_missing_poses_degrade_with_notes(scene):
     assembler = FrameAssembler(calib, ("CAM_FRONT",), NUM_SWEEPS, max_camera_lidar_delay_s=0.12)
     lidar = [r for r in stream.records() if r.is_lidar]
     cam = next(r for r in stream.records() if r.channel == "CAM_FRONT")
-    assembler.add_camera("CAM_FRONT", lidar[2].stamp_ns - 200_000_000, load_image(cam.path), cam.intrinsics)  # 0.2 s old
+    # 0.2 s old
+    assembler.add_camera("CAM_FRONT", lidar[2].stamp_ns - 200_000_000, load_image(cam.path), cam.intrinsics)
     for rec in lidar[:3]:  # sweeps but no poses at all
         assembler.add_sweep(rec.stamp_ns, load_points(rec.path)[:, :4])
     pts = load_points(lidar[2].path)[:, :4]

@@ -7,11 +7,11 @@ and the stable peak selection vs topk."""
 import pytest
 import torch
 
-from perception.bench.frames import ring_rig
 from perception.models.camera.lss import BevPoolPlan, bev_pool, bev_pool_ranked
 from perception.models.heads.bev_sampling import sample_volume
 from perception.models.heads.occ_head import OccHead
 from perception.models.heads.trilinear_numba import NUMBA_AVAILABLE, sample_volume_numba
+from perception.runtime.ring_frame import ring_rig
 
 PCR = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 
@@ -71,8 +71,10 @@ def test_occ_head_fast_path_equals_the_conv_stacks(cues):
         fast = head(query, (4, 4), bev, xyz, cue)
         with torch.enable_grad():  # grad mode: the reference Conv1d path
             ref = head(query, (4, 4), bev, xyz, cue)
-    fast, ref = (fast, ref) if cues else ((fast,), (ref,))
-    for f, r in zip(fast, ref):
+    assert (fast.refined is not None) == (ref.refined is not None) == bool(cues)  # OccLogits(base, refined)
+    for f, r in zip(fast, ref, strict=True):
+        if f is None:
+            continue
         assert f.shape == r.shape == (2, 18, 30, 25, 4)
         torch.testing.assert_close(f, r.detach(), rtol=1e-5, atol=1e-5)
         assert torch.equal(f.argmax(1), r.argmax(1))
@@ -118,6 +120,6 @@ def test_inference_peak_selection_is_topk_with_ties_in_index_order():
     values_t = heat.flatten(1).gather(1, labels_t * 64 + cells_t)
     torch.testing.assert_close(values, values_t)  # the same top values (topk's set up to ties)
     flat = labels * 64 + cells
-    for row, val in zip(flat, values):  # ties in ascending index order
+    for row, val in zip(flat, values, strict=True):  # ties in ascending index order
         same = val[1:] == val[:-1]
         assert bool((row[1:][same] > row[:-1][same]).all())

@@ -179,7 +179,7 @@ def test_map_expansion_loads_and_has_road_under_the_ego(nusc, synth_root):
         assert masks.shape == (7, 200, 200)
         assert masks[0, 95:105, 95:105].all()  # the ego stands on the drivable area
         assert masks[0].mean() < 0.5  # ...which is a street, not everything
-        for name, m in zip(layers, masks):
+        for name, m in zip(layers, masks, strict=True):
             seen[name] += int(m.sum())
     assert all(v > 0 for v in seen.values()), seen
 

@@ -144,7 +144,8 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(full.ema.shadow["net.2.weight"], resumed.ema.shadow["net.2.weight"])
     # the resumed log continues the same file: steps 1..8 then 9..12, same losses as the full run
-    assert [r["loss"] for r in read_log(tmp_path / "part" / "log.jsonl")] == [r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")]
+    part = [r["loss"] for r in read_log(tmp_path / "part" / "log.jsonl")]
+    assert part == [r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")]
 
 
 def _free_port():
@@ -197,22 +198,32 @@ def test_build_model_rejects_unknown_constructor_key_naming_key_and_file():
         build_model(cfg.model)
 
 
-def test_perception_train_cli_on_a_real_info_file(tmp_path, real_dir):
-    """`perception train` end to end (tiny config, 2 steps, modality dropout on) on the mmdet3d nuScenes fixture."""
+def test_perception_train_cli_on_a_real_info_file(tmp_path, real_dir, capsys):
+    """`perception train` end to end (tiny config, 2 steps, modality dropout on) on the mmdet3d nuScenes fixture.
+
+    The fixture has no map expansion and no Occ3D labels: training all three tasks is refused up front (the
+    map and occupancy heads would train on a zero loss); detection alone trains."""
     from perception.cli.main import main
 
     root = real_dir / NUSC
     args = ["train", str(REPO / "configs" / "tiny.py"), "--work-dir", str(tmp_path), "--max-steps", "2",
-            "--dataroot", str(root), "--device", "cpu", "--cfg-options", f"data.train_info={str(root / 'nus_info.pkl')!r}",
+            "--dataroot", str(root), "--device", "cpu",
+            "--cfg-options", f"data.train_info={str(root / 'nus_info.pkl')!r}",
             "data.train_split=None", "train.batch_size=1", "data.modality_dropout.some_cameras=0.5"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "task 'map': 0/2 samples have BEV map rasters" in error and "task 'occ': 0/2 samples" in error
+    assert not (tmp_path / "latest.pth").exists()
+    args.append("model.tasks=('det',)")
     assert main(args) == 0
     ckpt = torch.load(tmp_path / "latest.pth", weights_only=True)
     assert ckpt["step"] == 2 and ckpt["config"]["data"]["train_split"] is None
-    assert ckpt["config"]["model"]["tasks"] == ["det", "map", "occ"]
+    assert ckpt["config"]["model"]["tasks"] == ["det"]
     records = read_log(tmp_path / "log.jsonl")
     assert records[-1]["step"] == 2
-    for key in ("loss_det_heatmap", "loss_det_box", "loss_map", "loss_occ_ce", "depth", "loss", "grad_norm"):
+    for key in ("loss_det_heatmap", "loss_det_box", "depth", "loss", "grad_norm"):
         assert np.isfinite(records[-1][key]), key
+    assert "loss_map" not in records[-1] and "loss_occ_ce" not in records[-1]
     assert (tmp_path / "config.json").is_file()
     # --resume continues the same run from latest.pth (step 2) to step 3
     assert main(args[:5] + ["3"] + args[6:] + ["--resume"]) == 0

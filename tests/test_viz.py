@@ -41,7 +41,8 @@ def test_bev_axes_x_right_y_up(tmp_path):
 def test_box_edges_and_near_plane_clipping():
     assert len(BOX_EDGES) == 12 and len(set(BOX_EDGES)) == 12
     # Camera at the origin looking along +z (lidar2cam = I): a segment from behind to in front is clipped.
-    a, b, keep = clip_segments_to_camera(np.array([[0, 0, -5.0], [1, 1, -1.0]]), np.array([[0, 2, 5.0], [1, 1, -2.0]]), np.eye(4), near=0.1)
+    a, b, keep = clip_segments_to_camera(np.array([[0, 0, -5.0], [1, 1, -1.0]]), np.array([[0, 2, 5.0], [1, 1, -2.0]]),
+                                         np.eye(4), near=0.1)
     assert keep.tolist() == [True, False]
     np.testing.assert_allclose(a[0], [0, 1.02, 0.1])
     np.testing.assert_allclose(b[0], [0, 2, 5.0])
@@ -69,7 +70,7 @@ def test_render_cameras_boxes_land_on_their_2d_boxes(tmp_path, real_dir):
     out = render_cameras(sample, str(tmp_path / "cams.png"), points=np.zeros((0, 3)), tile_width=480)
     scale = 480 / 1600
     tile_origin = np.array([0, 270])  # CAM_BACK_LEFT: bottom-left tile of the 2x3 grid
-    for a, label in zip(anns, sample.labels):
+    for a, label in zip(anns, sample.labels, strict=True):
         px = colour_pixels(out, to_uint8(DETECTION_COLORS[label]), tol=30) - tile_origin
         x, y, w, h = np.array(a["bbox"]) * scale
         inside = (px[:, 0] >= x - 3) & (px[:, 0] <= x + w + 3) & (px[:, 1] >= y - 3) & (px[:, 1] <= y + h + 3)
@@ -88,7 +89,8 @@ def test_points_project_with_depth_colours(tmp_path):
     cam = CameraView("CAM_FRONT", str(img), K, lidar2cam)
     sample = Sample(token="p", lidar_path="", lidar2ego=np.eye(4), ego2global=np.eye(4), cameras={"CAM_FRONT": cam})
     # One point straight ahead at 10 m (image centre), one behind the camera (must not appear).
-    out = render_cameras(sample, str(tmp_path / "p.png"), points=np.array([[0, 10.0, 0], [0, -10.0, 0]]), tile_width=160)
+    out = render_cameras(sample, str(tmp_path / "p.png"), points=np.array([[0, 10.0, 0], [0, -10.0, 0]]),
+                         tile_width=160)
     sheet = np.asarray(Image.open(out).convert("RGB")).astype(int)
     tile = sheet[:90, 160:320]  # CAM_FRONT: top-middle
     changed = np.argwhere(np.abs(tile - 128).sum(axis=2) > 60)
@@ -98,7 +100,7 @@ def test_points_project_with_depth_colours(tmp_path):
 
 
 def test_surroundocc_boxes_sit_on_their_points(real_dir):
-    from perception.cli.show import load_surroundocc_frame
+    from perception.data.surroundocc import load_surroundocc_frame
 
     points, semantic, boxes, labels = load_surroundocc_frame(str(real_dir / SURROUNDOCC), 0)
     cars = boxes[labels == 0]

@@ -11,7 +11,7 @@ data = dict(
     num_sweeps=10,
     # Occupancy GT for training: 'occ3d' (<dataroot>/gts/<scene>/<sample>/labels.npz, ego frame) or 'openocc'
     # (nuScenes-Occupancy under openocc_root: scene_<scene token>/occupancy/<LIDAR_TOP token>.npy, LiDAR frame).
-    # Must match model.head.occ_grid ('occ3d' | 'openocc').
+    # Must match model.head.occ.grid ('occ3d' | 'openocc'); checked when the config is loaded.
     occ_format="occ3d",
     openocc_root=None,
     augment=dict(

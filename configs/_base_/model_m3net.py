@@ -20,15 +20,14 @@ model = dict(
         use_lidar_depth=True,
     ),
     fusion=dict(out_channels=256, fusion="mafi"),
-    head=dict(
+    head=dict(  # shared settings; det / map / occ: the task modules' settings (perception/models/heads/*_task.py)
         decoder="transformer",
         num_layers=6,
         d_model=256,
         num_heads=8,
         ffn_dim=1024,
-        num_det_queries=200,
-        occ_frame="ego",
-        occ_num_classes=18,
         loss_weights=dict(map=40.0, map_aux=20.0, det=2.0, heatmap=6.0, occ=1.0),
+        det=dict(num_queries=200),
+        occ=dict(grid="occ3d", frame="ego", num_classes=18),
     ),
 )

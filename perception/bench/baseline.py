@@ -49,7 +49,8 @@ def check(result, path=DEFAULT_PATH):
     now = result["latency_ms"]["median_ms"]
     if entry is None:
         key = _key(result)
-        return {"status": "no_baseline", "message": f"no baseline for {key} in {path} (record one with --update-baseline)"}
+        return {"status": "no_baseline",
+                "message": f"no baseline for {key} in {path} (record one with --update-baseline)"}
     ratio = now / entry["latency_ms"]
     out = {"status": "ok", "ratio": ratio, "baseline_ms": entry["latency_ms"], "now_ms": now,
            "recorded": entry.get("recorded")}

@@ -5,18 +5,24 @@ conversion) exactly as evaluation runs it. Stage times: the model's timing hook
 (:mod:`perception.models.timing`: CPU ``perf_counter``; CUDA events, read after one synchronize per frame)
 plus the Predictor's own ``preprocess`` / ``postprocess``; end-to-end latency: wall clock around
 ``predict_sample``. Reported per stage: median, p90 and mean over the timed frames (a stage that did not
-run in a frame, e.g. the refiner without boxes, counts 0 there).
+run in a frame, e.g. the refiner without boxes, counts 0 there). The multi-task vs single-task comparison
+is in :mod:`perception.bench.single_task`.
 """
 
 import os
 import platform
+import resource
 import statistics
 import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from perception.bench.frames import dataroot_samples, synthetic_samples
+from perception.config import load_config
 from perception.models.timing import StageTimer
+from perception.runtime import Predictor
 
 # Report order; "bev_pool" is inside "view_transform" and "occ_cues" is computed before the heads.
 STAGES = ("preprocess", "voxelization", "lidar_backbone", "image_backbone", "view_transform", "bev_pool", "fusion",
@@ -80,7 +86,6 @@ def peak_rss_mb():
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -96,11 +101,8 @@ def make_predictor(config, checkpoint=None, device="cpu", fp16=False, compile_mo
                    cfg_options=(), onnx_path=None):
     """A Predictor for the bench: PyTorch (optionally ``torch.compile``d submodules, fp16 autocast on CUDA)
     or ONNX Runtime (``onnx_path``; :class:`perception.export.onnx_runtime.OnnxPredictor`)."""
-    from perception.config import load_config
-    from perception.runtime import Predictor
-
     if backend == "onnxruntime":
-        from perception.export.onnx_runtime import OnnxPredictor
+        from perception.export.onnx_runtime import OnnxPredictor  # optional: ONNX Runtime (the export extra)
 
         return OnnxPredictor(onnx_path, device=device)
     if backend != "torch":
@@ -167,8 +169,6 @@ def count_flops(predictor, sample):
     """FLOPs of one frame through the model (``torch.utils.flop_counter.FlopCounterMode``: matmuls,
     convolutions, attention; gathers, ``grid_sample``, the numba kernels and elementwise ops are not
     counted). Returns ``{'total': flops, 'by_module': {top-level module: flops}}``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False, depth=2)
     with counter:
         predictor.predict_sample(sample)
@@ -188,8 +188,6 @@ def run_bench(config, checkpoint=None, device="cpu", frames=20, warmup=2, fp16=F
               backend="torch", cfg_options=(), dataroot=None, version="v1.0-trainval", flops=True, samples=None,
               onnx_path=None, seed=0):
     """All numbers of one configuration; the dict ``perception bench --json`` writes (see the CLI doc)."""
-    from perception.bench.frames import dataroot_samples, synthetic_samples
-
     predictor = make_predictor(config, checkpoint, device, fp16, compile_model, backend, cfg_options, onnx_path)
     cfg = predictor.cfg
     source = "given"
@@ -230,85 +228,12 @@ def run_bench(config, checkpoint=None, device="cpu", frames=20, warmup=2, fp16=F
     return result
 
 
-def single_task_configs(config):
-    """``{task: config}`` of the single-task counterparts: ``<name>_<task>.py`` beside the config when it
-    exists (``tiny_det.py``, ...), else the config itself with ``model.tasks=(task,)`` (and no box refiner
-    without 'det'). Each value is ``(path, cfg_options)``."""
-    from perception.config import load_config
-
-    cfg = load_config(config)
-    base, ext = os.path.splitext(str(config))
-    out = {}
-    for task in cfg.model.tasks:
-        path = f"{base}_{task}{ext}"
-        if os.path.isfile(path):
-            out[task] = (path, [])
-        else:
-            options = [f"model.tasks=('{task}',)"]
-            if task != "det":
-                options.append("model.refiner=None")
-            if task != "occ" and cfg.model.head.get("occ_lidar_cues"):
-                options.append("model.head.occ_lidar_cues=False")
-            out[task] = (str(config), options)
-    return out
-
-
-def _load_matching(model, state):
-    """Load the entries of a multi-task ``state`` dict whose names and shapes fit ``model`` (shared encoders,
-    neck and the task's own head); the rest keep their initial weights."""
-    own = model.state_dict()
-    fit = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    model.load_state_dict(fit, strict=False)
-    return len(fit), len(own)
-
-
-def compare_single_task(multi, config, checkpoint, device, frames, warmup=2, cfg_options=()):
-    """Multi-task predictor ``multi`` against the single-task configs (:func:`single_task_configs`) on the
-    same samples, interleaved frame by frame (rotating the order). Returns ``{'multitask_ms',
-    'single_task_ms': {task: ms}, 'multitask_ratio', ...}`` (medians of the end-to-end latency)."""
-    from perception.models.weights import load_checkpoint, model_weights
-
-    samples = multi["_samples"]
-    predictors = {"multi": multi["_predictor"]}
-    state = model_weights(load_checkpoint(checkpoint)) if checkpoint else None
-    loaded = {}
-    for task, (path, options) in single_task_configs(config).items():
-        p = make_predictor(path, None, device, multi["fp16"], False, "torch", list(cfg_options) + options)
-        if state is not None:
-            loaded[task] = _load_matching(p.model, state)
-        predictors[task] = p
-    for p in predictors.values():
-        for i in range(warmup):
-            p.predict_sample(samples[i % len(samples)])
-    names = list(predictors)
-    times = {n: [] for n in names}
-    for i in range(frames):
-        sample = samples[i % len(samples)]
-        for k in range(len(names)):
-            name = names[(i + k) % len(names)]
-            t0 = time.perf_counter()
-            predictors[name].predict_sample(sample)
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    med = {n: float(np.median(v)) for n, v in times.items()}
-    singles = {n: med[n] for n in names if n != "multi"}
-    out = {
-        "multitask_ms": med["multi"],
-        "single_task_ms": singles,
-        "single_task_sum_ms": float(sum(singles.values())),
-        "multitask_ratio": med["multi"] / sum(singles.values()),
-        "single_task_configs": {t: " ".join([p] + o) for t, (p, o) in single_task_configs(config).items()},
-        "frames": int(frames),
-    }
-    if loaded:
-        out["single_task_weights"] = {t: f"{a}/{b} tensors from the multi-task checkpoint" for t, (a, b) in loaded.items()}
-    return out
-
-
 def format_table(result):
     """The stdout table of one bench result."""
     lines = [
         f"{result['config']}  backend={result['backend']}  device={result['device']} ({result['device_name']})  "
-        f"threads={result['threads']}  fp16={result['fp16']}  frames={result['frames']} after {result['warmup']} warm-up",
+        f"threads={result['threads']}  fp16={result['fp16']}  frames={result['frames']} after {result['warmup']} "
+        "warm-up",
         f"{'stage':52s} {'median ms':>10s} {'p90 ms':>10s}",
     ]
     for name, s in result["stages"].items():
@@ -322,8 +247,8 @@ def format_table(result):
     if "single_task" in result:
         st = result["single_task"]
         parts = ", ".join(f"{t} {ms:.1f}" for t, ms in st["single_task_ms"].items())
-        lines.append(f"multi-task {st['multitask_ms']:.1f} ms vs single-task {parts} (sum {st['single_task_sum_ms']:.1f}) "
-                     f"-> multitask_ratio {st['multitask_ratio']:.3f}")
+        lines.append(f"multi-task {st['multitask_ms']:.1f} ms vs single-task {parts} "
+                     f"(sum {st['single_task_sum_ms']:.1f}) -> multitask_ratio {st['multitask_ratio']:.3f}")
     if "baseline" in result:
         lines.append(f"baseline: {result['baseline']['message']}")
     return "\n".join(lines)

@@ -23,6 +23,8 @@ The JSON (--json) has fps, latency_ms, stages, peak_mem_mb at the top level, and
 memory, single_task, baseline and the run's settings.
 """
 
+import json
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("bench", help="per-stage inference speed, memory and FLOPs", description=__doc__)
@@ -53,12 +55,12 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import json
-
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     import torch
 
     from perception.bench import baseline as bl
-    from perception.bench.runner import compare_single_task, format_table, run_bench
+    from perception.bench.runner import format_table, run_bench
+    from perception.bench.single_task import compare_single_task
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -33,18 +33,15 @@ def add_parser(subparsers):
 
 
 def run(args):
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from perception.replay.convert import convert_all, convert_scene
 
     progress, gt = not args.no_progress, not args.no_gt
-    try:
-        if args.all_scenes:
-            results = convert_all(args.dataroot, args.version, args.out, args.format, progress, gt, args.overwrite)
-        else:
-            results = [convert_scene(args.dataroot, args.version, args.scene, args.out, args.format, progress, gt,
-                                     args.overwrite)]
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"perception convert: {e}", file=sys.stderr)
-        return 2
+    if args.all_scenes:
+        results = convert_all(args.dataroot, args.version, args.out, args.format, progress, gt, args.overwrite)
+    else:
+        results = [convert_scene(args.dataroot, args.version, args.scene, args.out, args.format, progress, gt,
+                                 args.overwrite)]
     for r in results:
         for line in r.problems:
             print(f"warning: {line}", file=sys.stderr)

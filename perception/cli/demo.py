@@ -21,10 +21,12 @@ def add_parser(subparsers):
         help="synthesize data, train the tiny model, evaluate it and render a sample",
         description=__doc__,
     )
-    p.add_argument("--cache", default=str(REPO / ".cache" / "demo"), help="where data, checkpoints, metrics and PNGs are kept (default .cache/demo)")
+    p.add_argument("--cache", default=str(REPO / ".cache" / "demo"),
+                   help="where data, checkpoints, metrics and PNGs are kept (default .cache/demo)")
     p.add_argument("--scenes", type=int, default=6, help="synthetic scenes to generate (>= 2, default 6)")
     p.add_argument("--samples-per-scene", type=int, default=8, help="keyframes per synthetic scene (default 8)")
-    p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="model config to train (default configs/tiny.py)")
+    p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"),
+                   help="model config to train (default configs/tiny.py)")
     # Defaults sized so that the whole demo (synthesis, training, eval, rendering) ends in < 10 min on 2 CPU cores.
     p.add_argument("--max-steps", type=int, default=120,
                    help="training steps (the LR schedule spans them; default 120, ~5 min on 2 CPU cores)")
@@ -42,7 +44,13 @@ def run(args):
     dataroot = cache / f"synth_s{args.scenes}_k{args.samples_per_scene}_seed{args.seed}"
     version = "v1.0-trainval"
     t0 = time.time()
+    # Arguments checked before minutes of synthesis: a bad config or scene count is one line at once.
+    if args.scenes < 2:
+        raise ValueError(f"--scenes must be >= 2 (a training and a validation scene), got {args.scenes}")
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
+    from perception.config import load_config
 
+    load_config(args.config)
     from perception.synth.generate import generate_dataset
 
     if not (dataroot / version / "sample.json").exists():
@@ -53,11 +61,14 @@ def run(args):
 
     work_dir = cache / "work" / Path(args.config).stem
     ckpt = work_dir / "latest.pth"
-    stale = ckpt.exists() and not args.retrain and not checkpoint_fits(args.config, ckpt)
-    if stale:
+    from perception.training.checkpoint import checkpoint_mismatch
+
+    mismatch = ckpt.exists() and not args.retrain and checkpoint_mismatch(args.config, ckpt)
+    if mismatch:
+        print(f"[demo] {ckpt}: {mismatch}")
         print(f"[demo] cached checkpoint {ckpt} does not fit the current {args.config} model: training again")
-    if args.retrain or stale or not ckpt.exists():
-        from perception.training.trainer import train_from_config
+    if args.retrain or mismatch or not ckpt.exists():
+        from perception.training.from_config import train_from_config
 
         print(f"[demo] training {args.config} -> {work_dir}")
         train_from_config(
@@ -75,7 +86,7 @@ def run(args):
     )
     print(f"[demo] metrics written to {out_dir / 'metrics.json'}")
 
-    from perception.cli.show import render_prediction
+    from perception.viz.pictures import render_prediction
 
     pngs = render_prediction(args.config, str(ckpt), dataroot=str(dataroot), version=version, out_dir=str(out_dir))
     for p in pngs:
@@ -87,6 +98,7 @@ def run(args):
 
 def replay_scene(dataroot, version, ckpt, config, out_dir, max_frames=20):
     """Convert the first validation scene into a bag and replay it (inputs copied, keyframes scored)."""
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from nuscenes.utils.splits import create_splits_scenes
 
     from perception.data.nuscenes_index import VERSION_SPLITS
@@ -109,21 +121,4 @@ def replay_scene(dataroot, version, ckpt, config, out_dir, max_frames=20):
     print(f"[demo] replayed {scene}: {out} holds the sensor data and the predictions; open it in Foxglove "
           f"(Open local file), 3D panel with fixed frame LIDAR_TOP, topics /LIDAR_TOP, /perception/markers, "
           f"/perception/occupancy, /markers/annotations (GT)")
-
-
-def checkpoint_fits(config, ckpt) -> bool:
-    """True when the weights in ``ckpt`` load strictly into the model that ``config`` builds now (a checkpoint
-    cached by an older version of the model does not, and is retrained rather than crashing the demo)."""
-    from perception.config import load_config
-    from perception.models import build_model
-    from perception.training.checkpoint import load_checkpoint, model_weights
-
-    model = build_model(load_config(config).model)
-    try:
-        weights = model_weights(load_checkpoint(ckpt))
-        model.load_state_dict(weights, strict=True)
-    except (RuntimeError, KeyError, ValueError) as e:
-        print(f"[demo] {ckpt}: {str(e).splitlines()[0]}")
-        return False
-    return True
 

@@ -31,6 +31,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from perception.export.onnx_export import check_export, export_onnx
 
     if args.checkpoint is None and not args.random_weights:

@@ -24,18 +24,13 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import sys
-
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from perception.data.nuscenes_index import build_index
 
     if args.num_sweeps < 0:
         raise ValueError(f"--num-sweeps must be >= 0, got {args.num_sweeps}")
-    try:
-        report = build_index(args.dataroot, args.version, args.out, num_sweeps=args.num_sweeps,
-                             progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:  # bad tables or dataroot: the message names file and token
-        print(f"perception index: error: {e}", file=sys.stderr)
-        return 2
+    report = build_index(args.dataroot, args.version, args.out, num_sweeps=args.num_sweeps,
+                         progress=not args.no_progress)
     print(f"wrote {report['samples']} samples to {args.out}; per split: {report['splits']}")
     for reason, count in sorted(report["counts"].items()):
         print(f"  {reason}: {count}")

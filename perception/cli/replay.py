@@ -22,7 +22,12 @@ Extrinsics come from /tf_static and /tf (base_link -> sensor frames) or --calibr
 Exit codes: 0 replayed (even with skipped frames: see the summary), 2 input or arguments unusable.
 """
 
+import os
 import sys
+
+from perception.cli.errors import CommandError
+from perception.constants import CAMERA_NAMES
+from perception.replay.topics import TopicError, TopicOptions, describe, resolve
 
 
 def add_parser(subparsers):
@@ -69,36 +74,24 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from perception.replay.sources import SourceError, open_source
-    from perception.replay.topics import TopicError, TopicOptions, describe, resolve
-
-    def fail(text):
-        print(f"perception replay: {text}", file=sys.stderr)
-        return 2
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
+    from perception.replay.sources import open_source
 
     if args.video and not args.list_topics:  # before loading anything: a missing package is one clear line
         from perception.replay.render import video_writer_available
 
         if video_writer_available():
-            return fail(video_writer_available())
+            raise CommandError(video_writer_available())
     version = args.version or "v1.0-trainval"
-    try:
-        source = open_source(args.input, scene=args.scene, version=version)
-    except SourceError as e:
-        return fail(str(e))
+    source = open_source(args.input, scene=args.scene, version=version)
     topics = TopicOptions(args.lidar_topic, args.camera_prefix, args.odom_topic, args.tf_topic, args.tf_static_topic,
                           args.sample_topic)
-    predictor = None
-    if args.config and args.checkpoint and not args.list_topics:
-        predictor = _predictor(args)
-        if isinstance(predictor, str):
-            return fail(predictor)
     if args.list_topics:
         cameras = _config_cameras(args.config)
         available = source.topics()
         try:
             roles = resolve(available, topics, cameras)
-        except TopicError as e:
+        except TopicError as e:  # the listing is what was asked for: say why it would not replay, still list
             roles = None
             print(f"not replayable as configured: {e}")
         print(f"{source.name}:")
@@ -107,8 +100,9 @@ def run(args):
         for line in getattr(source, "problems", []):
             print(f"  problem: {line}")
         return 0
-    if predictor is None or not args.out:
-        return fail("give --config, --checkpoint and --out (or --list-topics)")
+    if not (args.config and args.checkpoint and args.out):
+        raise ValueError("give --config, --checkpoint and --out (or --list-topics)")
+    predictor = _predictor(args)
     from perception.replay.replay import ReplayOptions
     from perception.replay.run import replay
 
@@ -118,8 +112,8 @@ def run(args):
 
         try:
             calibration = load_calibration_yaml(args.calibration)
-        except (OSError, ValueError) as e:
-            return fail(f"--calibration: {e}")
+        except (OSError, ValueError) as e:  # the YAML's own message does not say which argument it came from
+            raise CommandError(f"--calibration: {e}") from e
     options = ReplayOptions(topics=topics, max_camera_lidar_delay=args.max_camera_lidar_delay,
                             lookahead_s=args.lookahead, score_threshold=args.score_threshold, ego_frame=args.ego_frame,
                             occupancy_markers=args.occupancy_markers, copy_inputs=args.copy_inputs,
@@ -129,33 +123,33 @@ def run(args):
                         render_dir=args.render, video=args.video, dataroot=args.dataroot, version=args.version,
                         score=not args.no_score, progress=not args.no_progress,
                         log=lambda line: print(line, file=sys.stderr if line.startswith("warning") else sys.stdout))
-    except (TopicError, FileExistsError, RuntimeError) as e:
-        return fail(str(e))
+    except RuntimeError as e:  # perception.replay's word for input it cannot use (a folder with several .mcap files)
+        raise CommandError(str(e)) from e
     print(f"wrote {result['out']} ({result['summary']['frames_processed']} frames)")
     return 0
 
 
 def _predictor(args):
-    """The Predictor of --config / --checkpoint, or a one-line error text."""
-    import os
-
+    """The Predictor of --config / --checkpoint; an error naming the argument otherwise."""
     for key in ("config", "checkpoint"):
         if not os.path.isfile(getattr(args, key)):
-            return f"--{key}: file not found: {getattr(args, key)}"
+            raise FileNotFoundError(f"--{key}: file not found: {getattr(args, key)}")
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from perception.config import load_config
     from perception.runtime import Predictor
 
     try:
         return Predictor(load_config(args.config, list(args.cfg_options)), args.checkpoint, device=args.device)
-    except Exception as e:  # noqa: BLE001 - a bad checkpoint / config is one line, not a traceback
-        return f"{type(e).__name__}: {e}"
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint (torch.load's errors) is one line too
+        raise CommandError(f"--checkpoint {args.checkpoint}: {type(e).__name__}: {e}") from e
 
 
 def _config_cameras(config):
-    from perception.constants import CAMERA_NAMES
-
     if not config:
         return CAMERA_NAMES
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from perception.config import load_config
 
     cams = load_config(config)["data"]["cameras"]

@@ -1,5 +1,7 @@
 """``perception synth``: write a synthetic nuScenes-format dataroot (see ``perception.synth.generate``)."""
 
+from perception.synth.world import add_world_arguments, world_from_args  # dataclasses only: --help stays fast
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
@@ -20,21 +22,19 @@ def add_parser(subparsers):
                    help="camera image width and height in pixels (intrinsics scaled from 1600x900)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes simulating scenes in parallel (the files do not depend on it; default 1)")
+    p.add_argument("--split", choices=("train", "val"), default=None,
+                   help="put every scene in this split (default: ~80%% train, >= 1 val)")
+    add_world_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args):
-    import sys
-
     from perception.synth.generate import generate_dataset
 
-    try:
-        summary = generate_dataset(args.out, scenes=args.scenes, samples_per_scene=args.samples_per_scene,
-                                   seed=args.seed, version=args.version, sweeps_per_sample=args.sweeps_per_sample,
-                                   image_size=tuple(args.image_size), workers=args.workers)
-    except ValueError as e:  # bad arguments: report like argparse does, without a traceback
-        print(f"perception synth: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {summary['dataroot']} ({summary['version']}): {summary['scenes']} scenes, "
+    summary = generate_dataset(args.out, scenes=args.scenes, samples_per_scene=args.samples_per_scene,
+                               seed=args.seed, version=args.version, sweeps_per_sample=args.sweeps_per_sample,
+                               image_size=tuple(args.image_size), workers=args.workers,
+                               world=world_from_args(args), split=args.split)
+    print(f"wrote {summary['dataroot']} ({summary['version']}, world {args.world}): {summary['scenes']} scenes, "
           f"{summary['samples']} samples in {summary['seconds']:.1f} s")
     return 0

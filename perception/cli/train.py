@@ -14,7 +14,8 @@ def add_parser(subparsers):
     p.add_argument("--dataroot", default=None, help="nuScenes-format dataroot (overrides data.dataroot)")
     p.add_argument("--version", default=None, help="v1.0-trainval | v1.0-mini | v1.0-test (overrides data.version)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes of training (wall clock)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes of training (wall clock)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: CUDA when available (default)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, a.b=c")
@@ -22,11 +23,13 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from perception.training.trainer import train_from_config
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
+    from perception.training.from_config import train_from_config
 
     last = train_from_config(
         args.config, work_dir=args.work_dir, dataroot=args.dataroot, version=args.version,
-        max_steps=args.max_steps, max_minutes=args.max_minutes, resume=args.resume, cfg_options=args.cfg_options, device=args.device,
+        max_steps=args.max_steps, max_minutes=args.max_minutes, resume=args.resume, cfg_options=args.cfg_options,
+        device=args.device,
     )
     if last:
         print("last step:", {k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()})

@@ -1,6 +1,7 @@
 """nuScenes data layer: samples, sensor readers, box conventions, info/index files, BEV map and Occ3D GT.
 
-Heavy optional dependencies (nuscenes-devkit) are imported inside the functions that need them.
+nuscenes-devkit (which loads matplotlib, cv2 and sklearn) is imported inside the functions that need it:
+the runtime, and with it the ROS node, imports this package.
 """
 
 from perception.data.bev_map import rasterize_bev_map

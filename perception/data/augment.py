@@ -205,7 +205,8 @@ def eval_image_aug(params, image_hw):
     fH, fW = params.final_hw
     resize = params.test_resize if params.test_resize is not None else max(fH / H, fW / W)
     bottom = float(np.mean(params.bottom_crop_range))
-    return make_image_aug(resize, _crop_for(resize, image_hw, params.final_hw, bottom, 0.5), False, 0.0, params.final_hw)
+    crop = _crop_for(resize, image_hw, params.final_hw, bottom, 0.5)
+    return make_image_aug(resize, crop, False, 0.0, params.final_hw)
 
 
 def sample_image_aug(params, image_hw, rng):

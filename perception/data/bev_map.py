@@ -36,7 +36,7 @@ def map_json_path(dataroot, location):
 @functools.lru_cache(maxsize=16)
 def get_nusc_map(dataroot, location):
     """The ``NuScenesMap`` of ``location`` under ``dataroot``, loaded once per (dataroot, location)."""
-    from nuscenes.map_expansion.map_api import NuScenesMap
+    from nuscenes.map_expansion.map_api import NuScenesMap  # heavy: kept off the runtime's import path
 
     path = map_json_path(dataroot, location)
     if not os.path.isfile(path):
@@ -69,7 +69,7 @@ def rasterize_bev_map(nusc_map, lidar2global, grid=BEV_MAP_GRID):
     patch_box = (centre_global[0], centre_global[1], size_y, size_x)
     layers = [layer for cls in BEV_MAP_CLASSES for layer in BEV_CLASS_LAYERS[cls]]
     masks = nusc_map.get_map_mask(patch_box, patch_angle, layers, canvas_size=(ny, nx))  # (L, ny, nx)
-    by_layer = dict(zip(layers, masks))
+    by_layer = dict(zip(layers, masks, strict=True))
     out = np.zeros((len(BEV_MAP_CLASSES), nx, ny), np.uint8)
     for c, cls in enumerate(BEV_MAP_CLASSES):
         merged = np.zeros((ny, nx), bool)

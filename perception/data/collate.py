@@ -44,7 +44,8 @@ def collate(items):
         raise ValueError(f"collate: items lack keys {missing}")
     batch = {k: torch.stack([torch.as_tensor(np.asarray(it[k])) for it in items]).to(dt)
              for k, dt in STACKED.items() if k in required}
-    batch.update({k: [torch.as_tensor(np.asarray(it[k])).to(dt) for it in items] for k, dt in LISTED.items() if k in required})
+    batch.update({k: [torch.as_tensor(np.asarray(it[k])).to(dt) for it in items]
+                  for k, dt in LISTED.items() if k in required})
     batch["meta"] = [it["meta"] for it in items]
     return batch
 
@@ -70,7 +71,8 @@ def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lida
     leave the sample with neither LiDAR nor any camera is skipped, so every sample keeps a modality.
     ``rng``: ``numpy.random.Generator``.
     """
-    probs = {"p_drop_all_cameras": p_drop_all_cameras, "p_drop_some_cameras": p_drop_some_cameras, "p_drop_lidar": p_drop_lidar}
+    probs = {"p_drop_all_cameras": p_drop_all_cameras, "p_drop_some_cameras": p_drop_some_cameras,
+             "p_drop_lidar": p_drop_lidar}
     for name, p in probs.items():
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"modality_dropout: {name} must be in [0, 1], got {p}")

@@ -11,128 +11,33 @@ Nothing bad is silently dropped: every removal is counted in :attr:`M3Dataset.st
 - occupancy GT (Occ3D or OpenOccupancy, ``occ_format``) missing -> ``occ_missing``, unreadable or malformed
   -> ``occ_unreadable`` (the message names the file); both ``gt_occ_valid`` False.
 With ``DataLoader(num_workers > 0)`` each worker counts in its own copy of ``stats``.
+
+The LiDAR and camera inputs are read by :mod:`perception.data.inputs` (as at inference), the OpenOccupancy
+labels by :mod:`perception.data.openocc_labels` (as in evaluation).
 """
 
 import logging
 import os
 from collections import Counter
-from dataclasses import replace
 
 import numpy as np
 import torch
 
 from perception.config import OCC_FORMATS  # occupancy GT formats ('occ3d', 'openocc'), config data.occ_format
-from perception.constants import (BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID,
-                                   OPENOCC_GRID)
+from perception.constants import (
+    BEV_MAP_CLASSES,
+    BEV_MAP_GRID,
+    CAMERA_NAMES,
+    DETECTION_CLASSES,
+    OCC3D_FREE,
+    OCC3D_GRID,
+    OPENOCC_GRID,
+)
 from perception.data import augment
+from perception.data.inputs import LOAD_ERRORS, camera_inputs, crop_to_range, read_points, sample_meta
+from perception.data.openocc_labels import OPENOCC_FREE, check_openocc_root, load_openocc_label, openocc_label_path
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-# Errors that mean "this file is missing or unreadable" (loaders raise these with the file name).
-_LOAD_ERRORS = (FileNotFoundError, OSError, ValueError)
-OPENOCC_FREE = 0  # OpenOccupancy "empty" label (``perception.eval.openocc``: 0 empty, 1-16 semantic, 255 ignore)
-
-
-def read_points(sample, num_sweeps):
-    """The sample's keyframe plus ``num_sweeps`` sweeps: ``(N, 5)`` float32 x, y, z (m), intensity, time lag (s)
-    in the ORIGINAL LiDAR frame, a validity flag (False: missing or unreadable, empty points), and the problems
-    found as ``(kind, count, message)`` (the dataset counts them, the runtime reports them)."""
-    problems = []
-    try:
-        points = np.asarray(replace(sample, num_sweeps=num_sweeps).points, dtype=np.float32)
-        if points.ndim != 2 or points.shape[1] not in (4, 5):
-            raise ValueError(f"points of {sample.lidar_path} have shape {points.shape}, expected (N, 4|5)")
-    except _LOAD_ERRORS as e:
-        problems.append(("lidar_unreadable", 1, f"sample {sample.token}: LiDAR unreadable, lidar_mask=False: {e}"))
-        return np.zeros((0, 5), np.float32), False, problems
-    if points.shape[1] == 4:  # keyframe only: time lag 0
-        points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
-    finite = np.all(np.isfinite(points), axis=1)
-    if not finite.all():
-        problems.append(("nan_points", int((~finite).sum()), f"sample {sample.token}: {(~finite).sum()} NaN/inf points removed"))
-    return points[finite], True, problems
-
-
-def camera_inputs(sample, cameras, image_aug, A, rng=None):
-    """Per-camera network inputs for ``cameras`` (``CAMERA_NAMES`` order): normalised augmented images
-    ``(n, 3, H, W)``, ``cam_mask``, and the augmented ``intrinsics`` / ``lidar2cam`` / ``lidar2img`` /
-    ``img_aug`` matrices; ``A`` is the BEV augmentation (original -> augmented LiDAR frame). ``rng`` draws a
-    training image augmentation; ``None`` uses the deterministic test-time one. Returns ``(inputs, problems)``
-    with problems as in :func:`read_points`; a missing or unreadable camera has ``cam_mask`` False."""
-    fH, fW = image_aug.final_hw
-    n = len(cameras)
-    out = {
-        "images": np.zeros((n, 3, fH, fW), np.float32),
-        "cam_mask": np.zeros((n,), bool),
-        "intrinsics": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
-        "lidar2cam": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
-        "lidar2img": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
-        "img_aug": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
-    }
-    problems = []
-    for i, name in enumerate(cameras):
-        cam = sample.cameras.get(name)
-        if cam is None:
-            problems.append(("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False"))
-            continue
-        try:
-            image = cam.image
-        except _LOAD_ERRORS as e:
-            problems.append(("camera_unreadable", 1, f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}"))
-            continue
-        hw = image.shape[:2]
-        P = augment.sample_image_aug(image_aug, hw, rng) if rng is not None else augment.eval_image_aug(image_aug, hw)
-        K = augment.augment_intrinsics(cam.intrinsics, P)
-        l2c = augment.augment_lidar2cam(cam.lidar2cam, A)
-        warped = augment.warp_image(image, P, (fH, fW)).astype(np.float32) / 255.0
-        out["images"][i] = ((warped - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
-        out["cam_mask"][i] = True
-        out["intrinsics"][i] = K
-        out["lidar2cam"][i] = l2c
-        out["lidar2img"][i] = augment.lidar2img_from(K, l2c)
-        out["img_aug"][i] = P
-    return out, problems
-
-
-def crop_to_range(points, point_cloud_range):
-    """Points whose x, y, z lie in ``[lo, hi)`` of ``point_cloud_range`` (xmin, ymin, zmin, xmax, ymax, zmax)."""
-    bounds = np.asarray(point_cloud_range, dtype=np.float32)  # float32 like the points: same cut at the edges
-    lo, hi = bounds[:3], bounds[3:]
-    return points[np.all((points[:, :3] >= lo) & (points[:, :3] < hi), axis=1)]
-
-
-def inference_item(sample, cameras, image_aug, num_sweeps, point_cloud_range):
-    """The inference item of ``sample``: what :class:`M3Dataset` (``training=False``) gives, without any ground
-    truth (the model cannot see labels at test time). A plain function: the runtime calls it per frame.
-
-    Returns ``(item, problems)``: the item has ``points``, ``lidar_mask``, the camera inputs of
-    :func:`camera_inputs`, ``bev_aug`` (identity), ``lidar2ego`` and ``meta``; problems as in :func:`read_points`.
-    """
-    A = augment.identity_bev_aug()
-    points, lidar_ok, problems = read_points(sample, num_sweeps)
-    cams, cam_problems = camera_inputs(sample, cameras, image_aug, A)
-    item = {
-        "points": crop_to_range(augment.augment_points(A, points), point_cloud_range).astype(np.float32),
-        "lidar_mask": lidar_ok,
-        **cams,
-        "bev_aug": A.astype(np.float32),
-        "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float32),
-        "meta": _meta(sample),
-    }
-    return item, problems + cam_problems
-
-
-def _meta(sample):
-    return {
-        "token": sample.token,
-        "timestamp": sample.timestamp,
-        "scene_name": sample.scene_name,
-        "ego2global": np.asarray(sample.ego2global, dtype=np.float64),
-        "lidar2ego": np.asarray(sample.lidar2ego, dtype=np.float64),
-    }
 
 
 class M3Dataset(torch.utils.data.Dataset):
@@ -152,8 +57,8 @@ class M3Dataset(torch.utils.data.Dataset):
         occ_format: occupancy GT to load (config ``data.occ_format``): ``'occ3d'`` (``Sample.occ_path``,
             ``(200, 200, 16)`` ego frame with ``mask_camera``) or ``'openocc'`` (nuScenes-Occupancy label
             ``openocc_label_path(openocc_root, sample.scene_token, sample.lidar_token)`` read by
-            :func:`perception.eval.openocc.load_openocc_label`: ``(512, 512, 40)`` LiDAR frame, 0 empty, 1-16,
-            255 ignore (kept in ``gt_occ``; the head's ``occ_ignore_index``), ``gt_occ_mask`` all True).
+            :func:`perception.data.openocc_labels.load_openocc_label`: ``(512, 512, 40)`` LiDAR frame, 0 empty, 1-16,
+            255 ignore (kept in ``gt_occ``; the head's ``model.head.occ.ignore_index``), ``gt_occ_mask`` all True).
             With ``load_occ`` False the (unused) placeholders are Occ3D-shaped whatever the format.
         openocc_root: folder of the nuScenes-Occupancy labels (config ``data.openocc_root``), for ``'openocc'``.
     """
@@ -176,12 +81,14 @@ class M3Dataset(torch.utils.data.Dataset):
         unknown = [c for c in cameras if c not in CAMERA_NAMES]
         if unknown:
             raise ValueError(f"M3Dataset: cameras {unknown} not in CAMERA_NAMES {CAMERA_NAMES}")
-        if len(point_cloud_range) != 6 or not all(np.asarray(point_cloud_range[:3]) < np.asarray(point_cloud_range[3:])):
-            raise ValueError(f"M3Dataset: point_cloud_range must be (xmin, ymin, zmin, xmax, ymax, zmax), got {point_cloud_range}")
+        pcr = point_cloud_range
+        if len(pcr) != 6 or not all(np.asarray(pcr[:3]) < np.asarray(pcr[3:])):
+            raise ValueError(f"M3Dataset: point_cloud_range must be (xmin, ymin, zmin, xmax, ymax, zmax), got {pcr}")
         if num_sweeps < 0:
             raise ValueError(f"M3Dataset: num_sweeps must be >= 0, got {num_sweeps}")
         if occ_format not in OCC_FORMATS:
-            raise ValueError(f"M3Dataset: occ_format (config data.occ_format) must be one of {OCC_FORMATS}, got {occ_format!r}")
+            raise ValueError(f"M3Dataset: occ_format (config data.occ_format) must be one of {OCC_FORMATS}, "
+                             f"got {occ_format!r}")
         self.samples = list(samples)
         self.cameras = tuple(c for c in CAMERA_NAMES if c in cameras)
         self.image_aug = image_aug
@@ -197,32 +104,7 @@ class M3Dataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.stats = Counter()
         if load_occ and occ_format == "openocc":
-            self._check_openocc()
-
-    def _check_openocc(self):
-        """Up-front checks of OpenOccupancy training: a root folder, every sample with its scene and LiDAR
-        tokens, and at least one label file (none at all means a wrong root, not missing labels)."""
-        from perception.eval.openocc import openocc_label_path
-
-        root = self.openocc_root
-        if root is None:
-            raise ValueError("M3Dataset: occ_format='openocc' needs openocc_root: set data.openocc_root to the "
-                             "nuScenes-Occupancy label folder (e.g. --cfg-options data.openocc_root=/data/nuScenes-Occupancy)")
-        if not os.path.isdir(root):
-            raise FileNotFoundError(f"data.openocc_root (nuScenes-Occupancy labels) not found: {root}")
-        untokened = [s for s in self.samples if not (s.scene_token and s.lidar_token)]
-        if untokened:
-            raise ValueError(
-                f"M3Dataset: occ_format='openocc': {len(untokened)} of {len(self.samples)} samples (e.g. "
-                f"{untokened[0].token}) have no scene_token / LIDAR_TOP sample_data token, which name the "
-                "OpenOccupancy label file; rebuild the index (`perception index`, or delete "
-                "<dataroot>/m3_index_<version>.pkl to have training rebuild it: indexes written before scene "
-                "tokens were stored lack them) or use an info file with 'scene_token' and 'lidar_token'"
-            )
-        paths = [openocc_label_path(root, s.scene_token, s.lidar_token) for s in self.samples]
-        if paths and not any(os.path.isfile(p) for p in paths):  # stops at the first file found
-            raise FileNotFoundError(f"data.openocc_root {root}: no nuScenes-Occupancy label file for any of the "
-                                    f"{len(paths)} samples, e.g. {paths[0]}")
+            check_openocc_root(self.openocc_root, self.samples)
 
     def set_epoch(self, epoch):
         """Change the augmentation draws (call once per epoch)."""
@@ -270,7 +152,7 @@ class M3Dataset(torch.utils.data.Dataset):
             "gt_occ": gt_occ,
             "gt_occ_mask": gt_occ_mask,
             "gt_occ_valid": occ_valid,
-            "meta": _meta(sample),
+            "meta": sample_meta(sample),
         }
 
     # ------------------------------------------------------------------------------------------ LiDAR
@@ -288,19 +170,21 @@ class M3Dataset(torch.utils.data.Dataset):
         labels = np.asarray(sample.labels, dtype=np.int64).reshape(-1)
         npts = np.asarray(sample.num_lidar_pts, dtype=np.int64).reshape(-1)
         if len(labels) != len(boxes) or len(npts) not in (0, len(boxes)):
-            raise ValueError(
-                f"sample {sample.token}: boxes ({len(boxes)}), labels ({len(labels)}) and num_lidar_pts ({len(npts)}) differ in length"
-            )
+            raise ValueError(f"sample {sample.token}: boxes ({len(boxes)}), labels ({len(labels)}) and "
+                             f"num_lidar_pts ({len(npts)}) differ in length")
         keep = (labels >= 0) & (labels < len(DETECTION_CLASSES))
-        self._count("boxes_bad_label", int((~keep).sum()), f"sample {sample.token}: {(~keep).sum()} boxes with labels outside DETECTION_CLASSES removed")
+        self._count("boxes_bad_label", int((~keep).sum()),
+                    f"sample {sample.token}: {(~keep).sum()} boxes with labels outside DETECTION_CLASSES removed")
         if len(npts):
             empty = keep & (npts == 0)
-            self._count("boxes_no_points", int(empty.sum()), f"sample {sample.token}: {empty.sum()} boxes with num_lidar_pts == 0 removed")
+            self._count("boxes_no_points", int(empty.sum()),
+                        f"sample {sample.token}: {empty.sum()} boxes with num_lidar_pts == 0 removed")
             keep &= ~empty
         boxes = augment.augment_boxes(A, boxes) if len(boxes) else boxes
         lo, hi = self.point_cloud_range[:2], self.point_cloud_range[3:5]
         outside = keep & ~np.all((boxes[:, :2] >= lo) & (boxes[:, :2] < hi), axis=1)
-        self._count("boxes_out_of_range", int(outside.sum()), f"sample {sample.token}: {outside.sum()} boxes outside point_cloud_range removed")
+        self._count("boxes_out_of_range", int(outside.sum()),
+                    f"sample {sample.token}: {outside.sum()} boxes outside point_cloud_range removed")
         keep &= ~outside
         return boxes[keep].astype(np.float32), labels[keep]
 
@@ -343,7 +227,7 @@ class M3Dataset(torch.utils.data.Dataset):
             return empty
         try:
             occ = sample.occupancy
-        except _LOAD_ERRORS as e:
+        except LOAD_ERRORS as e:
             self._count("occ_unreadable", 1, f"sample {sample.token}: Occ3D GT unreadable, gt_occ_valid=False: {e}")
             return empty
         semantics = np.asarray(occ.semantics, dtype=np.int64)
@@ -354,18 +238,17 @@ class M3Dataset(torch.utils.data.Dataset):
     def _load_openocc(self, sample):
         """OpenOccupancy labels ``(512, 512, 40)`` int64 ``[ix, iy, iz]`` (LiDAR frame, ORIGINAL; 0 empty, 1-16
         semantic, 255 ignore), mask all True (no visibility mask: 255 is left to the head's ignore index),
-        validity flag. Read by the evaluation's reader, so training and scoring see the same labels."""
-        from perception.eval.openocc import load_openocc_label, openocc_label_path
-
+        validity flag. The evaluation reads them with the same reader, so training and scoring see the same labels."""
         shape = OPENOCC_GRID.shape
         empty = (np.full(shape, OPENOCC_FREE, np.int64), np.zeros(shape, bool), False)
         path = openocc_label_path(self.openocc_root, sample.scene_token, sample.lidar_token)
         if not os.path.isfile(path):
-            self._count("occ_missing", 1, f"sample {sample.token}: no OpenOccupancy label file {path}, gt_occ_valid=False")
+            self._count("occ_missing", 1,
+                        f"sample {sample.token}: no OpenOccupancy label file {path}, gt_occ_valid=False")
             return empty
         try:
             labels = load_openocc_label(path, shape)
-        except (*_LOAD_ERRORS, EOFError) as e:
+        except (*LOAD_ERRORS, EOFError) as e:
             why = str(e) if path in str(e) else f"{path}: {e}"  # np.load's own errors do not name the file
             self._count("occ_unreadable", 1, f"sample {sample.token}: OpenOccupancy label file unreadable, "
                                              f"gt_occ_valid=False: {why}")

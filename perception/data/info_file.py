@@ -17,6 +17,7 @@ Accepted files (plain ``pickle``):
    and ``metainfo['data_root']``. Sensor paths are relative to the dataroot (``samples/LIDAR_TOP/...``).
 3. Legacy mmdet3d < 1.0 info files ``{'infos', 'metadata'}`` (raw quaternion calibration, per-camera ego
    pose at the camera timestamp, timestamps in microseconds); their boxes default to ``'mmdet3d_legacy'``.
+   They are first converted to the v2 layout (:mod:`perception.data.info_legacy`).
 
 Scene and LiDAR tokens (:attr:`Sample.scene_token`, :attr:`Sample.lidar_token`, which name the
 nuScenes-Occupancy label file): ``scene_token`` and ``lidar_points.sample_data_token``, else the top-level
@@ -42,9 +43,11 @@ import pickle
 import numpy as np
 
 from perception.constants import CAMERA_NAMES, DETECTION_CLASSES
+from perception.data.bev_map import make_bev_map_fn
 from perception.data.boxes import BOX_CONVENTIONS, convert_boxes
+from perception.data.info_legacy import legacy_to_v2
 from perception.data.sample import CameraView, Sample, SweepInfo
-from perception.geometry import invert, make_transform
+from perception.geometry import invert
 
 INFO_VERSION = "1.1"
 
@@ -66,62 +69,8 @@ def _read_pickle(path):
     if isinstance(data, dict) and "data_list" in data:
         return data.get("metainfo", {}), data["data_list"], False
     if isinstance(data, dict) and "infos" in data:
-        return data.get("metadata", {}), [_legacy_to_v2(info) for info in data["infos"]], True
+        return data.get("metadata", {}), [legacy_to_v2(info) for info in data["infos"]], True
     raise ValueError(f"info file {path}: expected a dict with 'data_list' (v2) or 'infos' (legacy)")
-
-
-def _legacy_to_v2(info):
-    """One mmdet3d < 1.0 info dict -> the v2 layout (timestamps to seconds, quaternions to 4x4)."""
-    lidar2ego = make_transform(info["lidar2ego_rotation"], info["lidar2ego_translation"])
-    images = {}
-    for name, cam in info.get("cams", {}).items():
-        sensor2lidar = np.eye(4)
-        sensor2lidar[:3, :3] = cam["sensor2lidar_rotation"]
-        sensor2lidar[:3, 3] = cam["sensor2lidar_translation"]
-        images[name] = {
-            "img_path": cam["data_path"],
-            "cam2img": np.asarray(cam["cam_intrinsic"]).tolist(),
-            "cam2ego": make_transform(cam["sensor2ego_rotation"], cam["sensor2ego_translation"]).tolist(),
-            "ego2global": make_transform(cam["ego2global_rotation"], cam["ego2global_translation"]).tolist(),
-            "lidar2cam": invert(sensor2lidar).tolist(),
-            "timestamp": cam["timestamp"] / 1e6,
-            "sample_data_token": cam.get("sample_data_token", ""),
-        }
-    sweeps = [
-        {
-            "lidar_points": {
-                "lidar_path": sw["data_path"],
-                "lidar2ego": make_transform(sw["sensor2ego_rotation"], sw["sensor2ego_translation"]).tolist(),
-            },
-            "ego2global": make_transform(sw["ego2global_rotation"], sw["ego2global_translation"]).tolist(),
-            "timestamp": sw["timestamp"] / 1e6,
-            "sample_data_token": sw.get("sample_data_token", ""),
-        }
-        for sw in info.get("sweeps", [])
-    ]
-    n = len(info.get("gt_boxes", []))
-    velocity = info.get("gt_velocity", np.full((n, 2), np.nan))
-    instances = [
-        {
-            "bbox_3d": list(info["gt_boxes"][i]),
-            "bbox_label_name": str(info["gt_names"][i]),
-            "velocity": list(velocity[i]),
-            "num_lidar_pts": int(info["num_lidar_pts"][i]) if "num_lidar_pts" in info else -1,
-            "bbox_3d_isvalid": bool(info["valid_flag"][i]) if "valid_flag" in info else True,
-        }
-        for i in range(n)
-    ]
-    return {
-        "token": info["token"],
-        "scene_token": info.get("scene_token", ""),
-        "lidar_token": info.get("lidar_token", ""),
-        "timestamp": info["timestamp"] / 1e6,
-        "ego2global": make_transform(info["ego2global_rotation"], info["ego2global_translation"]).tolist(),
-        "lidar_points": {"lidar_path": info["lidar_path"], "lidar2ego": lidar2ego.tolist()},
-        "lidar_sweeps": sweeps,
-        "images": images,
-        "instances": instances,
-    }
 
 
 def _class_names(metainfo, path):
@@ -256,7 +205,7 @@ def _boxes(info, class_names, convention, where):
 
 
 def _split_scenes(split):
-    from nuscenes.utils.splits import create_splits_scenes
+    from nuscenes.utils.splits import create_splits_scenes  # heavy: kept off the runtime's import path
 
     scenes = create_splits_scenes()
     if split not in scenes:
@@ -289,7 +238,6 @@ def load_info_file(path, data_root=None, num_sweeps=10, box_convention=None, spl
                          f"allowed: {', '.join(BOX_CONVENTIONS)}")
     class_names = _class_names(metainfo, path)
     scenes = _split_scenes(split) if split is not None else None
-    from perception.data.bev_map import make_bev_map_fn
 
     samples = []
     for k, info in enumerate(data_list):

@@ -6,6 +6,7 @@ All readers validate their input and raise an error that names the file (and the
 import os
 
 import numpy as np
+from PIL import Image
 
 from perception.geometry import transform_points
 
@@ -46,8 +47,6 @@ def load_points(path, num_features=PCD_BIN_FEATURES, sample_token=None):
 
 def load_image(path, sample_token=None):
     """Read an image file as ``(H, W, 3)`` uint8 RGB (PIL). Missing file -> ``FileNotFoundError`` naming it."""
-    from PIL import Image
-
     where = f" (sample {sample_token})" if sample_token else ""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file not found: {path}{where}")

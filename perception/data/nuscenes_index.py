@@ -30,6 +30,7 @@ import os
 from collections import Counter
 
 import numpy as np
+from tqdm import tqdm
 
 from perception.constants import CAMERA_NAMES, DETECTION_CLASSES
 from perception.data.boxes import convert_boxes
@@ -114,7 +115,7 @@ def dangling_references(dataroot, version, limit=10):
 
 def _scene_splits(version):
     """scene name -> official split name for ``version``."""
-    from nuscenes.utils.splits import create_splits_scenes
+    from nuscenes.utils.splits import create_splits_scenes  # heavy: kept off the runtime's import path
 
     all_splits = create_splits_scenes()
     names = VERSION_SPLITS.get(version, tuple(all_splits))
@@ -144,17 +145,16 @@ def _sweeps(nusc, dataroot, lidar_sd, num_sweeps, report):
     sd = lidar_sd
     while len(out) < num_sweeps and sd["prev"]:
         sd = nusc.get("sample_data", sd["prev"])
-        if not _lidar_file_ok(dataroot, sd, report, "sweeps dropped: {} sweep file", f"sample {lidar_sd['sample_token']}"):
+        if not _lidar_file_ok(dataroot, sd, report, "sweeps dropped: {} sweep file",
+                              f"sample {lidar_sd['sample_token']}"):
             continue
         lidar2ego, ego2global = _pose(nusc, sd)
-        out.append(
-            {
-                "lidar_points": {"lidar_path": sd["filename"], "lidar2ego": lidar2ego.tolist()},
-                "ego2global": ego2global.tolist(),
-                "timestamp": sd["timestamp"] / 1e6,
-                "sample_data_token": sd["token"],
-            }
-        )
+        out.append({
+            "lidar_points": {"lidar_path": sd["filename"], "lidar2ego": lidar2ego.tolist()},
+            "ego2global": ego2global.tolist(),
+            "timestamp": sd["timestamp"] / 1e6,
+            "sample_data_token": sd["token"],
+        })
     return out
 
 
@@ -185,7 +185,7 @@ def _images(nusc, dataroot, sample, lidar2global, report):
 
 
 def _instances(nusc, sample, lidar2global, report):
-    from nuscenes.eval.detection.utils import category_to_detection_name
+    from nuscenes.eval.detection.utils import category_to_detection_name  # heavy: kept off the runtime's import path
 
     rows, meta = [], []
     for token in sample["anns"]:
@@ -199,7 +199,7 @@ def _instances(nusc, sample, lidar2global, report):
         meta.append((name, ann))
     boxes = convert_boxes(np.asarray(rows).reshape(-1, 13), "nuscenes_global", "lidar", lidar2global=lidar2global)
     instances = []
-    for box, (name, ann) in zip(boxes, meta):
+    for box, (name, ann) in zip(boxes, meta, strict=True):
         num_points = ann["num_lidar_pts"] + ann["num_radar_pts"]
         if num_points == 0:
             report.add("boxes kept without LiDAR/radar points")
@@ -261,8 +261,7 @@ def build_index(dataroot, version, out_path, num_sweeps=10, progress=True, verbo
     skipped sample / dropped sweep / left-out camera, naming the sample and the file). A table that references
     a missing token raises ``ValueError`` naming the table file, the record and the token (see module doc).
     """
-    from nuscenes.nuscenes import NuScenes
-    from tqdm import tqdm
+    from nuscenes.nuscenes import NuScenes  # heavy: kept off the runtime's import path
 
     dataroot = os.path.abspath(str(dataroot))
     if not os.path.isdir(os.path.join(dataroot, version)):

@@ -11,10 +11,13 @@ x axis to the box's heading; ``vx, vy`` velocity in m/s in the LiDAR frame (NaN 
 mmdet3d >= 1.0 ``LiDARInstance3DBoxes`` convention plus velocity.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
 
 import numpy as np
+
+from perception.data.io import load_image, load_points_with_sweeps
+from perception.data.occupancy import load_occ3d
 
 
 @dataclass
@@ -49,11 +52,11 @@ class CameraView:
     intrinsics: np.ndarray
     lidar2cam: np.ndarray
     timestamp: int = 0
-    cam2ego: Optional[np.ndarray] = None
-    ego2global: Optional[np.ndarray] = None
+    cam2ego: np.ndarray | None = None
+    ego2global: np.ndarray | None = None
     sample_data_token: str = ""
     sample_token: str = ""  # the keyframe this view belongs to (named in load errors)
-    _image: Optional[np.ndarray] = field(default=None, repr=False)
+    _image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def lidar2img(self) -> np.ndarray:
@@ -67,7 +70,6 @@ class CameraView:
         ``path`` on each access. Not cached, so a dataset holding thousands of Samples holds no pixels."""
         if self._image is not None:
             return self._image
-        from perception.data.io import load_image
 
         return load_image(self.path, sample_token=self.sample_token)
 
@@ -99,18 +101,18 @@ class Sample:
     scene_name: str = ""
     scene_token: str = ""
     lidar_token: str = ""
-    sweeps: List[SweepInfo] = field(default_factory=list)
-    cameras: Dict[str, CameraView] = field(default_factory=dict)
+    sweeps: list[SweepInfo] = field(default_factory=list)
+    cameras: dict[str, CameraView] = field(default_factory=dict)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 9), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     num_lidar_pts: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    instance_tokens: List[str] = field(default_factory=list)
-    map_location: Optional[str] = None
-    dataroot: Optional[str] = None
-    occ_path: Optional[str] = None
+    instance_tokens: list[str] = field(default_factory=list)
+    map_location: str | None = None
+    dataroot: str | None = None
+    occ_path: str | None = None
     num_sweeps: int = 10
     # Hook set by loaders that can rasterize BEV map GT (needs the map expansion); see ``bev_map``.
-    _bev_map_fn: Optional[Callable] = field(default=None, repr=False)
+    _bev_map_fn: Callable | None = field(default=None, repr=False)
 
     @property
     def points(self) -> np.ndarray:
@@ -119,8 +121,6 @@ class Sample:
         The keyframe plus up to ``num_sweeps`` motion-compensated sweeps; with ``num_sweeps == 0`` only
         the keyframe is returned, as ``(N, 4)`` (no time-lag channel).
         """
-        from perception.data.io import load_points_with_sweeps
-
         return load_points_with_sweeps(self, self.num_sweeps)
 
     @property
@@ -128,7 +128,7 @@ class Sample:
         return self.ego2global @ self.lidar2ego
 
     @property
-    def bev_map(self) -> Optional[np.ndarray]:
+    def bev_map(self) -> np.ndarray | None:
         """``(6, 200, 200)`` uint8 {0, 1} BEV map GT in the LiDAR frame (``BEV_MAP_CLASSES``, ``BEV_MAP_GRID``,
         indexed ``[class, ix, iy]``), or ``None`` when no map expansion is available."""
         return None if self._bev_map_fn is None else self._bev_map_fn(self)
@@ -138,6 +138,5 @@ class Sample:
         """Occ3D ground truth (:class:`perception.data.occupancy.Occupancy`, ego frame) or ``None``."""
         if self.occ_path is None:
             return None
-        from perception.data.occupancy import load_occ3d
 
         return load_occ3d(self.occ_path)

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from nuscenes.nuscenes import NuScenes
 
 from perception.constants import CAMERA_NAMES
 from perception.data.io import lidar_file_problem
@@ -68,7 +69,6 @@ def load_nuscenes(dataroot, version="v1.0-trainval"):
     folder = _tables_folder(dataroot, version)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"nuScenes tables not found: {folder} (check dataroot and version)")
-    from nuscenes.nuscenes import NuScenes
 
     return NuScenes(version=version, dataroot=os.path.abspath(str(dataroot)), verbose=False)
 

@@ -7,7 +7,9 @@
 - :mod:`perception.eval.ray_iou`: SparseOcc RayIoU (numba ray marching).
 - :mod:`perception.eval.openocc`: OpenOccupancy (nuScenes-Occupancy) geometry IoU + semantic mIoU.
 - :mod:`perception.eval.results_io`: saved prediction formats and their validation.
-- :mod:`perception.eval.runner`: score a split; :mod:`perception.eval.distributed`: shard + gather.
+- :mod:`perception.eval.runner`: score a split (saved predictions or a checkpoint);
+  :mod:`perception.eval.dense`: the BEV map / occupancy accumulators of a split;
+  :mod:`perception.eval.distributed`: shard + gather.
 - :mod:`perception.eval.report`: terminal table and PNG plots.
 
 The dense metrics reproduce their reference implementations number for number (each module names its reference

@@ -119,11 +119,11 @@ class BevIou:
         return {
             "mIoU": float(miou),
             "mIoU_present": float(present.mean()) if present.size else float("nan"),
-            "per_class": {n: float(v) for n, v in zip(BEV_MAP_CLASSES, best)},
+            "per_class": {n: float(v) for n, v in zip(BEV_MAP_CLASSES, best, strict=True)},
             "best_threshold": {n: None if a else round(float(THRESHOLDS[np.argmax(r)]), 2)
-                               for n, r, a in zip(BEV_MAP_CLASSES, iou, absent)},
-            "per_threshold": {n: [float(v) for v in r] for n, r in zip(BEV_MAP_CLASSES, iou)},
-            "absent_classes": [n for n, a in zip(BEV_MAP_CLASSES, absent) if a],
+                               for n, r, a in zip(BEV_MAP_CLASSES, iou, absent, strict=True)},
+            "per_threshold": {n: [float(v) for v in r] for n, r in zip(BEV_MAP_CLASSES, iou, strict=True)},
+            "absent_classes": [n for n, a in zip(BEV_MAP_CLASSES, absent, strict=True) if a],
             "thresholds": [round(float(t), 2) for t in THRESHOLDS],
             "num_samples": self.num_samples,
             "protocol": dict(PROTOCOL),

@@ -16,6 +16,11 @@ import json
 import os
 
 import numpy as np
+from nuscenes.eval.common.config import config_factory
+from nuscenes.eval.common.data_classes import EvalBoxes
+from nuscenes.eval.common.loaders import add_center_dist, filter_eval_boxes, load_gt, load_prediction
+from nuscenes.eval.detection.data_classes import DetectionBox
+from nuscenes.eval.detection.evaluate import DetectionEval
 
 from perception.constants import DETECTION_CLASSES
 from perception.geometry import invert, quat_to_rotmat, rotmat_to_quat
@@ -81,7 +86,7 @@ def lidar_boxes_to_submission(sample_token, boxes, scores, labels, lidar2global)
     R = T[:3, :3]
     centres = boxes[:, :3] @ R.T + T[:3, 3]
     out = []
-    for box, centre, score, label in zip(boxes, centres, scores, labels):
+    for box, centre, score, label in zip(boxes, centres, scores, labels, strict=True):
         name = DETECTION_CLASSES[int(label)]
         velocity = R @ np.array([box[7], box[8], 0.0])
         out.append({
@@ -106,7 +111,7 @@ def global_boxes_to_lidar(translations, sizes, rotations, velocities, lidar2glob
     T = invert(np.asarray(lidar2global, np.float64))
     R = T[:3, :3]
     out = np.zeros((len(translations), 9), np.float64)
-    for i, (t, s, q, v) in enumerate(zip(translations, sizes, rotations, velocities)):
+    for i, (t, s, q, v) in enumerate(zip(translations, sizes, rotations, velocities, strict=True)):
         out[i, :3] = R @ np.asarray(t, np.float64) + T[:3, 3]
         out[i, 3:6] = [s[1], s[0], s[2]]
         heading = R @ quat_to_rotmat(q)[:, 0]
@@ -142,11 +147,6 @@ def _custom_eval(nusc, config, result_path, eval_set, output_dir, partial):
     devkit's filter cannot tell its box type and raises), so every class scores AP 0 and TP errors 1 as the
     devkit's matching gives for no predictions. Matching/metrics stay the devkit's.
     """
-    from nuscenes.eval.common.data_classes import EvalBoxes
-    from nuscenes.eval.common.loaders import add_center_dist, filter_eval_boxes, load_gt, load_prediction
-    from nuscenes.eval.detection.data_classes import DetectionBox
-    from nuscenes.eval.detection.evaluate import DetectionEval
-
     ev = DetectionEval.__new__(DetectionEval)
     ev.nusc, ev.result_path, ev.eval_set, ev.output_dir, ev.verbose, ev.cfg = (
         nusc, result_path, eval_set, output_dir, False, config)
@@ -176,9 +176,6 @@ def evaluate_detection(nusc, result_path, eval_set, output_dir, partial=False):
     AAE}}; ``metric_data_list`` is the devkit's ``DetectionMetricDataList`` (PR curves). Also writes the
     devkit's ``metrics_summary.json`` and ``metrics_details.json`` into ``output_dir``.
     """
-    from nuscenes.eval.common.config import config_factory
-    from nuscenes.eval.detection.evaluate import DetectionEval
-
     config = config_factory("detection_cvpr_2019")
     with open(result_path) as f:
         empty = not any(json.load(f)["results"].values())

@@ -8,11 +8,12 @@ process: gather returns ``[obj]``).
 
 import os
 
+import torch
+import torch.distributed as dist
+
 
 def world():
     """``(rank, world_size)`` of the initialised default process group, ``(0, 1)`` otherwise."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -20,9 +21,6 @@ def world():
 
 def init_from_env():
     """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1); gloo unless CUDA."""
-    import torch
-    import torch.distributed as dist
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return world()
@@ -39,8 +37,6 @@ def shard(items, rank, world_size):
 
 def gather_to_rank0(obj):
     """Pickle-gather ``obj`` from every rank: the list (rank order) on rank 0, ``None`` on the others."""
-    import torch.distributed as dist
-
     rank, size = world()
     if size == 1:
         return [obj]

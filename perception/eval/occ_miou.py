@@ -21,8 +21,14 @@ Volumes are ``(200, 200, 16)`` on ``OCC3D_GRID`` (ego frame, indexed ``[ix, iy, 
 import numpy as np
 
 from perception.constants import OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID
-from perception.eval.confusion import (ConfusionCounts, binary_iou, confusion_matrix, geometry_counts,
-                                       iou_from_confusion, nanmean_or_nan)
+from perception.eval.confusion import (
+    ConfusionCounts,
+    binary_iou,
+    confusion_matrix,
+    geometry_counts,
+    iou_from_confusion,
+    nanmean_or_nan,
+)
 
 NUM_CLASSES = len(OCC3D_CLASSES)  # 18 including free
 
@@ -79,7 +85,7 @@ class OccMiou(ConfusionCounts):
         masked_geo = (self.hist[occ, occ].sum(), self.hist[OCC3D_FREE, occ].sum(), self.hist[occ, OCC3D_FREE].sum())
         return {
             "mIoU": nanmean_or_nan(iou),
-            "per_class": {name: float(v) for name, v in zip(OCC3D_CLASSES[:OCC3D_FREE], iou)},
+            "per_class": {name: float(v) for name, v in zip(OCC3D_CLASSES[:OCC3D_FREE], iou, strict=True)},
             "geometry_IoU": binary_iou(*self.geo),
             "geometry_IoU_camera_mask": binary_iou(*(int(v) for v in masked_geo)),
             "confusion": self.hist.tolist(),

@@ -113,7 +113,6 @@ def _march(occupied, origin, ends):
         count = 0
         steps = 0
         was_inside = False
-        hit = False
         cx, cy, cz = 0, 0, 0
         d_exit = -1.0
         while True:
@@ -146,7 +145,6 @@ def _march(occupied, origin, ends):
                 count += 1
                 d_exit = d  # where the ray leaves voxel (cx, cy, cz)
                 if occupied[cx, cy, cz]:
-                    hit = True
                     break
             steps += 1
             if steps > MAX_STEP:

@@ -70,7 +70,7 @@ def format_table(metrics):
 
 
 def _bars(path, values, title):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # at call time: save_plots selects the Agg backend first
 
     names = list(values)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names)), 4))
@@ -85,6 +85,7 @@ def _bars(path, values, title):
 
 def save_plots(metrics, plot_dir, det_data=None):
     """Write the PNG plots; returns the list of files written."""
+    # here, not at the top: importing this module must not switch matplotlib's backend to Agg
     import matplotlib
 
     matplotlib.use("Agg")

@@ -4,23 +4,34 @@ GT sources: detection GT is loaded by the devkit itself (``DetectionEval``); eve
 data layer's :class:`Sample` objects of the split (:func:`load_split_samples`, in model and saved mode
 alike): BEV map GT is ``Sample.bev_map`` (LiDAR frame, the map rasterizer) and Occ3D GT is
 ``Sample.occupancy`` (``gts/<scene>/<token>/labels.npz``, ego frame). With an OpenOccupancy occupancy grid
-(config ``model.head.occ_grid='openocc'``, or saved mode with ``openocc_root``) occupancy is scored with
+(config ``model.head.occ.grid='openocc'``, or saved mode with ``openocc_root``) occupancy is scored with
 :mod:`perception.eval.openocc` against the nuScenes-Occupancy labels under ``openocc_root``. A sample without
-BEV/occupancy GT is skipped for that task and the report counts it.
+BEV/occupancy GT is skipped for that task and the report counts it. The dense scores accumulate in
+:class:`perception.eval.dense.DenseScores`.
 """
 
 import os
 
-from perception.eval.bev_iou import BevIou
-from perception.eval.occ_miou import OccMiou
-from perception.eval.openocc import OpenOccMetric, load_openocc_label, openocc_label_path
-from perception.eval.ray_iou import RayIou, sparseocc_origins
+import torch
+import torch.distributed as dist
+from nuscenes.nuscenes import NuScenes
+from nuscenes.utils.splits import create_splits_scenes
+from tqdm import tqdm
+
+from perception.config import load_config, occupancy_grid_name
+from perception.data.info_file import load_info_file
+from perception.data.nuscenes_index import build_index, default_index_path
+from perception.data.openocc_labels import openocc_label_path
+from perception.eval import distributed, report
+from perception.eval.dense import DenseScores, scene_lidar_poses, score_dense_folders
+from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
+from perception.eval.results_io import load_submission, validate_dense_folder, validate_submission
+from perception.runtime import Predictor
+from perception.runtime.device import resolve_device
 
 
 def split_sample_tokens(nusc, split):
     """Sample tokens of the split's scenes (devkit ``create_splits_scenes``), scene by scene in time order."""
-    from nuscenes.utils.splits import create_splits_scenes
-
     splits = create_splits_scenes()
     if split not in splits:
         raise ValueError(f"--split {split!r} is not a nuScenes split ({sorted(splits)})")
@@ -38,15 +49,9 @@ def split_sample_tokens(nusc, split):
 
 
 def occupancy_protocol(cfg):
-    """``'occ3d'`` or ``'openocc'``: the protocol of the config's occupancy grid (``model.head.occ_grid``,
-    a name from ``perception.constants.OCC_GRIDS``, default Occ3D)."""
-    from perception.constants import OCC_GRIDS
-
-    grid = cfg["model"]["head"].get("occ_grid", "occ3d")
-    for name, spec in OCC_GRIDS.items():
-        if grid == name or grid == spec:
-            return name
-    raise ValueError(f"model.head.occ_grid {grid!r}: no evaluation protocol (known grids: {sorted(OCC_GRIDS)})")
+    """``'occ3d'`` or ``'openocc'``: the protocol of the config's occupancy grid, named like the grid
+    (``model.head.occ.grid``: :func:`perception.config.occupancy_grid_name`)."""
+    return occupancy_grid_name(cfg["model"], getattr(cfg, "filename", None))
 
 
 def openocc_labels(nusc, tokens, occ_root):
@@ -68,93 +73,6 @@ def openocc_labels(nusc, tokens, occ_root):
     return out
 
 
-def scene_lidar_poses(samples):
-    """``{scene_name: [lidar2global 4x4, ...]}`` in the order given (time order within a scene)."""
-    poses = {}
-    for s in samples:
-        poses.setdefault(s.scene_name, []).append(s.lidar2global)
-    return poses
-
-
-class DenseScores:
-    """The dense-task accumulators of a split (mergeable across ranks)."""
-
-    def __init__(self, with_rays=True, openocc_labels=None):
-        """``openocc_labels``: ``{token: label file}`` (:func:`openocc_labels`) to score occupancy with the
-        OpenOccupancy protocol instead of Occ3D's."""
-        self.bev = BevIou()
-        self.occ = OccMiou()
-        self.ray = RayIou() if with_rays else None
-        self.openocc_labels = openocc_labels
-        self.openocc = None if openocc_labels is None else OpenOccMetric()
-        self.skipped = {"bev": 0, "occ": 0}
-
-    def add(self, sample, bev_probs=None, occ_labels=None, scene_poses=()):
-        """Score one sample's predictions against its GT (``bev_probs`` LiDAR frame, ``occ_labels`` on the
-        occupancy grid: Occ3D ego frame, or OpenOccupancy LiDAR frame)."""
-        if bev_probs is not None:
-            gt = sample.bev_map
-            if gt is None:
-                self.skipped["bev"] += 1
-            else:
-                self.bev.update(bev_probs, gt)
-        if occ_labels is not None and self.openocc is not None:
-            path = self.openocc_labels.get(sample.token)
-            if path is None:
-                self.skipped["occ"] += 1
-            else:
-                self.openocc.update(occ_labels, load_openocc_label(path))
-        elif occ_labels is not None:
-            occ = sample.occupancy
-            if occ is None:
-                self.skipped["occ"] += 1
-            else:
-                self.occ.update(occ_labels, occ.semantics, occ.mask_camera)
-                if self.ray is not None:
-                    origins = sparseocc_origins(sample.lidar2ego, sample.lidar2global, scene_poses)
-                    self.ray.update(occ_labels, occ.semantics, origins)
-
-    def merge(self, other):
-        self.bev.merge(other.bev)
-        self.occ.merge(other.occ)
-        if self.ray is not None:
-            self.ray.merge(other.ray)
-        if self.openocc is not None:
-            self.openocc.merge(other.openocc)
-        for k in self.skipped:
-            self.skipped[k] += other.skipped[k]
-
-    def compute(self):
-        out = {}
-        if self.bev.num_samples:
-            out["bev_map"] = self.bev.compute()
-        if self.occ.num_samples:
-            out["occupancy"] = self.occ.compute()
-            if self.ray is not None:
-                out["occupancy"]["ray"] = self.ray.compute()
-        if self.openocc is not None and self.openocc.num_samples:
-            out["occupancy_openocc"] = self.openocc.compute()
-        out["skipped_no_gt"] = dict(self.skipped)
-        return out
-
-
-def score_dense_folders(samples, bev_dir=None, occ_dir=None, tokens_bev=(), tokens_occ=(), with_rays=True,
-                        openocc_labels=None):
-    """Accumulate saved dense predictions (see :mod:`perception.eval.results_io`) for the given tokens
-    (occupancy on the OpenOccupancy grid when ``openocc_labels`` is given, see :class:`DenseScores`)."""
-    from perception.eval.results_io import load_bev, load_occ, load_openocc
-
-    dense = DenseScores(with_rays, openocc_labels)
-    load = load_occ if openocc_labels is None else load_openocc
-    poses = scene_lidar_poses(samples)
-    bev_set, occ_set = set(tokens_bev), set(tokens_occ)
-    for s in samples:
-        bev = load_bev(bev_dir, s.token) if bev_dir and s.token in bev_set else None
-        occ = load(occ_dir, s.token) if occ_dir and s.token in occ_set else None
-        dense.add(s, bev, occ, poses[s.scene_name])
-    return dense
-
-
 def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, allow_partial=False,
                 with_rays=True, openocc_root=None):
     """Validate, then score saved predictions of ``split``; returns the metrics dict (also metrics.json).
@@ -163,10 +81,6 @@ def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, 
     index under ``out_dir/index``). ``openocc_root``: the ``occ_dir`` predictions are on the OpenOccupancy
     grid and are scored against the nuScenes-Occupancy labels there.
     """
-    from perception.eval import report
-    from perception.eval.detection import evaluate_detection, write_submission
-    from perception.eval.results_io import load_submission, validate_dense_folder, validate_submission
-
     tokens = split_sample_tokens(nusc, split)
     if results is None and bev_dir is None and occ_dir is None:
         raise ValueError("nothing to score: give --results, --bev-results and/or --occ-results")
@@ -198,23 +112,22 @@ def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, 
     return metrics
 
 
-def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_labels=None):
+def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_labels=None, withhold=()):
     """Run ``predictor.predict_sample`` over ``samples`` (tqdm bar).
 
     ``scene_poses``: :func:`scene_lidar_poses` of the WHOLE split (RayIoU origins), default from ``samples``.
-    ``openocc_labels``: see :class:`DenseScores`.
+    ``openocc_labels``: see :class:`DenseScores`. ``withhold``: sensors kept from the model on every sample
+    (``Predictor.predict_sample``).
 
     Returns ``(det_results, dense)``: ``det_results`` {token: [submission boxes]} (global frame) and the
-    :class:`DenseScores` of the BEV/occupancy predictions.
+    :class:`DenseScores` of the BEV/occupancy predictions (``dense.degraded`` counts the samples that ran
+    degraded, by reason).
     """
-    from tqdm import tqdm
-
-    from perception.eval.detection import lidar_boxes_to_submission
-
     det, dense = {}, DenseScores(openocc_labels=openocc_labels)
     poses = scene_poses if scene_poses is not None else scene_lidar_poses(samples)
     for s in tqdm(samples, desc="eval", disable=not progress):
-        pred = predictor.predict_sample(s)  # a perception.runtime.Prediction (numpy arrays)
+        pred = predictor.predict_sample(s, withhold)  # a perception.runtime.Prediction (numpy arrays)
+        dense.count_degraded(pred.warnings)
         det[s.token] = lidar_boxes_to_submission(s.token, pred.boxes, pred.scores, pred.labels, s.lidar2global)
         dense.add(s, pred.bev_probs, pred.occ_labels, poses[s.scene_name])
     return det, dense
@@ -227,9 +140,6 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
     the dataroot once into ``<work_dir>/index_<version>.pkl`` (skipped when ``build`` is False: another rank
     builds it). Loads ``split`` with ``load_info_file``.
     """
-    from perception.data.info_file import load_info_file
-    from perception.data.nuscenes_index import build_index, default_index_path
-
     path = default_index_path(nusc.dataroot, nusc.version)
     if not os.path.isfile(path):
         path = os.path.join(work_dir, f"index_{nusc.version}.pkl")
@@ -243,26 +153,17 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
     return [by_token[t] for t in tokens]
 
 
-def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, allow_partial=False,
-                        progress=True, openocc_root=None, cfg_options=(), device="cpu"):
+def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, progress=True, openocc_root=None,
+                        cfg_options=(), device="cpu", withhold=()):
     """Infer ``split`` with ``perception.runtime.Predictor`` (sharded under torchrun) and score all tasks.
 
     Returns the metrics dict on rank 0 (also ``out_dir/metrics.json``, table, plots), ``None`` elsewhere.
-    ``allow_partial`` is accepted for symmetry: inference always covers the whole split. ``openocc_root``
+    Inference always covers the whole split (``allow_partial`` is for :func:`score_saved` only). ``openocc_root``
     (nuScenes-Occupancy labels) is required when the config's occupancy grid is OpenOccupancy and refused
     otherwise. ``cfg_options``: config overrides (``['a.b=c']``); ``device``: 'cpu', 'cuda' (this rank's
     ``LOCAL_RANK`` GPU) or 'auto' (CUDA when available).
     """
-    import torch
-    from nuscenes.nuscenes import NuScenes
-
-    from perception.config import load_config
-    from perception.eval import distributed, report
-    from perception.eval.detection import evaluate_detection, make_submission, write_submission
-    from perception.runtime import Predictor
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device).type
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
@@ -281,18 +182,16 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, a
     work = os.path.join(out_dir, "index")
     samples = load_split_samples(nusc, split, tokens, work, build=True) if rank == 0 else None
     if size > 1:  # the other ranks wait for rank 0's index file
-        import torch.distributed as dist
-
         dist.barrier()
     if samples is None:
         samples = load_split_samples(nusc, split, tokens, work, build=False)
     part = predict_split(predictor, distributed.shard(samples, rank, size), scene_lidar_poses(samples),
-                         progress=progress and rank == 0, openocc_labels=labels)
+                         progress=progress and rank == 0, openocc_labels=labels, withhold=withhold)
     parts = distributed.gather_to_rank0(part)
     if rank != 0:
         return None
     det, dense = distributed.merge_parts(parts)
-    metrics = {"split": split, "num_split_samples": len(tokens)}
+    metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold)}
     path = write_submission(os.path.join(out_dir, "detection", "results_nusc.json"), make_submission(det))
     metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"))
     metrics["detection"]["num_samples"] = len(det)

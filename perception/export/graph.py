@@ -32,7 +32,7 @@ def input_names(model):
         names.append("map_points")
     if "occ" in model.tasks:
         names.append("occ_points")
-        if model.head.occ_cues is not None:
+        if model.head.occ.cues is not None:
             names.append("occ_cues")
     return names
 
@@ -41,7 +41,7 @@ def output_names(model):
     names = []
     if "det" in model.tasks:
         names += DET_OUTPUTS
-        if model.head.det_init.offset_head is not None:
+        if model.head.det.queries.offset_head is not None:
             names.append("anchor_offset")
     if "map" in model.tasks:
         names.append("map_logits")
@@ -86,7 +86,7 @@ class ExportGraph(nn.Module):
             self.pool_grid = tuple(cam.pool_shape)
 
     def forward(self, *args):
-        x = dict(zip(self.inputs, args))
+        x = dict(zip(self.inputs, args, strict=True))
         m = self.model
         lidar_bev = camera_bev = None
         lidar_mask = x.get("lidar_mask")

@@ -13,10 +13,14 @@ import os
 import warnings
 
 import numpy as np
+import onnx
 import torch
 
+from perception.config import load_config
 from perception.export.graph import ExportGraph, RefinerGraph
 from perception.export.inputs import prepare_inputs
+from perception.runtime import Predictor
+from perception.runtime.ring_frame import ring_frame
 
 DYNAMIC = {"voxels": {0: "pillars"}, "num_points": {0: "pillars"}, "voxel_coords": {0: "pillars"},
            "pool_depth_index": {0: "frustum_points"}, "pool_context_index": {0: "frustum_points"},
@@ -36,30 +40,6 @@ def config_text(cfg):
     return repr(plain(cfg))
 
 
-def ring_frame(cfg, num_points=30000, seed=0):
-    """A synthetic :class:`perception.runtime.Frame`: points uniform in the range, the config's cameras on a
-    ring (nuScenes-like 70 deg field of view) with random images of the size its test-time resize expects."""
-    from perception.bench.frames import ring_rig, synth_image_size
-    from perception.constants import CAMERA_NAMES
-    from perception.runtime import CameraFrame, Frame
-
-    rng = np.random.default_rng(seed)
-    x0, y0, z0, x1, y1, z1 = cfg["model"]["point_cloud_range"]
-    lo, hi = np.array([x0, y0, z0 + 3.0]), np.array([x1, y1, min(z1, z0 + 6.0)])
-    xyz = lo + rng.random((num_points, 3)) * (hi - lo)
-    points = np.concatenate([xyz, rng.random((num_points, 1)) * 255], 1).astype(np.float32)
-    width, height = synth_image_size(cfg)
-    names = [c for c in CAMERA_NAMES if c in cfg["data"]["cameras"]]
-    K, lidar2cam = ring_rig(len(names), width, height)
-    cams = {}
-    for name, T in zip(names, lidar2cam):
-        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        cams[name] = CameraFrame(image, K, T, timestamp=1)
-    lidar2ego = np.eye(4)
-    lidar2ego[:3, 3] = [0.9, 0.0, 1.8]
-    return Frame(points=points, cameras=cams, lidar2ego=lidar2ego, timestamp=1)
-
-
 def example_batch(predictor, frame=None):
     frame = frame or ring_frame(predictor.cfg)
     sample, has_lidar = predictor._frame_to_sample(frame, [])
@@ -76,11 +56,6 @@ def _export(module, args, path, names, outputs, dynamic, opset):
 
 def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predictor=None):
     """Write ``out_path`` (and ``<stem>.refiner.onnx`` with a refiner). Returns the files written."""
-    import onnx
-
-    from perception.config import load_config
-    from perception.runtime import Predictor
-
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     if predictor is None:
@@ -124,7 +99,7 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
         "m3_torch": torch.__version__,
     }
     if "occ" in model.tasks:
-        meta["m3_occ_logit_shift"] = json.dumps(model.head.occ_logit_adjustment().tolist())
+        meta["m3_occ_logit_shift"] = json.dumps(model.head.occ.logit_adjustment().tolist())
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
@@ -173,7 +148,7 @@ def reference_outputs(model, x, names):
     graph = ExportGraph(model).eval()
     with torch.inference_mode():
         out = graph(*[x[n] for n in graph.inputs])
-    return dict(zip(graph.outputs, out))
+    return dict(zip(graph.outputs, out, strict=True))
 
 
 def same_boxes(a, b, tol=1e-3):
@@ -205,8 +180,7 @@ def box_rows(p):
 def check_export(onnx_path, config=None, checkpoint=None, cfg_options=(), frame=None, tolerance=1e-3):
     """Run ONNX Runtime and PyTorch on one synthetic frame: every graph output (relative error), the raw
     network path against ``M3Net.predict`` and the decoded boxes. Returns ``{'ok', 'errors', 'lines'}``."""
-    from perception.export.onnx_runtime import OnnxPredictor
-    from perception.runtime import Predictor
+    from perception.export.onnx_runtime import OnnxPredictor  # optional: ONNX Runtime (the export extra), --check only
 
     ort_pred = OnnxPredictor(onnx_path)
     cfg = ort_pred.cfg

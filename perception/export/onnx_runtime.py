@@ -13,15 +13,18 @@ import json
 import os
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 
+from perception.config import _wrap
 from perception.export.inputs import prepare_inputs
+from perception.models import build_model
 from perception.models.timing import stage
+from perception.runtime import Predictor
 
 
 def _session(path, device="cpu"):
-    import onnxruntime as ort
-
     providers = ["CPUExecutionProvider"]
     if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
@@ -33,10 +36,6 @@ def _session(path, device="cpu"):
 
 def load_config_from_onnx(path):
     """The resolved config stored by ``perception export`` (a :class:`perception.config.Config`)."""
-    import onnx
-
-    from perception.config import _wrap
-
     proto = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     if "m3_config" not in meta:
@@ -63,14 +62,12 @@ class OnnxModel:
     ``head``, ``lidar_encoder``, ``camera_encoder``, ``refiner``."""
 
     def __init__(self, path, cfg, meta, device="cpu", torch_model=None):
-        from perception.models import build_model
-
         self.torch_model = (torch_model if torch_model is not None else build_model(cfg["model"])).eval()
         for name in ("tasks", "head", "lidar_encoder", "camera_encoder", "refiner", "score_threshold", "max_boxes"):
             setattr(self, name, getattr(self.torch_model, name))
         if "m3_occ_logit_shift" in meta:
             shift = torch.tensor(json.loads(meta["m3_occ_logit_shift"]), dtype=torch.float32)
-            self.head.occ_logit_adjustment = lambda: shift
+            self.head.occ.logit_adjustment = lambda: shift
         self.session = _session(path, device)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = json.loads(meta["m3_outputs"])
@@ -95,7 +92,7 @@ class OnnxModel:
             v = x[name].detach().cpu()
             feeds[name] = v.numpy() if v.dtype == torch.bool else v.numpy().astype(
                 np.float32 if v.is_floating_point() else np.int64)
-        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
 
     def predict(self, batch):
         x = prepare_inputs(self.torch_model, batch)
@@ -113,7 +110,7 @@ class OnnxModel:
             results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
         with stage("refiner"):
             if self.refiner is not None:
-                for r, points in zip(results, self.torch_model._lidar_points(batch)):
+                for r, points in zip(results, self.torch_model._lidar_points(batch), strict=True):
                     boxes, scores = self.refiner.refine(points, r["boxes"], r["scores"], r["labels"],
                                                         net=self.refiner_net)
                     order = scores.argsort(descending=True)
@@ -126,8 +123,6 @@ class OnnxPredictor:
     ``score_threshold``: override of the config's detection threshold."""
 
     def __new__(cls, path, device="cpu", score_threshold=None):
-        from perception.runtime import Predictor
-
         cfg, meta = load_config_from_onnx(path)
         if score_threshold is not None:
             cfg["model"]["score_threshold"] = float(score_threshold)

@@ -6,27 +6,27 @@ LiDAR-supervised depth loss); ``M3Net.predict(batch)`` returns one dict per samp
 the occupancy grid). ``batch`` is the training batch of ``docs/architecture.md`` (augmented LiDAR frame).
 
 :func:`build_model` builds it from the ``model`` config section with explicit constructors. The
-sub-sections ``lidar``, ``camera``, ``fusion`` and ``head`` are keyword arguments of
-``LidarEncoder``, ``CameraEncoder``, ``FusedBEVNeck`` and ``MultiTaskHead``; an argument the constructor
-does not take is a ``ValueError`` naming ``model.<section>.<key>`` and the config file.
+sub-sections ``lidar``, ``camera``, ``fusion``, ``head`` and ``refiner`` are keyword arguments of
+``LidarEncoder``, ``CameraEncoder``, ``FusedBEVNeck``, ``MultiTaskHead`` and ``PointBoxRefiner``, and the head's
+task sub-sections ``head.det`` / ``head.map`` / ``head.occ`` those of ``DetTask`` / ``MapTask`` / ``OccTask``; an
+argument the constructor does not take is a ``ValueError`` naming ``model.<section>.<key>`` and the config file.
+The rules across keys (what needs LiDAR, the occupancy grid name) are checked with the config
+(``perception.config``), not here.
 """
 
 import inspect
-from typing import Optional
 
 import torch
 from torch import nn
 
+from perception.config import check_head_section, head_task_section, occupancy_grid_name
+from perception.constants import OCC_GRIDS
+from perception.models.camera.encoder import CameraEncoder
+from perception.models.fusion.neck import FusedBEVNeck
+from perception.models.heads.multitask import TASK_MODULES, MultiTaskHead
+from perception.models.lidar.encoder import LidarEncoder
+from perception.models.roi_heads.point_refiner import PointBoxRefiner
 from perception.models.timing import stage
-
-# Keys build_model passes itself (taken from the model section, not from the sub-sections).
-INJECTED = {
-    "lidar": ("point_cloud_range", "bev_cell"),
-    "camera": ("point_cloud_range", "bev_cell"),
-    "fusion": ("lidar_channels", "camera_channels", "tasks"),
-    "head": ("tasks", "in_channels", "point_cloud_range", "bev_cell"),
-    "refiner": ("point_channels",),
-}
 
 
 class M3Net(nn.Module):
@@ -36,20 +36,22 @@ class M3Net(nn.Module):
     - ``depth_loss_weight``: weight of the camera encoder's depth loss (``'depth'`` in the losses).
     - ``refiner``: optional second stage (:class:`PointBoxRefiner`) that corrects and rescores the decoded
       boxes from the LiDAR points around them (``'loss_refine'``, ``'loss_refine_score'`` in the losses);
-      samples without LiDAR keep the first stage's boxes and scores.
+      samples without LiDAR keep the first stage's boxes and scores. It needs the LiDAR encoder and the 'det'
+      task (and the head's occupancy LiDAR cues the LiDAR encoder): rules checked when the config is loaded
+      (``perception.config``), not here.
     """
 
     def __init__(
         self,
         tasks,
-        lidar_encoder: Optional[nn.Module],
-        camera_encoder: Optional[nn.Module],
+        lidar_encoder: nn.Module | None,
+        camera_encoder: nn.Module | None,
         neck: nn.Module,
         head: nn.Module,
         score_threshold: float = 0.05,
         max_boxes: int = 500,
         depth_loss_weight: float = 1.0,
-        refiner: Optional[nn.Module] = None,
+        refiner: nn.Module | None = None,
     ):
         super().__init__()
         if lidar_encoder is None and camera_encoder is None:
@@ -62,11 +64,7 @@ class M3Net(nn.Module):
         self.score_threshold = float(score_threshold)
         self.max_boxes = int(max_boxes)
         self.depth_loss_weight = float(depth_loss_weight)
-        if refiner is not None and (lidar_encoder is None or "det" not in self.tasks):
-            raise ValueError("M3Net: a box refiner needs the LiDAR encoder and the 'det' task")
         self.refiner = refiner
-        if lidar_encoder is None and getattr(head, "occ_cues", None) is not None:
-            raise ValueError("M3Net: occupancy LiDAR cues (head.occ_lidar_cues) need the LiDAR encoder")
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -100,7 +98,7 @@ class M3Net(nn.Module):
             if self.refiner is not None:
                 # The detector's own top boxes of this step (augmented LiDAR frame, detached): the errors the
                 # refiner meets at inference, and the false positives its quality score must rate low.
-                det = self.head.det_head.decode(_float32(outputs["det"]), 0.0, self.refiner.det_proposals)
+                det = self.head.det.decode(_float32(outputs["det"]), 0.0, self.refiner.det_proposals)
                 refine = self.refiner.loss(self._lidar_points(batch), batch["gt_boxes"], batch["gt_labels"],
                                            [d["boxes"] for d in det], [d["labels"] for d in det])
                 losses.update(loss_refine=refine["refine"], loss_refine_score=refine["refine_score"])
@@ -109,7 +107,7 @@ class M3Net(nn.Module):
     @staticmethod
     def _lidar_points(batch):
         """The batch's point clouds, empty for the samples whose LiDAR is missing (``lidar_mask`` False)."""
-        return [p if bool(m) else p[:0] for p, m in zip(batch["points"], batch["lidar_mask"])]
+        return [p if bool(m) else p[:0] for p, m in zip(batch["points"], batch["lidar_mask"], strict=True)]
 
     @torch.no_grad()
     def predict(self, batch) -> list:
@@ -127,7 +125,7 @@ class M3Net(nn.Module):
         """The second stage on decoded ``results`` (in place, LiDAR frame): each sample's boxes corrected and
         rescored from its LiDAR points, then sorted by the new score. Unchanged without ``refiner``."""
         if self.refiner is not None:
-            for r, points in zip(results, self._lidar_points(batch)):
+            for r, points in zip(results, self._lidar_points(batch), strict=True):
                 boxes, scores = self.refiner.refine(points.to(r["boxes"].device), r["boxes"], r["scores"], r["labels"])
                 order = scores.argsort(descending=True)
                 r.update(boxes=boxes[order], scores=scores[order], labels=r["labels"][order])
@@ -145,47 +143,54 @@ def _float32(value):
     return value
 
 
-def _construct(cls, kwargs: dict, section: str, filename, **injected):
-    """``cls(**injected, **kwargs)`` after checking every key of ``kwargs`` against the signature."""
+def _check_kwargs(cls, kwargs: dict, section: str, filename, injected=(), set_by="the model section"):
+    """Every key of ``kwargs`` (config ``model.<section>``) must be a keyword argument of ``cls`` not in
+    ``injected`` (those the model passes itself); else a ``ValueError`` naming the key and the file."""
     params = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key in kwargs:
         if key in injected:
-            raise ValueError(
-                f"config key model.{section}.{key} in {filename}: set by the model section, remove it here"
-            )
+            raise ValueError(f"config key model.{section}.{key} in {filename}: set by {set_by}, remove it here")
         if key not in params and not takes_any:
             allowed = sorted(k for k in params if k not in ("self", *injected))
             raise ValueError(
                 f"unknown config key model.{section}.{key} in {filename} ({cls.__name__} takes {allowed})"
             )
+
+
+def _construct(cls, kwargs: dict, section: str, filename, **injected):
+    """``cls(**injected, **kwargs)`` after checking every key of ``kwargs`` against the signature."""
+    _check_kwargs(cls, kwargs, section, filename, tuple(injected))
     return cls(**injected, **kwargs)
 
 
-def occupancy_grid(name, filename="<model config>"):
-    """The ``GridSpec`` named by ``model.head.occ_grid`` (``perception.constants.OCC_GRIDS``)."""
-    from perception.constants import OCC_GRIDS
-
-    if name not in OCC_GRIDS:
-        raise ValueError(f"config key model.head.occ_grid in {filename}: {name!r} is not one of {sorted(OCC_GRIDS)}")
-    return OCC_GRIDS[name]
+def _head_kwargs(model_cfg, filename):
+    """``model.head`` as ``MultiTaskHead`` keyword arguments: each task sub-section checked against its task
+    module's signature (the arguments without a default, ``d_model``, ``point_cloud_range``, ..., come from the
+    head), the occupancy grid name turned into its ``GridSpec``."""
+    head_kw = dict(model_cfg["head"])
+    check_head_section(head_kw, filename)
+    for task, cls in TASK_MODULES.items():
+        params = inspect.signature(cls.__init__).parameters.values()
+        required = tuple(p.name for p in params if p.default is inspect.Parameter.empty and p.name != "self")
+        _check_kwargs(cls, head_task_section(model_cfg, task), f"head.{task}", filename, required,
+                      set_by=f"MultiTaskHead ({', '.join(required)} from model.head / the model section)")
+    grid = OCC_GRIDS[occupancy_grid_name(model_cfg, filename)]
+    head_kw["occ"] = {**head_task_section(model_cfg, "occ"), "grid": grid}
+    return head_kw
 
 
 def build_model(model_cfg) -> M3Net:
     """``model`` config section (validated by :func:`perception.config.load_config`) -> :class:`M3Net`."""
-    from perception.models.camera.encoder import CameraEncoder
-    from perception.models.fusion.neck import FusedBEVNeck
-    from perception.models.heads.multitask import MultiTaskHead
-    from perception.models.lidar.encoder import LidarEncoder
-
     filename = getattr(model_cfg, "filename", None) or "<model config>"
     tasks = tuple(model_cfg["tasks"])
     pcr = tuple(float(v) for v in model_cfg["point_cloud_range"])
     bev_cell = float(model_cfg["bev_cell"])
     lidar = camera = None
-    if model_cfg.get("lidar") is not None:
-        lidar = _construct(LidarEncoder, dict(model_cfg["lidar"]), "lidar", filename, point_cloud_range=pcr, bev_cell=bev_cell)
-    if model_cfg.get("camera") is not None:
+    if model_cfg["lidar"] is not None:
+        lidar = _construct(LidarEncoder, dict(model_cfg["lidar"]), "lidar", filename, point_cloud_range=pcr,
+                           bev_cell=bev_cell)
+    if model_cfg["camera"] is not None:
         kw = dict(model_cfg["camera"])
         if "image_size" in kw:
             kw["image_size"] = tuple(kw["image_size"])
@@ -196,29 +201,18 @@ def build_model(model_cfg) -> M3Net:
         camera_channels=camera.out_channels if camera is not None else 0,
         tasks=tasks,
     )
-    head_kw = dict(model_cfg["head"])
-    if head_kw.get("occ_lidar_cues") and lidar is None:
-        raise ValueError(f"config key model.head.occ_lidar_cues in {filename}: the occupancy cues read LiDAR "
-                         "points; set it False when model.lidar is None")
-    if isinstance(head_kw.get("occ_grid"), str):  # a name from OCC_GRIDS
-        head_kw["occ_grid"] = occupancy_grid(head_kw["occ_grid"], filename)
     head = _construct(
-        MultiTaskHead, head_kw, "head", filename,
+        MultiTaskHead, _head_kwargs(model_cfg, filename), "head", filename,
         tasks=tasks, in_channels=neck.out_channels, point_cloud_range=pcr, bev_cell=bev_cell,
     )
     refiner = None
-    if model_cfg.get("refiner") is not None:
-        from perception.models.roi_heads.point_refiner import PointBoxRefiner
-
-        if lidar is None:
-            raise ValueError(f"config key model.refiner in {filename}: the box refiner reads LiDAR points; "
-                             "set model.refiner=None when model.lidar is None")
+    if model_cfg["refiner"] is not None:  # needs model.lidar and 'det' (perception.config checks it)
         refiner = _construct(PointBoxRefiner, dict(model_cfg["refiner"]), "refiner", filename,
                              point_channels=lidar.in_channels)
     return M3Net(
         tasks, lidar, camera, neck, head,
-        score_threshold=model_cfg.get("score_threshold", 0.05),
-        max_boxes=model_cfg.get("max_boxes", 500),
-        depth_loss_weight=model_cfg.get("depth_loss_weight", 1.0),
+        score_threshold=model_cfg["score_threshold"],
+        max_boxes=model_cfg["max_boxes"],
+        depth_loss_weight=model_cfg["depth_loss_weight"],
         refiner=refiner,
     )

@@ -14,6 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from perception.ros.transforms import pose_from_matrix
+
 TYPESTORE_NAME = "ROS2_KILTED"  # the distro of the PyPI message wheels (sensor_msgs 5.5); same .msg as Humble
 
 
@@ -21,8 +26,6 @@ def typestore():
     """The ``rosbags`` typestore whose definitions are written into bags (cached)."""
     global _TYPESTORE
     if _TYPESTORE is None:
-        from rosbags.typesys import Stores, get_typestore
-
         _TYPESTORE = get_typestore(getattr(Stores, TYPESTORE_NAME))
     return _TYPESTORE
 
@@ -41,8 +44,6 @@ def msgtype_of(msg):
 
 def tf_message(transforms):
     """``tf2_msgs/msg/TFMessage`` (rosbags class) from ``[(T 4x4 child -> parent, stamp_ns, parent, child)]``."""
-    from perception.ros.transforms import pose_from_matrix
-
     ts = typestore().types
     Time, Header = ts["builtin_interfaces/msg/Time"], ts["std_msgs/msg/Header"]
     Vector3, Quaternion = ts["geometry_msgs/msg/Vector3"], ts["geometry_msgs/msg/Quaternion"]
@@ -67,7 +68,7 @@ def serialize(msg):
     store = typestore()
     if hasattr(msg, "__msgtype__"):
         return bytes(store.serialize_cdr(msg, msg.__msgtype__))
-    from rclpy.serialization import serialize_message
+    from rclpy.serialization import serialize_message  # optional (the ros extra): rosbags messages do without
 
     msgtype = msgtype_of(msg)
     return bytes(store.serialize_cdr(store.deserialize_cdr(serialize_message(msg), msgtype), msgtype))
@@ -75,8 +76,6 @@ def serialize(msg):
 
 def rihs01_of(msgtype, msgdef):
     """The RIHS01 type hash of ``msgtype`` defined by the ``.msg`` text ``msgdef`` (a bag's stored schema)."""
-    from rosbags.typesys import Stores, get_typestore, get_types_from_msg
-
     store = get_typestore(Stores.EMPTY)
     store.register(get_types_from_msg(msgdef, msgtype))
     return store.hash_rihs01(msgtype)
@@ -91,8 +90,6 @@ class BagWriter:
     """
 
     def __init__(self, out, fmt="mcap", overwrite=False):
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
         if fmt not in ("mcap", "sqlite3"):
             raise ValueError(f"bag format must be 'mcap' or 'sqlite3', got {fmt!r}")
         self.out = Path(out)

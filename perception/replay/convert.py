@@ -23,7 +23,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
+from perception.data.io import load_points
+from perception.data.nuscenes_index import _instances
+from perception.data.scene_stream import SceneStream, load_nuscenes
+from perception.geometry import make_transform
+from perception.replay.bagio import BagWriter, tf_message
+from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compressed
+from perception.ros.outputs import boxes_to_markers
+from perception.ros.pointcloud import points_to_pointcloud2
+from perception.ros.stamps import make_header
+from perception.ros.transforms import matrix_to_odometry
 
 LIDAR_TOPIC = "/LIDAR_TOP"
 ODOM_TOPIC = "/odom"
@@ -50,8 +62,6 @@ class _Report:  # the index builder's report interface: counts reasons (GT boxes
 
 def gt_boxes(nusc, sample_token, lidar2global):
     """``(boxes (M, 9) LiDAR frame, labels (M,))`` of a keyframe: the index builder's own conversion."""
-    from perception.data.nuscenes_index import _instances
-
     inst = _instances(nusc, nusc.get("sample", sample_token), lidar2global, _Report())
     boxes = np.array([i["bbox_3d"] + i["velocity"] for i in inst], np.float64).reshape(-1, 9)
     return boxes, np.array([i["bbox_label_3d"] for i in inst], np.int64)
@@ -69,8 +79,6 @@ def scene_messages(stream, gt=True, problems=None):
     """Yield ``(topic, stamp_ns, msg, record)`` for the whole scene (see the module doc). ``record`` is the
     :class:`SensorRecord` a message comes from (None for tf_static / markers / sample). A sensor file that
     cannot be read is skipped, with a line in ``problems`` (a list) when given."""
-    from perception.replay.bagio import tf_message
-
     records = stream.records()
     if not records:
         return
@@ -89,15 +97,7 @@ def scene_messages(stream, gt=True, problems=None):
 
 def _record_messages(stream, r, keyframe, gt):
     """The messages of one sensor record (see the module doc)."""
-    from std_msgs.msg import String
-
-    from perception.data.io import load_points
-    from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compressed
-    from perception.ros.outputs import boxes_to_markers
-    from perception.ros.pointcloud import points_to_pointcloud2
-    from perception.ros.stamps import make_header
-    from perception.ros.transforms import matrix_to_odometry
-    from perception.replay.bagio import tf_message
+    from std_msgs.msg import String  # the ros extra (optional)
 
     stamp = r.stamp_ns
     yield ODOM_TOPIC, stamp, matrix_to_odometry(r.ego2global, stamp, WORLD_FRAME, EGO_FRAME), r
@@ -117,8 +117,6 @@ def _record_messages(stream, r, keyframe, gt):
     header = make_header(stamp, r.channel)
     width, height = r.width, r.height
     if not (width and height):
-        from PIL import Image
-
         with Image.open(r.path) as im:
             width, height = im.size
     image_topic, info_topic = camera_topics(r.channel)
@@ -153,11 +151,6 @@ def convert_scene(dataroot, version, scene, out, fmt="mcap", progress=True, gt=T
     """Write one scene as a ROS 2 bag (``fmt`` ``'mcap'``: ``out`` ending in ``.mcap`` is one file, else a
     rosbag2 folder; ``'sqlite3'``: a rosbag2 folder). Returns a :class:`ConversionResult`. A sensor file that
     cannot be read is skipped with one line in ``problems`` (as the sensor player does)."""
-    from tqdm import tqdm
-
-    from perception.data.scene_stream import SceneStream
-    from perception.replay.bagio import BagWriter
-
     t0 = time.perf_counter()
     stream = SceneStream(dataroot, version, scene, nusc=nusc)
     result = ConversionResult(out=Path(out), scene=stream.scene_name, problems=list(stream.problems))
@@ -182,8 +175,6 @@ def convert_scene(dataroot, version, scene, out, fmt="mcap", progress=True, gt=T
 
 def convert_all(dataroot, version, out_dir, fmt="mcap", progress=True, gt=True, overwrite=False):
     """One bag per scene of the dataroot: ``<out_dir>/<scene>.mcap`` (or a ``<scene>`` rosbag2 folder)."""
-    from perception.data.scene_stream import SceneStream, load_nuscenes
-
     nusc = load_nuscenes(dataroot, version)
     results = []
     for name in SceneStream.scene_names(nusc=nusc):
@@ -195,8 +186,6 @@ def convert_all(dataroot, version, out_dir, fmt="mcap", progress=True, gt=True, 
 
 def keyframe_gt(nusc, sample_token):
     """``(boxes (M, 9), labels (M,))`` GT of a keyframe in its LiDAR frame (for drawing replayed frames)."""
-    from perception.geometry import make_transform
-
     sd = nusc.get("sample_data", nusc.get("sample", sample_token)["data"]["LIDAR_TOP"])
     cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     pose = nusc.get("ego_pose", sd["ego_pose_token"])

@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from perception.ros._buffers import to_byte_array
 from perception.ros.errors import MessageError
+from perception.ros.stamps import make_header
 
 # foxglove.PackedElementField.NumericType -> sensor_msgs/PointField datatype (0 = unknown, refused if used).
 NUMERIC_TO_POINTFIELD = {1: 2, 2: 1, 3: 4, 4: 3, 5: 6, 6: 5, 7: 7, 8: 8}  # UINT8..FLOAT64
@@ -91,14 +93,20 @@ def transform_views(msg, schema_name):
     return [_transform_view(msg)]
 
 
+def role_view(message, role, msgtype=None):
+    """A Foxglove protobuf ``message`` (schema ``msgtype``, for the error) read as ``role`` ('lidar', 'image',
+    'camera_info'): its view above; ``MessageError`` (kind ``unknown_type``) for any other role."""
+    views = {"lidar": pointcloud_view, "image": compressed_image_view, "camera_info": camera_info_view}
+    if role not in views:
+        raise MessageError(f"{msgtype or type(message).__name__}: not readable as {role}", "unknown_type")
+    return views[role](message)
+
+
 def to_ros(view, kind):
     """An rclpy message equal to a view (for ``--copy-inputs`` of a Foxglove input into a ROS 2 bag)."""
-    from perception.ros._buffers import to_byte_array
-    from perception.ros.stamps import make_header
-
     header = make_header(view.header.stamp, view.header.frame_id)
     if kind == "lidar":
-        from sensor_msgs.msg import PointCloud2, PointField
+        from sensor_msgs.msg import PointCloud2, PointField  # the ros extra (optional)
 
         msg = PointCloud2(header=header, height=1, width=view.width, is_bigendian=False,
                           point_step=view.point_step, row_step=view.row_step, is_dense=False)
@@ -107,13 +115,13 @@ def to_ros(view, kind):
         msg.data = to_byte_array(view.data)
         return msg
     if kind == "image":
-        from sensor_msgs.msg import CompressedImage
+        from sensor_msgs.msg import CompressedImage  # the ros extra (optional)
 
         msg = CompressedImage(header=header, format=view.format)
         msg.data = to_byte_array(view.data)
         return msg
     if kind == "camera_info":
-        from sensor_msgs.msg import CameraInfo
+        from sensor_msgs.msg import CameraInfo  # the ros extra (optional)
 
         msg = CameraInfo(header=header, width=view.width, height=view.height,
                          distortion_model=view.distortion_model or "plumb_bob")

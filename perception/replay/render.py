@@ -13,8 +13,12 @@ The video stacks the two pictures of each frame (imageio-ffmpeg, ``pip install i
 import os
 
 import numpy as np
+from PIL import Image
 
+from perception.data.sample import CameraView, Sample
 from perception.replay.replay import FrameSink
+from perception.viz import render_bev, render_cameras
+from perception.viz.bev import BevLayers
 
 
 def video_writer_available():
@@ -39,10 +43,6 @@ class FrameRenderer(FrameSink):
         self.pngs = []  # [(bev png, cameras png)]
 
     def on_frame(self, info):
-        from perception.data.sample import CameraView, Sample
-        from perception.viz import render_bev, render_cameras
-        from perception.viz.bev import BevLayers
-
         pred, frame = info.pred, info.frame
         keep = pred.scores >= self.min_score
         shown, shown_labels = pred.boxes[keep], pred.labels[keep]
@@ -70,8 +70,7 @@ class FrameRenderer(FrameSink):
 
 def write_video(pngs, out_mp4, fps=2.0, width=960):
     """Stack each frame's BEV over its camera mosaic (``width`` px wide) into an H.264 ``out_mp4``."""
-    import imageio_ffmpeg
-    from PIL import Image
+    import imageio_ffmpeg  # optional (the video extra)
 
     if not pngs:
         raise ValueError("no rendered frames to put in a video")

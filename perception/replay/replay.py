@@ -12,6 +12,9 @@ Bad input never stops a replay: a message that cannot be converted is counted by
 warning naming the topic and stamp; a LiDAR frame that cannot be processed is skipped and counted by reason
 (``bad_pointcloud``, ``duplicate``, ``out_of_order``, ``no_calibration``, ``inference_error``). A truncated
 input ends the replay at the cut; the output written so far is closed and readable.
+
+The rig calibration comes from ``--calibration`` or the input's tf (:mod:`perception.replay.tf_rig`);
+``--copy-inputs`` writes the inputs beside the outputs (:mod:`perception.replay.copy_inputs`).
 """
 
 import heapq
@@ -20,15 +23,16 @@ import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-import numpy as np
+from tqdm import tqdm
 
+from perception.replay import foxglove
+from perception.replay.copy_inputs import copy_input
+from perception.replay.summary import ReplayStats
+from perception.replay.tf_rig import TfTree, transforms_of
+from perception.replay.topics import TopicOptions, resolve
+from perception.ros.bridge import PerceptionBridge, output_topic
 from perception.ros.errors import MessageError
 from perception.ros.stamps import header_stamp_ns
-from perception.replay import foxglove
-from perception.replay.summary import ReplayStats
-from perception.replay.topics import TopicOptions, resolve
-
-WORLD_FRAMES = ("map", "odom", "world")
 
 
 @dataclass
@@ -68,7 +72,7 @@ class Replayer:
         for note in self.roles.notes:
             self._warn(note)
         self.uses_odometry = any(r == "odometry" for r, _ in self.roles.by_topic.values())
-        self.tf_tree = {}  # child frame -> (parent frame, 4x4 child -> parent): static extrinsics
+        self.tf = TfTree(self.opts.ego_frame)  # static extrinsics of the input's tf messages
         self.camera_frames = {}  # camera -> frame_id of its images
         self.lidar_frame = None
         self.samples = {}  # LiDAR stamp ns -> sample info dict (from /nuscenes/sample)
@@ -107,8 +111,6 @@ class Replayer:
     # ------------------------------------------------------------------ main loop
     def run(self, progress=True):
         """Replay the whole input (or ``max_frames`` LiDAR frames); returns the :class:`ReplayStats`."""
-        from tqdm import tqdm
-
         topics = set(self.roles.by_topic) if not self.opts.copy_inputs else None
         start = time.perf_counter()
         total = self.source.topics()[self.roles.topic_of("lidar")].count
@@ -172,16 +174,10 @@ class Replayer:
 
     @staticmethod
     def _view(item, role, message):
-        if item.encoding != "protobuf":
-            return message
-        if role == "image":
-            return foxglove.compressed_image_view(message)
-        if role == "camera_info":
-            return foxglove.camera_info_view(message)
-        raise MessageError(f"{item.msgtype}: not readable as {role}", "unknown_type")
+        return foxglove.role_view(message, role, item.msgtype) if item.encoding == "protobuf" else message
 
     def _add_lidar(self, item, message):
-        view = foxglove.pointcloud_view(message) if item.encoding == "protobuf" else message
+        view = self._view(item, "lidar", message)
         stamp = header_stamp_ns(view)
         if self.lidar_frame is None:
             self.lidar_frame = view.header.frame_id
@@ -197,20 +193,9 @@ class Replayer:
         heapq.heappush(self._pending, (stamp, self._seq, item, view))
 
     def _add_transforms(self, item, message):
-        if item.encoding == "protobuf":
-            transforms = foxglove.transform_views(message, item.msgtype)
-        else:
-            transforms = message.transforms
-        from perception.ros.transforms import transform_to_matrix
-
-        for tf in transforms:
-            parent, child = str(tf.header.frame_id), str(tf.child_frame_id)
-            T = transform_to_matrix(tf)
-            if parent in WORLD_FRAMES and child == self.opts.ego_frame:
-                if not self.uses_odometry:  # ego poses from tf when the input has no odometry topic
-                    self._to_bridge("odometry", None, _odometry_view(tf, T), item.topic)
-            else:
-                self.tf_tree[child] = (parent, T)
+        for pose in self.tf.add(transforms_of(item, message)):
+            if not self.uses_odometry:  # ego poses from tf when the input has no odometry topic
+                self._to_bridge("odometry", None, pose, item.topic)
 
     def _to_bridge(self, role, camera, view, topic):
         if role in ("image", "raw_image") and camera not in self.camera_frames:
@@ -235,39 +220,12 @@ class Replayer:
             self._bad_input(topic, stamp, getattr(e, "kind", "invalid"), str(e))
 
     # ------------------------------------------------------------------ calibration and bridge
-    def _ego_from(self, frame):
-        """4x4 ``frame`` -> ego through the static tf tree, or None."""
-        T, seen = np.eye(4), set()
-        while frame != self.opts.ego_frame:
-            if frame in seen or frame not in self.tf_tree:
-                return None
-            seen.add(frame)
-            parent, T_frame = self.tf_tree[frame]
-            T, frame = T_frame @ T, parent
-        return T
-
-    def _calibration_from_tf(self):
-        from perception.geometry import invert
-        from perception.ros.calibration import RigCalibration
-
-        lidar2ego = self._ego_from(self.lidar_frame)
-        if lidar2ego is None:
-            return None
-        calib = RigCalibration(lidar2ego=lidar2ego, lidar_frame=self.lidar_frame, ego_frame=self.opts.ego_frame)
-        for cam in self.model_cameras:
-            candidates = [self.camera_frames.get(cam), cam, cam.lower()]
-            cam2ego = next((T for T in (self._ego_from(f) for f in candidates if f) if T is not None), None)
-            if cam2ego is not None:
-                calib.lidar2cam[cam] = invert(cam2ego) @ lidar2ego
-                calib.camera_frames[cam] = next(f for f in candidates if f and self._ego_from(f) is not None)
-        return calib
-
     def _ensure_bridge(self, topic, stamp):
         if self.bridge is not None:
             return True
-        from perception.ros.bridge import PerceptionBridge
 
-        calib = self.opts.calibration or self._calibration_from_tf()
+        calib = self.opts.calibration or self.tf.calibration(self.lidar_frame, self.model_cameras,
+                                                             self.camera_frames)
         if calib is None:
             self._skip("no_calibration", topic, stamp, f"no LiDAR -> {self.opts.ego_frame} transform for frame "
                                                        f"'{self.lidar_frame}' on /tf_static or /tf yet (or pass "
@@ -291,8 +249,6 @@ class Replayer:
 
     # ------------------------------------------------------------------ one frame
     def _process(self, stamp, item, view):
-        from perception.ros.bridge import output_topic
-
         timings = {"read": self._read_ms, "feed": self._feed_ms}
         copy_ms, self._read_ms, self._feed_ms, self._copy_ms = self._copy_ms, 0.0, 0.0, 0.0
         self._done_stamps.add(stamp)
@@ -330,32 +286,9 @@ class Replayer:
     def _copy(self, item, role):
         t0 = time.perf_counter()
         try:
-            if item.encoding == "cdr":
-                self.writer.write_raw(item.topic, item.msgtype, item.raw, item.log_time_ns, item.msgdef)
-            elif item.encoding == "rclpy":
-                self.writer.write(item.topic, item.message(), item.log_time_ns)
-            elif role in ("lidar", "image", "camera_info"):
-                view = {"lidar": foxglove.pointcloud_view, "image": foxglove.compressed_image_view,
-                        "camera_info": foxglove.camera_info_view}[role](item.message())
-                self.writer.write(item.topic, foxglove.to_ros(view, role), item.log_time_ns)
-            elif role == "tf":
-                from perception.ros.transforms import transform_to_matrix
-                from perception.replay.bagio import tf_message
-
-                views = foxglove.transform_views(item.message(), item.msgtype)
-                msg = tf_message([(transform_to_matrix(v), v.header.stamp, v.header.frame_id, v.child_frame_id)
-                                  for v in views])
-                self.writer.write(item.topic, msg, item.log_time_ns)
-            else:
+            if not copy_input(self.writer, item, role):
                 self._warn(f"--copy-inputs: {item.topic} ({item.msgtype}, {item.encoding}) has no ROS 2 equivalent "
                            f"here: not copied", kind=f"copy {item.topic}")
         except Exception as e:  # noqa: BLE001 - a message that cannot be copied is counted, the replay goes on
             self._bad_input(item.topic, item.log_time_ns, "copy_failed", f"{type(e).__name__}: {e}")
         self._copy_ms += (time.perf_counter() - t0) * 1e3
-
-
-def _odometry_view(tf, T):
-    """An Odometry-like view of a world -> ego transform (``odometry_to_matrix`` reads ``pose.pose``)."""
-    tr = tf.transform
-    pose = SimpleNamespace(position=tr.translation, orientation=tr.rotation)
-    return SimpleNamespace(header=tf.header, child_frame_id=tf.child_frame_id, pose=SimpleNamespace(pose=pose))

@@ -6,6 +6,13 @@ import json
 import os
 from pathlib import Path
 
+from perception.data.scene_stream import load_nuscenes
+from perception.replay.bagio import BagWriter
+from perception.replay.convert import keyframe_gt
+from perception.replay.render import FrameRenderer, video_writer_available, write_video
+from perception.replay.replay import Replayer
+from perception.replay.scoring import ReplayScorer, samples_by_stamp
+
 
 def sidecar(out, suffix):
     """``<OUT without .mcap>`` + ``suffix``: the files written beside OUT."""
@@ -21,27 +28,19 @@ def replay(source, predictor, out, options, fmt="mcap", overwrite=False, render_
     Returns a dict: ``summary`` (the stats dict, also ``<OUT>.summary.json``), ``metrics`` (or None),
     ``out``, ``pngs``, ``video``. ``dataroot`` / ``version``: GT for scoring and drawing when the input does
     not name them (``/nuscenes/sample``)."""
-    from perception.replay.bagio import BagWriter
-    from perception.replay.replay import Replayer
-    from perception.replay.scoring import ReplayScorer
-
     sinks = []
     scorer = ReplayScorer(sidecar(out, "_eval"), dataroot, version) if score else None
     if scorer is not None:
         sinks.append(scorer)
     renderer = None
     if render_dir or video:
-        from perception.replay.render import FrameRenderer, video_writer_available
-
         if video and video_writer_available():
             raise RuntimeError(video_writer_available())
         renderer = FrameRenderer(render_dir or sidecar(out, "_frames"), gt_lookup=_gt_lookup(dataroot, version),
-                                 occ3d=getattr(predictor.model.head, "occ_frame", "ego") == "ego")
+                                 occ3d=predictor.model.head.occ is None or predictor.model.head.occ.frame == "ego")
         sinks.append(renderer)
     replayer = Replayer(predictor, source, None, options, sinks=sinks, log=log)  # TopicError before any output
     if dataroot and not replayer.roles.topic_of("sample"):  # keyframes found by their LiDAR stamps
-        from perception.replay.scoring import samples_by_stamp
-
         replayer.samples.update(samples_by_stamp(dataroot, version or "v1.0-trainval"))
     writer = replayer.writer = BagWriter(out, fmt, overwrite=overwrite)
     try:
@@ -69,8 +68,6 @@ def replay(source, predictor, out, options, fmt="mcap", overwrite=False, render_
         result["pngs"] = renderer.pngs
         log(f"{len(renderer.pngs)} frames rendered into {renderer.out_dir}")
         if video:
-            from perception.replay.render import write_video
-
             result["video"] = str(write_video(renderer.pngs, video))
             log(f"video written to {video}")
     return result
@@ -86,10 +83,7 @@ def _gt_lookup(dataroot, version):
         if not root or not os.path.isdir(root):
             return None
         if (root, ver) not in cache:
-            from perception.data.scene_stream import load_nuscenes
-
             cache[(root, ver)] = load_nuscenes(root, ver)
-        from perception.replay.convert import keyframe_gt
 
         return keyframe_gt(cache[(root, ver)], info["sample_token"])
 

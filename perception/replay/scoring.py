@@ -5,20 +5,26 @@ nuScenes MCAPs).
 
 Ground truth comes from the data layer's :class:`Sample` s (the dataroot index, as ``perception eval``);
 detection is scored by the devkit's ``DetectionEval`` restricted to the replayed keyframes (``partial``),
-BEV map and occupancy by :class:`perception.eval.runner.DenseScores`. Only keyframes are scored (sweeps have
+BEV map and occupancy by :class:`perception.eval.dense.DenseScores`. Only keyframes are scored (sweeps have
 no annotations).
 """
 
 import os
 
+from nuscenes.utils.splits import create_splits_scenes
+
+from perception.data.nuscenes_index import VERSION_SPLITS
+from perception.data.scene_stream import load_nuscenes
+from perception.eval import report
+from perception.eval.dense import DenseScores, scene_lidar_poses
+from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
+from perception.eval.runner import load_split_samples
 from perception.replay.replay import FrameSink
 
 
 def samples_by_stamp(dataroot, version="v1.0-trainval"):
     """``{LiDAR keyframe stamp ns: sample info}`` of a dataroot (the ``/nuscenes/sample`` content the converter
     writes), to score inputs that do not carry it (Foxglove's nuScenes MCAPs) from their LiDAR stamps."""
-    from perception.data.scene_stream import load_nuscenes
-
     nusc = load_nuscenes(dataroot, version)
     out = {}
     for sd in nusc.sample_data:  # the devkit adds 'channel' to every sample_data record
@@ -53,8 +59,6 @@ class ReplayScorer(FrameSink):
 
     def _nusc(self):
         if not hasattr(self, "_nusc_obj"):
-            from perception.data.scene_stream import load_nuscenes
-
             self._nusc_obj = load_nuscenes(self.dataroot, self.version or "v1.0-trainval")
         return self._nusc_obj
 
@@ -63,13 +67,6 @@ class ReplayScorer(FrameSink):
         when no replayed frame is a keyframe of a known dataroot."""
         if not self.frames or not self.dataroot or not os.path.isdir(self.dataroot):
             return None
-        from nuscenes.utils.splits import create_splits_scenes
-
-        from perception.data.nuscenes_index import VERSION_SPLITS
-        from perception.eval import report
-        from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, \
-            write_submission
-        from perception.eval.runner import DenseScores, load_split_samples, scene_lidar_poses
 
         nusc = self._nusc()
         version = self.version or "v1.0-trainval"

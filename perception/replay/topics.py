@@ -110,7 +110,7 @@ def describe(available, roles=None):
             use = role + (f" {cam}" if cam else "")
         rows.append((topic, info.msgtype, info.encoding, "?" if info.count is None else str(info.count), use))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     if roles is not None:
         lines += [f"note: {n}" for n in roles.notes]
     return lines

@@ -10,8 +10,9 @@ Used by the rclpy perception node and by offline log replay (bags read with ``ro
   ``bytearray``, ``array.array('B')`` (rclpy), a numpy ``uint8`` array (rosbags) or a list of ints.
   Malformed messages raise :class:`perception.ros.errors.MessageError` (a ``ValueError``) whose ``kind``
   is a short stable string, so a node can log once per kind.
-- *Builders* (numpy -> message) return rclpy message instances; the message packages are imported inside
-  the builder modules (``vision_msgs`` builders return ``None`` when that package is not installed).
+- *Builders* (numpy -> message) return rclpy message instances; rclpy and the message packages (the optional
+  ``ros`` extra) are imported inside the builder functions (``vision_msgs`` builders return ``None`` when
+  that package is not installed).
 
 Modules: ``errors``, ``stamps``, ``pointcloud``, ``image``, ``transforms``, ``calibration``, ``outputs``.
 Importing this package imports nothing heavy; import the submodule you need.

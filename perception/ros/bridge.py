@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 
 from perception.ros.errors import MessageError
 from perception.ros.image import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
-from perception.ros.outputs import (boxes_to_detection3d_array, boxes_to_markers, bev_to_occupancy_grids,
-                                    occupancy_to_markers, occupancy_to_pointcloud2)
+from perception.ros.outputs import (
+    bev_to_occupancy_grids,
+    boxes_to_detection3d_array,
+    boxes_to_markers,
+    occupancy_to_markers,
+    occupancy_to_pointcloud2,
+)
 from perception.ros.pointcloud import pointcloud2_to_points_with_stats
 from perception.ros.stamps import header_stamp_ns, make_header
 from perception.ros.transforms import odometry_to_matrix
@@ -68,7 +73,8 @@ class PerceptionBridge:
         self.cameras = tuple(c for c in (cameras if cameras is not None else model_cams) if c in model_cams)
         missing = [c for c in self.cameras if c not in calibration.lidar2cam]
         if missing:
-            raise ValueError(f"calibration has no lidar2cam for cameras {missing} (has {sorted(calibration.lidar2cam)})")
+            raise ValueError(f"calibration has no lidar2cam for cameras {missing} "
+                             f"(has {sorted(calibration.lidar2cam)})")
         if predictor.needs_lidar2ego and calibration.lidar2ego is None:
             raise ValueError("calibration has no lidar2ego: the model predicts occupancy in the ego frame (Occ3D); "
                              "add lidar2ego to the calibration YAML (or publish LiDAR -> base_link on /tf_static)")
@@ -145,11 +151,11 @@ class PerceptionBridge:
                 out[f"bev/{name}"] = grid
         if pred.occ_labels is not None:
             head = self.predictor.model.head
-            occ_frame = self.ego_frame if getattr(head, "occ_frame", "ego") == "ego" else lidar_frame
+            occ_frame = self.ego_frame if head.occ.frame == "ego" else lidar_frame
             occ_header = make_header(stamp_ns, occ_frame)
-            out["occupancy"] = occupancy_to_pointcloud2(pred.occ_labels, head.occ_grid, head.occ_free_index, occ_header)
+            out["occupancy"] = occupancy_to_pointcloud2(pred.occ_labels, head.occ.grid, head.occ.free_index, occ_header)
             if self.occupancy_markers:
-                out["occupancy_markers"] = occupancy_to_markers(pred.occ_labels, head.occ_grid, head.occ_free_index,
+                out["occupancy_markers"] = occupancy_to_markers(pred.occ_labels, head.occ.grid, head.occ.free_index,
                                                                 occ_header)
         return out
 

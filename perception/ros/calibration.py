@@ -24,9 +24,9 @@ From a running system, :func:`calibration_from_tf` reads the same transforms fro
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
+import yaml
 
 from perception.constants import CAMERA_NAMES
 from perception.ros.transforms import matrix_from_pose, pose_from_matrix, transform_to_matrix
@@ -38,7 +38,7 @@ class RigCalibration:
     ``lidar2cam``: camera name -> 4x4 LiDAR frame -> camera optical frame (x right, y down, z forward);
     ``camera_frames``: camera name -> frame_id of its image messages."""
 
-    lidar2ego: Optional[np.ndarray] = None
+    lidar2ego: np.ndarray | None = None
     lidar2cam: dict = field(default_factory=dict)
     camera_frames: dict = field(default_factory=dict)
     lidar_frame: str = "LIDAR_TOP"
@@ -89,8 +89,6 @@ def _pose(node, where):
 
 def load_calibration_yaml(path) -> RigCalibration:
     """Read a rig calibration YAML (format in the module docstring)."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"calibration file not found: {path}")
@@ -146,8 +144,6 @@ def _pose_node(T):
 
 def write_calibration_yaml(calib: RigCalibration, path):
     """Write ``calib`` in the format :func:`load_calibration_yaml` reads (quaternions x, y, z, w)."""
-    import yaml
-
     doc = {"lidar_frame": calib.lidar_frame, "ego_frame": calib.ego_frame}
     doc["lidar2ego"] = None if calib.lidar2ego is None else _pose_node(calib.lidar2ego)
     cameras = {}
@@ -162,7 +158,7 @@ def write_calibration_yaml(calib: RigCalibration, path):
 # ---------------------------------------------------------------------------------------------- tf
 def _tf_time():
     try:
-        from rclpy.time import Time
+        from rclpy.time import Time  # the ros extra (optional)
 
         return Time()  # "latest available"
     except ImportError:
@@ -187,7 +183,7 @@ def calibration_from_tf(buffer, lidar_frame, ego_frame, camera_frames, timeout_s
     kwargs = {}
     if timeout_s and timeout_s > 0:
         try:
-            from rclpy.duration import Duration
+            from rclpy.duration import Duration  # the ros extra (optional)
 
             kwargs["timeout"] = Duration(nanoseconds=int(timeout_s * 1e9))
         except ImportError:

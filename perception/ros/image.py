@@ -12,6 +12,7 @@ node ``image_rect`` topics from ``image_proc`` for a camera with strong distorti
 import io
 
 import numpy as np
+from PIL import Image as PILImage
 
 from perception.ros._buffers import as_uint8, to_byte_array
 from perception.ros.errors import MessageError
@@ -66,8 +67,6 @@ def compressed_to_rgb(msg):
     Raises :class:`MessageError`: kind ``image_encoding`` for ``compressedDepth`` payloads, kind
     ``image_decode`` for empty, truncated or corrupt data.
     """
-    from PIL import Image as PILImage
-
     fmt = str(getattr(msg, "format", ""))
     if "compresseddepth" in fmt.lower():
         raise MessageError(f"CompressedImage: unsupported format '{fmt}' (depth images)", "image_encoding")
@@ -128,7 +127,7 @@ def _check_rgb(image, who):
 
 def rgb_to_image(image, header):
     """``(H, W, 3)`` uint8 RGB -> ``sensor_msgs.msg.Image`` (encoding rgb8, step = 3 W, no padding)."""
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image  # the ros extra (optional)
 
     image = _check_rgb(image, "rgb_to_image")
     h, w = image.shape[:2]
@@ -139,8 +138,6 @@ def rgb_to_image(image, header):
 
 def rgb_to_compressed(image, header, quality=95):
     """``(H, W, 3)`` uint8 RGB -> ``sensor_msgs.msg.CompressedImage`` (JPEG via Pillow, format 'jpeg')."""
-    from PIL import Image as PILImage
-
     image = _check_rgb(image, "rgb_to_compressed")
     out = io.BytesIO()
     PILImage.fromarray(np.ascontiguousarray(image), "RGB").save(out, format="JPEG", quality=int(quality))
@@ -150,7 +147,7 @@ def rgb_to_compressed(image, header, quality=95):
 def jpeg_bytes_to_compressed(jpeg, header):
     """JPEG file bytes -> ``sensor_msgs.msg.CompressedImage`` (format 'jpeg') without re-encoding (a log
     player publishes the nuScenes JPEG files as they are). ``ValueError`` if the bytes are not a JPEG."""
-    from sensor_msgs.msg import CompressedImage
+    from sensor_msgs.msg import CompressedImage  # the ros extra (optional)
 
     jpeg = bytes(jpeg)
     if not jpeg.startswith(b"\xff\xd8"):
@@ -163,7 +160,7 @@ def jpeg_bytes_to_compressed(jpeg, header):
 def intrinsics_to_camera_info(K, width, height, header):
     """3x3 ``K`` -> ``sensor_msgs.msg.CameraInfo`` of a rectified camera: ``k = K``, ``p = [K | 0]``,
     ``r = I``, distortion_model 'plumb_bob' with ``d`` = five zeros."""
-    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import CameraInfo  # the ros extra (optional)
 
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3) or not np.isfinite(K).all():

@@ -19,7 +19,10 @@ import numba
 import numpy as np
 
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, DETECTION_CLASSES
+from perception.ros.pointcloud import make_pointcloud2
+from perception.ros.stamps import make_header
 from perception.ros.transforms import yaw_to_quaternion
+from perception.viz.colors import DETECTION_COLORS, OCC3D_COLORS
 
 DIAGNOSTIC_LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}
 MIN_ARROW_SPEED = 0.2  # m/s: slower boxes get no velocity arrow
@@ -50,11 +53,10 @@ def boxes_to_markers(pred, header, score_threshold=0.0):
     frame), then per box a CUBE (ns 'boxes': centre, yaw quaternion about z, scale l, w, h, class colour),
     a TEXT_VIEW_FACING "class score" above it (ns 'labels') and, when the velocity is finite and faster than
     0.2 m/s, an ARROW from the centre to where the box is 1 s later (ns 'velocity'). Ids are unique."""
+    # optional (the ros extra): imported where an rclpy message is built
     from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
     from std_msgs.msg import ColorRGBA
     from visualization_msgs.msg import Marker, MarkerArray
-
-    from perception.viz.colors import DETECTION_COLORS
 
     boxes, scores, labels = _kept(pred, score_threshold)
     markers = [Marker(header=header, ns="", id=0, action=Marker.DELETEALL)]
@@ -75,7 +77,7 @@ def boxes_to_markers(pred, header, score_threshold=0.0):
             colours[label, alpha] = ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(alpha))
         return colours[label, alpha]
 
-    for box, score, label in zip(boxes, scores, labels.tolist()):  # one marker set per detection (few)
+    for box, score, label in zip(boxes, scores, labels.tolist(), strict=True):  # one marker set per detection (few)
         x, y, z, length, width, height, yaw, vx, vy = box.tolist()
         qx, qy, qz, qw = yaw_to_quaternion(yaw).tolist()
         cube = copy.copy(cube_t)
@@ -105,12 +107,13 @@ def boxes_to_detection3d_array(pred, header, score_threshold=0.0):
     detection: ``class_id`` = class name, ``score``; bbox centre with the yaw quaternion, size l, w, h), or
     ``None`` when vision_msgs is not installed (it is not on PyPI)."""
     try:
+        # optional: vision_msgs is not on PyPI
         from vision_msgs.msg import BoundingBox3D, Detection3D, Detection3DArray, ObjectHypothesisWithPose
     except ImportError:
         return None
     boxes, scores, labels = _kept(pred, score_threshold)
     detections = []
-    for i, (box, score, label) in enumerate(zip(boxes, scores, labels.tolist())):
+    for i, (box, score, label) in enumerate(zip(boxes, scores, labels.tolist(), strict=True)):
         x, y, z, length, width, height, yaw = box[:7].tolist()
         hyp = ObjectHypothesisWithPose()
         if hasattr(hyp, "hypothesis"):  # vision_msgs >= 3 (Galactic and later)
@@ -133,7 +136,7 @@ def bev_to_occupancy_grids(bev_probs, header):
     ``(class_name, nav_msgs.msg.OccupancyGrid)``: int8 ``round(100 p)`` (NaN -> -1 unknown), resolution
     0.5 m, width (x cells) = height (y cells) = 200, origin = the grid's lower corner (x, y, 0) with identity
     orientation, data row-major with rows along y: cell ``[ix, iy]`` -> ``data[iy * width + ix]``."""
-    from nav_msgs.msg import OccupancyGrid
+    from nav_msgs.msg import OccupancyGrid  # the ros extra (optional)
 
     probs = np.asarray(bev_probs, dtype=np.float32)
     expected = (len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape
@@ -208,16 +211,12 @@ def voxel_centres(occ_labels, grid, free_index):
 def occupancy_to_pointcloud2(occ_labels, grid, free_index, header):
     """``occ_labels (X, Y, Z)`` indexed ``[ix, iy, iz]`` on ``grid`` (a ``GridSpec``) -> PointCloud2 of the
     non-free voxels: float32 ``x, y, z`` voxel centres (m) and uint8 ``label``."""
-    from perception.ros.pointcloud import make_pointcloud2
-
     centres, labels = voxel_centres(occ_labels, grid, free_index)
     return make_pointcloud2(header, {"x": centres[:, 0], "y": centres[:, 1], "z": centres[:, 2], "label": labels})
 
 
 def occupancy_palette():
     """``(19, 3)`` float RGB in [0, 1]: the 18 Occ3D class colours (index = label) and grey for others."""
-    from perception.viz.colors import OCC3D_COLORS
-
     return np.asarray(list(OCC3D_COLORS) + [(0.5, 0.5, 0.5)], dtype=np.float64)
 
 
@@ -226,6 +225,7 @@ def occupancy_to_markers(occ_labels, grid, free_index, header):
     the voxel size, one colour per voxel from :func:`occupancy_palette`); a DELETE of that marker when no
     voxel is occupied. Building the per-voxel Point/ColorRGBA objects costs ~2 us per voxel (rclpy
     messages); prefer :func:`occupancy_to_pointcloud2` for dense scenes."""
+    # optional (the ros extra): imported where an rclpy message is built
     from geometry_msgs.msg import Point
     from std_msgs.msg import ColorRGBA
     from visualization_msgs.msg import Marker, MarkerArray
@@ -250,9 +250,7 @@ def diagnostics_message(stamp_ns, node_name, status):
     """``status``: list of ``{name, level ('OK'|'WARN'|'ERROR'|'STALE'), message, values: dict}`` ->
     ``diagnostic_msgs.msg.DiagnosticArray`` (status names ``"<node_name>: <name>"``, hardware_id the node
     name, values stringified). Unknown level -> ``ValueError``."""
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
-    from perception.ros.stamps import make_header
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # the ros extra (optional)
 
     out = DiagnosticArray(header=make_header(stamp_ns, ""))
     for entry in status:

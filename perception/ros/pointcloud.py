@@ -156,7 +156,7 @@ def make_pointcloud2(header, columns):
     """A packed little-endian ``sensor_msgs.msg.PointCloud2`` (height 1, is_dense True) from ``columns``:
     ``{name: (N,) array}``; the field order is the dict order. Column dtypes: float32, float64, uint8,
     uint16, int32 (also int8, int16, uint32); other dtypes raise ``ValueError``."""
-    from sensor_msgs.msg import PointCloud2, PointField
+    from sensor_msgs.msg import PointCloud2, PointField  # the ros extra (optional)
 
     if not columns:
         raise ValueError("make_pointcloud2: no columns")

@@ -24,7 +24,7 @@ def stamp_to_ns(stamp) -> int:
 
 def ns_to_stamp(ns):
     """Integer nanoseconds -> ``builtin_interfaces.msg.Time`` (floor division, so negative times work)."""
-    from builtin_interfaces.msg import Time
+    from builtin_interfaces.msg import Time  # the ros extra (optional)
 
     ns = int(ns)
     return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
@@ -32,7 +32,7 @@ def ns_to_stamp(ns):
 
 def make_header(stamp_ns, frame_id):
     """A ``std_msgs.msg.Header`` with the stamp ``stamp_ns`` (int ns) and ``frame_id``."""
-    from std_msgs.msg import Header
+    from std_msgs.msg import Header  # the ros extra (optional)
 
     return Header(stamp=ns_to_stamp(stamp_ns), frame_id=str(frame_id))
 

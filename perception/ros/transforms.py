@@ -8,7 +8,7 @@ import numpy as np
 
 from perception.geometry import quat_to_rotmat, rotmat_to_quat
 from perception.ros.errors import MessageError
-from perception.ros.stamps import stamp_to_ns
+from perception.ros.stamps import make_header, stamp_to_ns
 
 
 def quaternion_to_rotation(q):
@@ -93,9 +93,7 @@ def odometry_to_matrix(msg):
 
 def matrix_to_odometry(T, stamp_ns, frame_id, child_frame_id):
     """4x4 ego -> ``frame_id`` pose -> ``nav_msgs.msg.Odometry`` (zero twist, zero covariances)."""
-    from nav_msgs.msg import Odometry
-
-    from perception.ros.stamps import make_header
+    from nav_msgs.msg import Odometry  # the ros extra (optional)
 
     t, q = pose_from_matrix(T)
     msg = Odometry(header=make_header(stamp_ns, frame_id), child_frame_id=str(child_frame_id))
@@ -107,9 +105,7 @@ def matrix_to_odometry(T, stamp_ns, frame_id, child_frame_id):
 
 def matrix_to_transform_stamped(T, stamp_ns, frame_id, child_frame_id):
     """4x4 child -> parent -> ``geometry_msgs.msg.TransformStamped`` (for /tf or /tf_static publishers)."""
-    from geometry_msgs.msg import TransformStamped
-
-    from perception.ros.stamps import make_header
+    from geometry_msgs.msg import TransformStamped  # the ros extra (optional)
 
     t, q = pose_from_matrix(T)
     msg = TransformStamped(header=make_header(stamp_ns, frame_id), child_frame_id=str(child_frame_id))

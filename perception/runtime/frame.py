@@ -10,7 +10,6 @@ left out of that frame with a note that names it and the field.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -30,9 +29,9 @@ class CameraFrame:
     - ``timestamp``: microseconds (0 when unknown).
     """
 
-    image: Optional[np.ndarray]
-    intrinsics: Optional[np.ndarray]
-    lidar2cam: Optional[np.ndarray]
+    image: np.ndarray | None
+    intrinsics: np.ndarray | None
+    lidar2cam: np.ndarray | None
     timestamp: int = 0
 
 
@@ -50,15 +49,15 @@ class Frame:
     - ``notes``: problems found upstream (message conversion, stale sensors), carried into the prediction.
     """
 
-    points: Optional[np.ndarray] = None
-    cameras: Dict[str, CameraFrame] = field(default_factory=dict)
-    lidar2ego: Optional[np.ndarray] = None
+    points: np.ndarray | None = None
+    cameras: dict[str, CameraFrame] = field(default_factory=dict)
+    lidar2ego: np.ndarray | None = None
     timestamp: int = 0
     token: str = "live"
-    notes: List[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def check_rigid(matrix, what: str) -> Optional[str]:
+def check_rigid(matrix, what: str) -> str | None:
     """Why ``matrix`` is not a 4x4 rigid transform (finite, orthonormal rotation, last row 0 0 0 1), or None."""
     if matrix is None:
         return f"{what} missing"
@@ -75,7 +74,7 @@ def check_rigid(matrix, what: str) -> Optional[str]:
     return None
 
 
-def check_intrinsics(K, what: str) -> Optional[str]:
+def check_intrinsics(K, what: str) -> str | None:
     """Why ``K`` is not a 3x3 pinhole matrix (finite, fx and fy > 0, last row 0 0 1), or None."""
     if K is None:
         return f"{what} missing"
@@ -89,7 +88,7 @@ def check_intrinsics(K, what: str) -> Optional[str]:
     return None
 
 
-def check_camera(name: str, cam) -> Optional[str]:
+def check_camera(name: str, cam) -> str | None:
     """Why camera ``name`` of a frame cannot be used (the note names the camera and the field), or None."""
     if cam is None or cam.image is None:
         return f"camera {name}: no image"

@@ -2,7 +2,7 @@
 
 :meth:`Predictor.predict` takes a live :class:`perception.runtime.frame.Frame`; :meth:`Predictor.predict_sample`
 takes a dataset :class:`Sample`. Both go through the same test-time transform
-(:func:`perception.data.dataset.inference_item`, the one :class:`M3Dataset` uses with ``training=False``) and
+(:func:`perception.data.inputs.inference_item`, the one :class:`M3Dataset` uses with ``training=False``) and
 :func:`perception.data.collate.collate`; it is not re-implemented here. The inference batch holds no ground truth.
 
 Bad input degrades instead of failing: NaN/inf points and pixels are counted, warned about and removed
@@ -15,10 +15,10 @@ Imports run one way: this module uses the data layer and the models, never ``per
 ``perception.eval`` (a deployed node does not load the trainer).
 """
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -27,10 +27,11 @@ from perception.config import load_config
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES
 from perception.data.augment import image_aug_params
 from perception.data.collate import collate, to_device
-from perception.data.dataset import inference_item
+from perception.data.inputs import inference_item
 from perception.data.sample import CameraView, Sample
 from perception.models import build_model
 from perception.models.weights import load_checkpoint, model_weights
+from perception.runtime.device import resolve_device
 from perception.runtime.frame import Frame, check_camera, check_rigid
 
 
@@ -45,8 +46,8 @@ class Prediction:
     scores: np.ndarray
     labels: np.ndarray
     class_names: list
-    bev_probs: Optional[np.ndarray] = None
-    occ_labels: Optional[np.ndarray] = None
+    bev_probs: np.ndarray | None = None
+    occ_labels: np.ndarray | None = None
     timings_ms: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
@@ -55,7 +56,7 @@ class Prediction:
 class _LiveSample(Sample):
     """A :class:`Sample` whose points are in memory (a live frame) instead of in a ``.pcd.bin`` file."""
 
-    live_points: Optional[np.ndarray] = None
+    live_points: np.ndarray | None = None
 
     @property
     def points(self) -> np.ndarray:
@@ -70,19 +71,16 @@ class Predictor:
     """Runs a trained model on frames or :class:`Sample` objects.
 
     ``config``: a :class:`perception.config.Config` (or a config file path); ``checkpoint``: a checkpoint
-    path, a loaded checkpoint dict, or ``None`` (random weights, for tests); ``device``: 'cpu' or 'cuda'
-    (fp16 autocast on CUDA). ``use_ema``: load the EMA weights when the checkpoint has them. ``fp16``: autocast
-    on CUDA (default None = on for CUDA, as before; False runs fp32 there, for ``perception bench``).
+    path, a loaded checkpoint dict, or ``None`` (random weights, for tests); ``device``: 'cpu', 'cuda' or
+    'auto' (:func:`perception.runtime.device.resolve_device`; fp16 autocast on CUDA). ``use_ema``: load the
+    EMA weights when the checkpoint has them. ``fp16``: autocast on CUDA (default None = on for CUDA; False
+    runs fp32 there, for ``perception bench``).
     A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both.
     """
 
     def __init__(self, config, checkpoint=None, device="cpu", use_ema=False, fp16=None):
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' requested but CUDA is not available")
+        self.device = resolve_device(device)
         self.cfg = load_config(config) if not isinstance(config, dict) else config
-        self.device = torch.device(device)
         self.fp16 = self.device.type == "cuda" and (fp16 is None or bool(fp16))
         self.tasks = tuple(self.cfg["model"]["tasks"])
         self.model = build_model(self.cfg["model"])
@@ -104,7 +102,7 @@ class Predictor:
         self.num_sweeps = int(data["num_sweeps"])
         self.point_cloud_range = tuple(self.cfg["model"]["point_cloud_range"])
         head = self.model.head
-        self.needs_lidar2ego = "occ" in self.tasks and getattr(head, "occ_frame", "ego") == "ego"
+        self.needs_lidar2ego = "occ" in self.tasks and head.occ.frame == "ego"
 
     # ------------------------------------------------------------------ preprocessing
     def _frame_to_sample(self, frame: Frame, notes):
@@ -169,7 +167,7 @@ class Predictor:
     def _empty(self, notes, timings):
         bev = np.zeros((len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape, np.float32) if "map" in self.tasks else None
         head = self.model.head  # all-free volume on the configured occupancy grid (Occ3D or OpenOccupancy)
-        occ = np.full(head.occ_grid.shape, head.occ_free_index, np.uint8) if "occ" in self.tasks else None
+        occ = np.full(head.occ.grid.shape, head.occ.free_index, np.uint8) if "occ" in self.tasks else None
         return Prediction(
             boxes=np.zeros((0, 9), np.float32), scores=np.zeros((0,), np.float32), labels=np.zeros((0,), np.int64),
             class_names=[], bev_probs=bev, occ_labels=occ, timings_ms=timings, warnings=notes,
@@ -215,13 +213,42 @@ class Predictor:
         for note in notes:
             warnings.warn(f"Predictor: {note}", stacklevel=2)
         if not use_lidar and not use_cams:
-            return self._empty(notes + ["no usable modality: empty result"], {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0})
+            return self._empty(notes + ["no usable modality: empty result"],
+                               {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0})
         batch, _ = self.batch_for(sample, has_lidar)
         return self._run(batch, notes, t0)
 
-    def predict_sample(self, sample: Sample) -> Prediction:
-        """Run on a dataset :class:`Sample` (evaluation), through the same test-time transform."""
+    def predict_sample(self, sample: Sample, withhold=()) -> Prediction:
+        """Run on a dataset :class:`Sample` (evaluation), through the same test-time transform.
+
+        ``withhold``: sensors kept from the model, as if they had dropped out (the degraded-sensor rows of
+        the learning benchmark): ``'lidar'``, ``'cameras'`` (all six) and/or camera names. The prediction's
+        ``warnings`` name them; with nothing left the result is the empty one, as in :meth:`predict`."""
         t0 = time.perf_counter()
-        batch, problems = self.batch_for(sample)
-        notes = [message for kind, _, message in problems if kind != "camera_missing"]
+        withhold = check_withhold(withhold)
+        notes = [f"{name} withheld" for name in withhold]
+        if withhold - {"lidar"}:
+            drop = set(CAMERA_NAMES) if "cameras" in withhold else withhold
+            sample = dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})
+        use_lidar = "lidar" not in withhold and self.model.lidar_encoder is not None
+        use_cams = bool(set(sample.cameras) & set(self.cameras)) and self.model.camera_encoder is not None
+        if not use_lidar and not use_cams:
+            return self._empty(notes + ["no usable modality: empty result"],
+                               {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0})
+        batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
+        if "lidar" in withhold:  # no points reach any branch (camera depth supervision, refiners, cues)
+            batch["points"] = [p[:0] for p in batch["points"]]
+        notes += [message for kind, _, message in problems if kind != "camera_missing"]
         return self._run(batch, notes, t0)
+
+
+WITHHOLD = ("lidar", "cameras") + tuple(CAMERA_NAMES)  # what Predictor.predict_sample(withhold=...) accepts
+
+
+def check_withhold(names) -> frozenset:
+    """``names`` (an iterable of sensor names) as a set, or ``ValueError`` naming the unknown one."""
+    names = frozenset(names)
+    unknown = sorted(names - set(WITHHOLD))
+    if unknown:
+        raise ValueError(f"withhold: unknown sensor {unknown[0]!r}; expected any of {list(WITHHOLD)}")
+    return names

@@ -147,16 +147,23 @@ def render(scene, packed, colours, cam2global, K, width, height):
     return np.clip(img, 0, 255).astype(np.uint8).reshape(height, width, 3), hit.reshape(height, width)
 
 
-def visible_fraction(packed, targets, cams):
+def visible_fraction(packed, targets, cams, first_hit=None):
     """Fraction (0-1) of each target box seen by at least one camera, from 27 sample points inside it.
 
     Args:
         packed: ``(M, 8)`` world boxes (global frame). targets: ``(T,)`` indices into ``packed``.
         cams: list of ``(cam2global 4x4, K 3x3, width, height)``.
+        first_hit: ``(origin (3,), unit dirs (N, 3), dist (N,)) -> (N,)`` index of the first box each ray
+            meets (-1 or another negative code for none / the ground); default: the boxes of ``packed`` only.
+            World v2 passes one that also stops at its terrain.
 
     A point counts as seen when it projects inside the image in front of the camera and the first box its
     camera ray hits is the target itself (no other box in between).
     """
+    if first_hit is None:
+        def first_hit(origin, dirs, dist):
+            return cast(origin, dirs, dist, packed, boxes_near(packed, origin, float(dist.max())))[1]
+
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) == 0:
         return np.zeros(0)
@@ -180,6 +187,5 @@ def visible_fraction(packed, targets, cams):
             continue
         vec = pts[idx] - origin
         dist = np.linalg.norm(vec, axis=1)
-        _, hit, _ = cast(origin, vec / dist[:, None], dist, packed, boxes_near(packed, origin, float(dist.max())))
-        seen[idx] = hit == owner[idx]
+        seen[idx] = first_hit(origin, vec / dist[:, None], dist) == owner[idx]
     return seen.reshape(len(targets), -1).mean(axis=1)

@@ -17,43 +17,36 @@ import numpy as np
 from PIL import Image
 
 from perception.constants import CAMERA_NAMES
-from perception.data.nuscenes_index import VERSION_SPLITS
 from perception.geometry import rotmat_to_quat, yaw_to_quat
 from perception.synth import camera, lidar, occupancy
+from perception.synth.backends import make_backend
 from perception.synth.maps import build_map, write_map
-from perception.synth.raycast import pack_boxes
-from perception.synth.scene import build_scene
-from perception.synth.tables import token, visibility_token, vocabulary_tables, write_tables
+from perception.synth.scene_names import scene_names
+from perception.synth.tables import (
+    token,
+    visibility_token,
+    vocabulary_tables,
+    write_tables,
+)
+from perception.synth.world import normalize_world, write_world_record
 
 KEYFRAME_INTERVAL = 0.5  # seconds (2 Hz)
 ANNOTATION_RANGE = 60.0  # metres (xy from the ego) within which objects are annotated
 SCENE_SPACING = 700.0  # metres between scene roads on the map canvas
 BASE_TIMESTAMP = 1533201470000000  # microseconds (2018-08-02, like the n015 logs)
-SUPPORTED_VERSIONS = VERSION_SPLITS  # version -> its official splits (v1.0-trainval, v1.0-mini, v1.0-test)
 UNANNOTATED_VERSIONS = ("v1.0-test",)  # like the real test set: no annotations, no Occ3D labels
 
 
-def scene_names(version, n_scenes, rng):
-    """Official split scene names for ``n_scenes`` scenes: ~80 % train, at least one val (sorted, unique);
-    all from the ``test`` split for v1.0-test."""
-    from nuscenes.utils import splits
-
-    if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"version must be one of {sorted(SUPPORTED_VERSIONS)}, got {version!r}")
-    if len(SUPPORTED_VERSIONS[version]) == 1:
-        names = getattr(splits, SUPPORTED_VERSIONS[version][0])
-        if n_scenes > len(names):
-            raise ValueError(f"scenes={n_scenes} exceeds the {version} split size ({len(names)})")
-        return sorted(rng.choice(names, n_scenes, replace=False).tolist())
-    train_split, val_split = SUPPORTED_VERSIONS[version]
-    n_val = max(1, int(round(0.2 * n_scenes)))
-    n_train = n_scenes - n_val
-    train_names, val_names = getattr(splits, train_split), getattr(splits, val_split)
-    if n_train > len(train_names) or n_val > len(val_names):
-        raise ValueError(f"scenes={n_scenes} exceeds the {version} split sizes ({len(train_names)} + {len(val_names)})")
-    train = sorted(rng.choice(train_names, n_train, replace=False).tolist()) if n_train else []
-    val = sorted(rng.choice(val_names, n_val, replace=False).tolist())
-    return train + val
+def scene_grid(scenes, samples_per_scene, world="v1"):
+    """``(spacing m, columns, rows)`` of the scene origins on the map canvas: scene ``i`` sits at global
+    ``(spacing (i % columns + 0.5), spacing (i // columns + 0.5))``. v2 streets reach ~300 m beyond the ego's
+    path (margins, junction arms), so long v2 scenes get a wider spacing."""
+    cols = int(np.ceil(np.sqrt(scenes)))
+    version, params = normalize_world(world)
+    spacing = SCENE_SPACING
+    if version == "v2":
+        spacing = max(SCENE_SPACING, 2 * (params.ego_speed_max * KEYFRAME_INTERVAL * samples_per_scene + 300.0))
+    return spacing, cols, int(np.ceil(scenes / cols))
 
 
 def _pose_record(tok, ts, T):
@@ -71,8 +64,9 @@ def _chain(records):
 class _Writer:
     """Collects table records and writes sensor files for one dataset."""
 
-    def __init__(self, out, seed, sweeps_per_sample, image_size, location, annotate=True):
+    def __init__(self, out, seed, sweeps_per_sample, image_size, location, annotate=True, world="v1"):
         self.out, self.seed, self.annotate = out, seed, annotate
+        self.world = make_backend(world)
         self.sweeps, self.size, self.location = sweeps_per_sample, image_size, location
         self.tables = {n: [] for n in ("calibrated_sensor", "ego_pose", "instance", "log", "sample",
                                        "sample_annotation", "sample_data", "scene", "sensor")}
@@ -100,8 +94,9 @@ class _Writer:
     def sample_data(self, tok, sample_tok, ch, ts, T_ego, filename, key, width=0, height=0):
         """Add a sample_data record and its ego_pose (same token, as in nuScenes)."""
         self.tables["ego_pose"].append(_pose_record(tok, ts, T_ego))
-        rec = {"token": tok, "sample_token": sample_tok, "ego_pose_token": tok, "calibrated_sensor_token": self.calib[ch],
-               "timestamp": ts, "fileformat": "pcd" if ch == "LIDAR_TOP" else "jpg", "is_key_frame": key,
+        rec = {"token": tok, "sample_token": sample_tok, "ego_pose_token": tok,
+               "calibrated_sensor_token": self.calib[ch], "timestamp": ts,
+               "fileformat": "pcd" if ch == "LIDAR_TOP" else "jpg", "is_key_frame": key,
                "height": height, "width": width, "filename": filename}
         self.tables["sample_data"].append(rec)
         return rec
@@ -113,17 +108,15 @@ class _Writer:
         n_sw = self.sweeps
         dt_sweep = KEYFRAME_INTERVAL / (n_sw + 1)
         key_times = KEYFRAME_INTERVAL * (1 + np.arange(n_samples))
-        sc = build_scene(rng, name, origin, float(key_times[-1] + 0.1))
+        W = self.world
+        sc = W.build(rng, name, origin, float(key_times[-1] + 0.1))
         base_ts = BASE_TIMESTAMP + index * 3_600_000_000 + seed * 86_400_000_000
         logfile = f"n015-synth-{seed}-{index:04d}+0800"
         log_tok, scene_tok = token(seed, "log", index), token(seed, "scene", index)
         self.tables["log"].append({"token": log_tok, "logfile": logfile, "vehicle": "n015",
                                    "date_captured": "2018-08-02", "location": self.location})
 
-        labels_occ = np.array([a.occ for a in sc.actors])
-        colours = np.array([a.colour for a in sc.actors], dtype=np.float64)
-        reflect = np.array([a.reflectivity for a in sc.actors], dtype=np.float64)
-        annotated = np.array([a.detection_name is not None for a in sc.actors])
+        labels_occ, annotated = W.labels(sc)
         l2e = lidar.lidar2ego()
         w, h = self.size
         Ks = {c: camera.intrinsics(c, w, h) for c in CAMERA_NAMES}
@@ -136,8 +129,7 @@ class _Writer:
                 t = float(t_key - j * dt_sweep)
                 ts = base_ts + int(round(t * 1e6))
                 ego = sc.ego_pose(t)
-                packed = pack_boxes(sc.boxes_at(t))
-                points, hit, miss_dirs = lidar.scan(sc, packed, reflect, ego @ l2e, rng)
+                points, hit, miss_dirs = W.scan(sc, W.sensor_boxes(sc, t), ego @ l2e, rng)
                 folder = "samples" if j == 0 else "sweeps"
                 fname = f"{folder}/LIDAR_TOP/{logfile}__LIDAR_TOP__{ts}.pcd.bin"
                 points.tofile(os.path.join(out, fname))
@@ -150,7 +142,7 @@ class _Writer:
                 t_c = float(t_key + camera.CAMERA_OFFSET[c] + rng.uniform(-0.0015, 0.0015))
                 ts_c = base_ts + int(round(t_c * 1e6))
                 ego_c = sc.ego_pose(t_c)
-                img, ids = camera.render(sc, pack_boxes(sc.boxes_at(t_c)), colours, ego_c @ c2e[c], Ks[c], w, h)
+                img, ids = W.render(sc, W.sensor_boxes(sc, t_c), ego_c @ c2e[c], Ks[c], w, h, rng)
                 seen_in_image[ids[ids >= 0]] = True
                 fname = f"samples/{c}/{logfile}__{c}__{ts_c}.jpg"
                 Image.fromarray(img).save(os.path.join(out, fname), quality=92)
@@ -163,11 +155,10 @@ class _Writer:
             # Annotations: actors near the ego that the LiDAR or a camera sees, with point counts and visibility.
             ego_xy = ego_key[:2, 3]
             near = np.nonzero(annotated & (np.hypot(*(boxes_key[:, :2] - ego_xy).T) < ANNOTATION_RANGE))[0]
-            packed_key = pack_boxes(boxes_key)
-            vis = camera.visible_fraction(packed_key, near, cams_key)
-            counts = np.bincount(hit[hit >= 0], minlength=len(sc.actors))
+            vis = W.visible(sc, boxes_key, float(t_key), near, cams_key)
+            counts = W.counts(sc, points, hit, boxes_key, ego_key @ l2e)
             anns = []
-            for i, v in zip(near, vis):
+            for i, v in zip(near, vis, strict=True):
                 if counts[i] == 0 and not seen_in_image[i]:  # like nuScenes: unsensed objects are not annotated
                     continue
                 a, b = sc.actors[i], boxes_key[i]
@@ -198,11 +189,13 @@ class _Writer:
         for i, anns in sorted(tracks.items()):
             _chain(anns)
             a = sc.actors[i]
-            self.tables["instance"].append({"token": anns[0]["instance_token"], "category_token": self.cat_token[a.category],
+            self.tables["instance"].append({"token": anns[0]["instance_token"],
+                                            "category_token": self.cat_token[a.category],
                                             "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
                                             "last_annotation_token": anns[-1]["token"]})
         self.tables["scene"].append({"token": scene_tok, "log_token": log_tok, "nbr_samples": len(samples),
-                                     "first_sample_token": samples[0]["token"], "last_sample_token": samples[-1]["token"],
+                                     "first_sample_token": samples[0]["token"],
+                                     "last_sample_token": samples[-1]["token"],
                                      "name": name, "description": f"synthetic street scene (seed {seed})"})
         return sc
 
@@ -218,7 +211,7 @@ def _scene_job(job):
 
 
 def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-trainval", sweeps_per_sample=4,
-                     image_size=(640, 360), location="singapore-onenorth", workers=1):
+                     image_size=(640, 360), location="singapore-onenorth", workers=1, world="v2", split=None):
     """Write a synthetic nuScenes-format dataroot to ``out`` and return a summary dict.
 
     Args:
@@ -232,11 +225,16 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
         image_size: ``(width, height)`` of the camera JPEGs (intrinsics scaled from 1600x900).
         location: nuScenes map name for the log table and ``maps/expansion/<location>.json``.
         workers: processes simulating scenes in parallel (the output does not depend on it).
+        world: ``"v2"`` (the default), ``"v1"`` (the original world, whose classes have fixed intensities
+            and colours) or a :class:`perception.synth.world.WorldParams` (v2 with those knobs); recorded
+            with its knobs in ``<out>/synth_world.json``.
+        split: ``None`` (~80 % train scenes, >= 1 val), ``"train"`` or ``"val"`` (every scene in that split:
+            the learning benchmark's train / val / test datasets).
 
     Returns ``{"dataroot", "version", "scenes", "samples", "seconds"}``.
     """
-    from nuscenes.utils.splits import create_splits_logs  # noqa: F401  (fails early if the devkit is missing)
     from nuscenes.map_expansion.map_api import locations
+    from nuscenes.utils.splits import create_splits_logs  # noqa: F401  (fails early if the devkit is missing)
 
     t0 = time.time()
     if int(scenes) != scenes or scenes < 1:
@@ -252,13 +250,13 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
     if location not in locations:
         raise ValueError(f"location must be one of {locations}, got {location!r}")
     out = str(out)
-    names = scene_names(version, int(scenes), np.random.default_rng(seed))
+    names = scene_names(version, int(scenes), np.random.default_rng(seed), split)
+    world_version, params = normalize_world(world)
     writer_args = (out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location,
-                   version not in UNANNOTATED_VERSIONS)
+                   version not in UNANNOTATED_VERSIONS, params if world_version == "v2" else "v1")
     writer = _Writer(*writer_args)
-    cols = int(np.ceil(np.sqrt(scenes)))
-    rows = int(np.ceil(scenes / cols))
-    jobs = [(i, name, int(samples_per_scene), (SCENE_SPACING * (i % cols + 0.5), SCENE_SPACING * (i // cols + 0.5)))
+    spacing, cols, rows = scene_grid(scenes, samples_per_scene, world)
+    jobs = [(i, name, int(samples_per_scene), (spacing * (i % cols + 0.5), spacing * (i // cols + 0.5)))
             for i, name in enumerate(names)]
     if workers == 1:
         built = [writer.scene(*job) for job in jobs]
@@ -273,10 +271,11 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
                 for table, recs in records.items():
                     writer.tables[table] += recs
     mask_file = f"maps/{token(seed, 'map-mask')}.png"
-    map_json = build_map(built, seed, (SCENE_SPACING * cols, SCENE_SPACING * rows))
+    map_json = build_map(built, seed, (spacing * cols, spacing * rows))
     write_map(out, location, map_json, mask_file)
     writer.tables["map"] = [{"token": token(seed, "map", location), "category": "semantic_prior", "filename": mask_file,
                              "log_tokens": [r["token"] for r in writer.tables["log"]]}]
     write_tables(out, version, writer.tables)
+    write_world_record(out, world)
     return {"dataroot": out, "version": version, "scenes": len(names),
             "samples": len(writer.tables["sample"]), "seconds": time.time() - t0}

@@ -1,5 +1,6 @@
 """Map expansion JSON (``maps/expansion/<location>.json``, schema v1.3 read by ``NuScenesMap``) and the
-``map`` table's mask PNG, built from the scenes' roads. All coordinates are GLOBAL (metres).
+``map`` table's mask PNG, built from the scenes' roads (world v1) or layouts (world v2, the same layers from
+:mod:`perception.synth.layout`). All coordinates are GLOBAL (metres).
 
 Layers written per scene road (see :mod:`perception.synth.scene` for the lateral layout): drivable_area
 (|d| < 9), walkway (9 < |d| < 12 both sides), ped_crossing and its stop_lines, carpark_area, road_divider
@@ -40,10 +41,19 @@ class _MapBuilder:
             toks.append(t)
         return toks
 
-    def polygon(self, xy):
+    def polygon(self, xy, holes=()):
         t = self._tok("polygon")
-        self.layers["polygon"].append({"token": t, "exterior_node_tokens": self._nodes(xy), "holes": []})
+        self.layers["polygon"].append({"token": t, "exterior_node_tokens": self._nodes(xy),
+                                       "holes": [{"node_tokens": self._nodes(h)} for h in holes]})
         return t
+
+    def shapes(self, geom, tolerance=0.05):
+        """Polygon tokens of every polygon piece of a shapely geometry (simplified by ``tolerance`` metres)."""
+        out = []
+        for g in _pieces(geom.simplify(tolerance), "Polygon"):
+            holes = [np.asarray(h.coords)[:-1] for h in g.interiors]
+            out.append(self.polygon(np.asarray(g.exterior.coords)[:-1], holes))
+        return out
 
     def line(self, xy):
         t = self._tok("line")
@@ -62,24 +72,63 @@ def _strip(road, s0, s1, d0, d1, step=5.0):
     return np.concatenate([road.to_global(s, np.full_like(s, d0)), road.to_global(s[::-1], np.full_like(s, d1))])
 
 
+def _pieces(geom, kind):
+    """The non-empty ``kind`` ("Polygon" / "LineString") parts of a shapely geometry."""
+    if geom.is_empty:
+        return []
+    if geom.geom_type == kind:
+        return [geom]
+    return [p for g in getattr(geom, "geoms", []) for p in _pieces(g, kind)]
+
+
+def _add_layout(b, lay):
+    """Map layers of a world-v2 :class:`perception.synth.layout.Layout` (same layers and meaning as v1)."""
+    b.add("drivable_area", polygon_tokens=b.shapes(lay.drivable))
+    for pt in b.shapes(lay.walkway):
+        b.add("walkway", polygon_token=pt)
+    crossing_tokens = []
+    for _, _, _, poly in lay.crossings:
+        toks = [b.add("ped_crossing", polygon_token=pt, road_segment_token="") for pt in b.shapes(poly)]
+        crossing_tokens.append(toks)
+    for poly, c in lay.stop_lines:
+        for pt in b.shapes(poly, 0.01):
+            b.add("stop_line", polygon_token=pt, stop_line_type="PED_CROSSING", ped_crossing_tokens=crossing_tokens[c],
+                  traffic_light_tokens=[], road_block_token="")
+    for poly, heading in lay.carparks:
+        for pt in b.shapes(poly):
+            b.add("carpark_area", polygon_token=pt, orientation=float(heading), road_block_token="")
+    for geom in lay.road_dividers:
+        for ln in _pieces(geom.simplify(0.05), "LineString"):
+            b.add("road_divider", line_token=b.line(np.asarray(ln.coords)), road_segment_token="")
+    for geom in lay.lane_dividers:
+        for ln in _pieces(geom.simplify(0.05), "LineString"):
+            b.add("lane_divider", line_token=b.line(np.asarray(ln.coords)), lane_divider_segments=[])
+
+
 def build_map(scenes, seed, canvas_edge):
     """Map-expansion JSON dict for ``scenes`` (their roads, crossings, car parks); ``canvas_edge`` (x, y) m."""
     b = _MapBuilder(seed)
     for sc in scenes:
+        if hasattr(sc, "layout"):  # world v2
+            _add_layout(b, sc.layout)
+            continue
         r = sc.road
-        b.add("drivable_area", polygon_tokens=[b.polygon(_strip(r, r.s_min, r.s_max, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH))])
+        b.add("drivable_area",
+              polygon_tokens=[b.polygon(_strip(r, r.s_min, r.s_max, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH))])
         for side in (-1, 1):
             b.add("walkway", polygon_token=b.polygon(_strip(r, r.s_min, r.s_max, side * ROAD_HALF_WIDTH,
                                                             side * SIDEWALK_OUTER)))
         cs = sc.crossing_s
-        pc = b.add("ped_crossing", polygon_token=b.polygon(_strip(r, cs, cs + 4.0, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, 1.0)),
+        pc = b.add("ped_crossing",
+                   polygon_token=b.polygon(_strip(r, cs, cs + 4.0, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, 1.0)),
                    road_segment_token="")
         # Stop lines where the paint is (scene.ground_marking): before the crossing on each driving side.
         for s_line, d0, d1 in ((cs - 2.5, -2 * LANE_WIDTH, 0.0), (cs + 5.5, 0.0, 2 * LANE_WIDTH)):
             b.add("stop_line", polygon_token=b.polygon(_strip(r, s_line, s_line + 1.0, d0, d1, 1.0)),
                   stop_line_type="PED_CROSSING", ped_crossing_tokens=[pc], traffic_light_tokens=[], road_block_token="")
         c0, c1, side = sc.carpark
-        b.add("carpark_area", polygon_token=b.polygon(_strip(r, c0, c1, side * SIDEWALK_OUTER, side * (SIDEWALK_OUTER + 12.0))),
+        b.add("carpark_area",
+              polygon_token=b.polygon(_strip(r, c0, c1, side * SIDEWALK_OUTER, side * (SIDEWALK_OUTER + 12.0))),
               orientation=0.0, road_block_token="")
         s = np.arange(r.s_min, r.s_max + 1e-6, 5.0)
         b.add("road_divider", line_token=b.line(r.to_global(s, np.zeros_like(s))), road_segment_token="")
@@ -110,4 +159,7 @@ def write_map(dataroot, location, map_json, mask_filename):
         for pt in rec["polygon_tokens"]:
             xy = [nodes[t] for t in polys[pt]["exterior_node_tokens"]]
             draw.polygon([(x / MASK_RESOLUTION, h - y / MASK_RESOLUTION) for x, y in xy], fill=255)
+            for hole in polys[pt]["holes"]:
+                xy = [nodes[t] for t in hole["node_tokens"]]
+                draw.polygon([(x / MASK_RESOLUTION, h - y / MASK_RESOLUTION) for x, y in xy], fill=0)
     img.save(os.path.join(dataroot, mask_filename))

@@ -31,12 +31,18 @@ def semantics(scene, boxes_global, box_labels, ego2global):
     lower = np.asarray(OCC3D_GRID.lower)
     size = np.asarray(OCC3D_GRID.size)
     sem = np.full(OCC3D_GRID.shape, OCC3D_FREE, dtype=np.uint8)
-    # Ground: the flat ground (z = 0) fills the voxel layers whose centres are at or below it.
+    # Ground: fills the voxel layers whose centres are at or below it (v1: the plane z = 0; v2: the terrain).
     xs, ys = np.meshgrid(OCC3D_GRID.centers(0), OCC3D_GRID.centers(1), indexing="ij")
     xy_ego = np.stack([xs, ys, np.zeros_like(xs)], axis=-1).reshape(-1, 3)
-    ground = scene.ground_class(transform_points(ego2global, xy_ego)[:, :2]).reshape(xs.shape)
-    n_ground = int(np.sum(np.asarray(OCC3D_GRID.centers(2)) <= 1e-6))
-    sem[:, :, :n_ground] = ground[:, :, None]
+    xy_global = transform_points(ego2global, xy_ego)[:, :2]
+    ground = scene.ground_class(xy_global).reshape(xs.shape)
+    if hasattr(scene, "ground_height"):  # world v2: the layers at or below the terrain (ego z, level ego pose)
+        h = scene.ground_height(xy_global).reshape(xs.shape) - ego2global[2, 3]
+        below = np.asarray(OCC3D_GRID.centers(2))[None, None, :] <= h[:, :, None] + 1e-6
+        sem[below] = np.broadcast_to(ground[:, :, None], sem.shape)[below]
+    else:
+        n_ground = int(np.sum(np.asarray(OCC3D_GRID.centers(2)) <= 1e-6))
+        sem[:, :, :n_ground] = ground[:, :, None]
     # Boxes: expressed in the ego frame (yaw-only rotations compose with the ego's yaw).
     boxes_ego = np.asarray(boxes_global, dtype=np.float64).copy()
     global2ego = invert(ego2global)

@@ -1,4 +1,5 @@
-"""Training: the loop (:class:`Trainer`), checkpoints, DDP set-up, EMA, logs. ``perception train`` drives it."""
+"""Training: the loop (:class:`Trainer`), checkpoints, DDP set-up, EMA, logs. ``perception train`` drives it
+through :func:`perception.training.from_config.train_from_config`."""
 
 from perception.training.checkpoint import load_checkpoint, model_weights, save_checkpoint
 from perception.training.distributed import DistContext, cleanup_distributed, init_distributed

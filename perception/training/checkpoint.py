@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perception.config import load_config
+from perception.models import build_model
+
 # Loading lives with the model (the runtime loads weights without the trainer); re-exported for training code.
 from perception.models.weights import load_checkpoint, model_weights  # noqa: F401
 
@@ -63,3 +66,19 @@ def save_checkpoint(path, state: dict):
             f"is kept): {err}"
         ) from err
     os.replace(tmp, path)
+
+
+def checkpoint_mismatch(config, checkpoint):
+    """None when the weights of ``checkpoint`` load strictly into the model that ``config`` builds now, else
+    the first line of the reason (a checkpoint written by an older version of the model does not fit)."""
+    model = build_model(load_config(config).model)
+    try:
+        model.load_state_dict(model_weights(load_checkpoint(checkpoint)), strict=True)
+    except (RuntimeError, KeyError, ValueError) as e:
+        return (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return None
+
+
+def checkpoint_fits(config, checkpoint) -> bool:
+    """True when :func:`checkpoint_mismatch` finds nothing: the demo retrains a cached checkpoint that does not fit."""
+    return checkpoint_mismatch(config, checkpoint) is None

@@ -9,20 +9,22 @@ default ``<dataroot>/m3_index_<version>.pkl``, built when missing) or from expli
 from functools import partial
 from pathlib import Path
 
+from perception.data import build_index, load_info_file
 from perception.data.augment import bev_aug_params, image_aug_params
+from perception.data.collate import modality_dropout
+from perception.data.dataset import M3Dataset
+from perception.data.nuscenes_index import default_index_path as index_path
 from perception.training.distributed import DistContext, barrier
 
 
 def default_index_path(data_cfg) -> Path:
-    from perception.data.nuscenes_index import default_index_path as index_path
-
     return Path(index_path(data_cfg["dataroot"], data_cfg["version"]))
 
 
-def ensure_index(data_cfg, ctx: DistContext = DistContext()) -> Path:
-    """The default index of the dataroot, built (by the main process) when it does not exist yet."""
-    from perception.data import build_index
-
+def ensure_index(data_cfg, ctx: DistContext | None = None) -> Path:
+    """The default index of the dataroot, built (by the main process; ``ctx`` None: a single process) when it
+    does not exist yet."""
+    ctx = ctx or DistContext()
     path = default_index_path(data_cfg)
     if not path.is_file():
         if not Path(data_cfg["dataroot"]).is_dir():
@@ -33,10 +35,8 @@ def ensure_index(data_cfg, ctx: DistContext = DistContext()) -> Path:
     return path
 
 
-def load_split(data_cfg, which: str, ctx: DistContext = DistContext()) -> list:
+def load_split(data_cfg, which: str, ctx: DistContext | None = None) -> list:
     """Samples of ``which`` ('train' or 'val'): the configured info file or the index, filtered by split name."""
-    from perception.data import load_info_file
-
     if which not in ("train", "val"):
         raise ValueError(f"which must be 'train' or 'val', got {which!r}")
     info = data_cfg[f"{which}_info"]
@@ -53,38 +53,13 @@ def load_split(data_cfg, which: str, ctx: DistContext = DistContext()) -> list:
     return samples
 
 
-def check_occ_config(cfg):
-    """The cross-key occupancy settings of a config that trains occupancy: ``data.occ_format`` agrees with the
-    model's grid (``model.head.occ_grid``: 'occ3d' labels train an Occ3D head, 'openocc' labels an
-    OpenOccupancy head), and 'openocc' has its ``data.openocc_root``. Raises ``ValueError`` naming the keys.
-    (The value of ``data.occ_format`` itself is checked when the config is loaded.)"""
-    from perception.eval.runner import occupancy_protocol
-
-    data = cfg["data"]
-    fmt = data.get("occ_format", "occ3d")
-    where = f" (file {cfg.filename})" if getattr(cfg, "filename", None) else ""
-    grid = occupancy_protocol(cfg)
-    if grid != fmt:
-        raise ValueError(
-            f"data.occ_format={fmt!r} does not match model.head.occ_grid={cfg['model']['head'].get('occ_grid', 'occ3d')!r}"
-            f"{where}: the occupancy labels must be on the grid the head predicts; set both to 'occ3d' or both "
-            f"to 'openocc' (configs/tiny_openocc.py shows the OpenOccupancy head settings)"
-        )
-    if fmt == "openocc" and data.get("openocc_root") is None:
-        raise ValueError(f"data.occ_format='openocc' needs data.openocc_root (the nuScenes-Occupancy label folder, "
-                         f"e.g. --cfg-options data.openocc_root=/data/nuScenes-Occupancy){where}")
-
-
 def make_dataset(cfg, samples, training: bool, load_gt: bool = True):
     """:class:`M3Dataset` over ``samples`` with the config's cameras, image size, sweeps and augmentation.
-    Dense GT is loaded only for enabled tasks ('map' -> BEV map, 'occ' -> occupancy in ``data.occ_format``,
-    checked by :func:`check_occ_config`); ``load_gt=False`` (inference) loads none and checks nothing."""
-    from perception.data.dataset import M3Dataset
-
+    Dense GT is loaded only for enabled tasks ('map' -> BEV map, 'occ' -> occupancy in ``data.occ_format``, which
+    the config's validation matched with the occupancy grid; ``M3Dataset`` refuses 'openocc' without
+    ``data.openocc_root``); ``load_gt=False`` (inference) loads none."""
     data, tasks = cfg["data"], cfg["model"]["tasks"]
     load_occ = load_gt and "occ" in tasks
-    if load_occ:
-        check_occ_config(cfg)
     return M3Dataset(
         samples,
         cameras=tuple(data["cameras"]),
@@ -96,14 +71,12 @@ def make_dataset(cfg, samples, training: bool, load_gt: bool = True):
         load_bev=load_gt and "map" in tasks,
         load_occ=load_occ,
         seed=int(cfg["train"]["seed"]),
-        occ_format=data.get("occ_format", "occ3d"),
-        openocc_root=data.get("openocc_root"),
+        occ_format=data["occ_format"],
+        openocc_root=data["openocc_root"],
     )
 
 
 def _apply_dropout(batch, rng, probs):
-    from perception.data.collate import modality_dropout
-
     return modality_dropout(batch, probs["all_cameras"], probs["some_cameras"], probs["lidar"], rng)
 
 

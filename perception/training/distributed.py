@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from perception.runtime.device import resolve_device
+
 
 @dataclass
 class DistContext:
@@ -34,11 +36,7 @@ def init_distributed(device: str = "auto") -> DistContext:
 
     ``device``: 'cpu', 'cuda' or 'auto' (CUDA when available). Each process uses ``cuda:LOCAL_RANK``.
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but CUDA is not available")
+    use_cuda = resolve_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -63,7 +61,7 @@ def all_reduce_mean(values: dict, ctx: DistContext) -> dict:
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t)
     t /= ctx.world_size
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
+    return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
 
 
 def barrier(ctx: DistContext):

@@ -20,7 +20,7 @@ class TrainLogger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard is no install requirement
 
             self.tb = SummaryWriter(str(Path(work_dir) / "tb"))
         except ImportError:

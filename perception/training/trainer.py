@@ -9,21 +9,25 @@ run draws the same numbers as an uninterrupted one.
 Checkpoints (``W/epoch_N.pth`` every ``checkpoint_interval`` epochs, the newest ``keep_checkpoints`` of them
 kept; ``W/latest.pth`` with each of those and at the end) hold model / optimizer / scheduler / scaler / EMA
 states, ``epoch`` (completed epochs), ``step`` (optimizer steps), the config as a plain dict and the RNG
-states; :mod:`perception.training.checkpoint`.
+states; :mod:`perception.training.checkpoint`. :func:`perception.training.from_config.train_from_config` builds a
+Trainer from a config.
 """
 
 import math
+import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
 from perception.config import REQUIRED, SCHEMA
 from perception.data.collate import to_device
+from perception.models.weights import upgrade_state_dict
 from perception.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception.training.distributed import DistContext, all_reduce_mean
 from perception.training.ema import ModelEMA
@@ -54,8 +58,6 @@ class ResumableSampler(DistributedSampler):
 
 
 def seed_everything(seed: int):
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -63,8 +65,6 @@ def seed_everything(seed: int):
 
 def _worker_init(worker_id):
     # Each worker's numpy / python RNG follows torch's per-worker seed (itself derived from the base seed).
-    import random
-
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -85,12 +85,12 @@ class Trainer:
         collate_fn: Callable,
         train_cfg: dict,
         work_dir,
-        config_dict: Optional[dict] = None,
-        ctx: Optional[DistContext] = None,
-        batch_transform: Optional[Callable] = None,
-        max_steps: Optional[int] = None,
+        config_dict: dict | None = None,
+        ctx: DistContext | None = None,
+        batch_transform: Callable | None = None,
+        max_steps: int | None = None,
         progress: bool = True,
-        max_minutes: Optional[float] = None,
+        max_minutes: float | None = None,
     ):
         # Keys the caller left out take the schema's defaults (``perception.config`` validates real configs).
         self.cfg = {**{k: v for k, v in SCHEMA["train"].items() if v is not REQUIRED}, **train_cfg}
@@ -141,9 +141,8 @@ class Trainer:
         if self.max_minutes is not None and self.max_steps is not None:
             self.schedule_steps = max(1, min(self.total_steps, int(self.max_steps)))
         self.optimizer = build_optimizer(self.model, float(self.cfg["lr"]), float(self.cfg["weight_decay"]))
-        self.scheduler = build_scheduler(
-            self.optimizer, self.cfg["schedule"], float(self.cfg["lr"]), self.schedule_steps, float(self.cfg["pct_start"])
-        )
+        self.scheduler = build_scheduler(self.optimizer, self.cfg["schedule"], float(self.cfg["lr"]),
+                                         self.schedule_steps, float(self.cfg["pct_start"]))
         self.use_amp = bool(self.cfg["amp"]) and self.ctx.device.type == "cuda"  # AMP on GPU only
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.ema = ModelEMA(self.model, float(self.cfg["ema_decay"])) if self.cfg["ema"] else None
@@ -187,13 +186,13 @@ class Trainer:
         if not path.is_file():
             return False
         ckpt = load_checkpoint(path, map_location="cpu")
-        self.model.load_state_dict(ckpt["model"])
+        self.model.load_state_dict(upgrade_state_dict(ckpt["model"]))  # key names of older checkpoints mapped
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.use_amp and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema"])
+            self.ema.load_state_dict({**ckpt["ema"], "shadow": upgrade_state_dict(ckpt["ema"]["shadow"])})
         self.step = int(ckpt["step"])
         set_rng_state(ckpt["rng"])
         return True
@@ -238,8 +237,6 @@ class Trainer:
     def fit(self) -> dict:
         """Train until ``epochs`` are done, ``max_steps`` reached or ``max_minutes`` of wall clock spent (checked
         after each step; the step that crosses the budget is logged and saved); returns the last logged record."""
-        from tqdm import tqdm
-
         last = {}
         limit = self.total_steps if self.max_steps is None else min(self.total_steps, int(self.max_steps))
         bar = tqdm(total=limit, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
@@ -272,58 +269,3 @@ class Trainer:
         bar.close()
         self.logger.close()
         return last
-
-
-def train_from_config(
-    config, work_dir=None, dataroot=None, version=None, max_steps=None, resume=False, cfg_options=None,
-    device="auto", progress=True, max_minutes=None,
-) -> dict:
-    """Load ``config``, build the model and the training set, train (single process or under torchrun).
-
-    ``dataroot`` / ``version`` override the data section; a new ``version`` also selects its official
-    split names (e.g. ``mini_train`` / ``mini_val`` for ``v1.0-mini``) unless ``cfg_options`` set them.
-    ``work_dir`` defaults to ``work_dirs/<config name>``. ``max_minutes`` stops training after that much wall clock. Returns the last log record (``{}`` on ranks > 0).
-    """
-    import json
-
-    from perception.config import load_config
-    from perception.models import build_model
-    from perception.training.data import check_occ_config, load_split, make_dataset, modality_dropout_transform
-    from perception.training.distributed import cleanup_distributed, init_distributed
-
-    overrides = []
-    if dataroot is not None:
-        overrides.append(f"data.dataroot={str(dataroot)!r}")
-    if version is not None:
-        from perception.data.nuscenes_index import VERSION_SPLITS
-
-        if version not in VERSION_SPLITS:
-            raise ValueError(f"--version must be one of {sorted(VERSION_SPLITS)}, got {version!r}")
-        splits = VERSION_SPLITS[version]
-        overrides += [f"data.version={version!r}", f"data.train_split={splits[0]!r}", f"data.val_split={splits[-1]!r}"]
-    overrides += list(cfg_options or [])
-    cfg = load_config(config, overrides)
-    if "occ" in cfg.model.tasks:  # before the index is built: a mismatched occupancy setup fails at once
-        check_occ_config(cfg)
-    work_dir = Path(work_dir) if work_dir is not None else Path("work_dirs") / Path(config).stem
-    ctx = init_distributed(device)
-    try:
-        seed_everything(int(cfg.train.seed))
-        model = build_model(cfg.model)
-        dataset = make_dataset(cfg, load_split(cfg.data, "train", ctx), training=True)
-        from perception.data.collate import collate
-
-        trainer = Trainer(
-            model, dataset, collate, cfg.train, work_dir, config_dict=cfg.to_dict(), ctx=ctx,
-            batch_transform=modality_dropout_transform(cfg.data), max_steps=max_steps, progress=progress,
-            max_minutes=max_minutes,
-        )
-        if ctx.is_main:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            (work_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-        if resume and not trainer.resume():
-            raise FileNotFoundError(f"--resume: no checkpoint {work_dir / 'latest.pth'}")
-        last = trainer.fit()
-        return last if ctx.is_main else {}
-    finally:
-        cleanup_distributed()

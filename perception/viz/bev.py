@@ -6,9 +6,10 @@ drawn on the image.
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
+from matplotlib.patches import Patch, Polygon
+from matplotlib.transforms import Affine2D
 
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, DETECTION_CLASSES, OCC3D_FREE, OCC3D_GRID
 from perception.data.boxes import box_corners
@@ -32,13 +33,13 @@ class BevLayers:
       ``lidar2ego`` (4x4, LiDAR -> ego; identity when omitted).
     """
 
-    points: Optional[np.ndarray] = None
-    point_colors: Optional[np.ndarray] = None
-    boxes: Optional[np.ndarray] = None
-    labels: Optional[np.ndarray] = None
-    bev_map: Optional[np.ndarray] = None
-    occ_semantics: Optional[np.ndarray] = None
-    lidar2ego: Optional[np.ndarray] = None
+    points: np.ndarray | None = None
+    point_colors: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    bev_map: np.ndarray | None = None
+    occ_semantics: np.ndarray | None = None
+    lidar2ego: np.ndarray | None = None
     title: str = ""
 
 
@@ -74,12 +75,11 @@ def render_bev(source, out_png, pred_boxes=None, pred_labels=None, extent=54.0, 
     ``pred_boxes`` ``(K, >=7)`` (LiDAR frame) are drawn dashed in the predicted colour, with ``pred_labels``
     written next to them when given. ``extent``: half-width of the view, metres. Returns ``out_png``.
     """
+    # here, not at the top: importing perception.viz must not switch matplotlib's backend to Agg
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch, Polygon
-    from matplotlib.transforms import Affine2D
 
     layers = source if isinstance(source, BevLayers) else layers_from_sample(source)
     fig, ax = plt.subplots(figsize=(10, 10), dpi=100)
@@ -107,11 +107,13 @@ def render_bev(source, out_png, pred_boxes=None, pred_labels=None, extent=54.0, 
         rgba[..., :3] = np.asarray(colors.OCC3D_COLORS)[top]
         rgba[..., 3] = np.where(top != OCC3D_FREE, 0.45, 0.0)
         (x0, y0, _), (x1, y1, _) = OCC3D_GRID.lower, OCC3D_GRID.upper
-        im = ax.imshow(rgba.transpose(1, 0, 2), origin="lower", extent=(x0, x1, y0, y1), interpolation="nearest", zorder=2)
+        im = ax.imshow(rgba.transpose(1, 0, 2), origin="lower", extent=(x0, x1, y0, y1), interpolation="nearest",
+                       zorder=2)
         # The grid is in the ego frame: map ego (x, y) -> LiDAR (x, y) with the 2D part of inv(lidar2ego).
         lidar2ego = np.eye(4) if layers.lidar2ego is None else np.asarray(layers.lidar2ego, dtype=np.float64)
         e2l = invert(lidar2ego)
-        im.set_transform(Affine2D(np.array([[e2l[0, 0], e2l[0, 1], e2l[0, 3]], [e2l[1, 0], e2l[1, 1], e2l[1, 3]], [0, 0, 1]])) + ax.transData)
+        affine = np.array([[e2l[0, 0], e2l[0, 1], e2l[0, 3]], [e2l[1, 0], e2l[1, 1], e2l[1, 3]], [0, 0, 1]])
+        im.set_transform(Affine2D(affine) + ax.transData)
         legend.append(Patch(color=(0.5, 0.5, 0.5), alpha=0.45, label="occupancy (top voxel)"))
 
     if layers.points is not None and len(layers.points):
@@ -126,18 +128,23 @@ def render_bev(source, out_png, pred_boxes=None, pred_labels=None, extent=54.0, 
         corners = box_corners(boxes[:, :7])
         for i, c in enumerate(corners):
             label = None if labels is None else int(labels[i])
-            colour = colors.PRED_COLOR if predicted else colors.DETECTION_COLORS[label] if label is not None and 0 <= label < len(DETECTION_CLASSES) else (0, 0, 0)
-            style = dict(fill=False, edgecolor=colour, linewidth=1.0 if predicted else 1.5, linestyle="--" if predicted else "-", zorder=5)
+            known = label is not None and 0 <= label < len(DETECTION_CLASSES)
+            colour = colors.PRED_COLOR if predicted else colors.DETECTION_COLORS[label] if known else (0, 0, 0)
+            style = dict(fill=False, edgecolor=colour, linewidth=1.0 if predicted else 1.5,
+                         linestyle="--" if predicted else "-", zorder=5)
             ax.add_patch(Polygon(c[list(_BOTTOM_RING), :2], closed=True, **style))
             front = c[[4, 6], :2].mean(axis=0)  # middle of the front edge (+l/2 along the heading)
-            ax.plot([boxes[i, 0], front[0]], [boxes[i, 1], front[1]], color=colour, linewidth=style["linewidth"], zorder=5)
-            if predicted and label is not None and 0 <= label < len(DETECTION_CLASSES):
+            ax.plot([boxes[i, 0], front[0]], [boxes[i, 1], front[1]], color=colour, linewidth=style["linewidth"],
+                    zorder=5)
+            if predicted and known:
                 ax.text(boxes[i, 0], boxes[i, 1], DETECTION_CLASSES[label], fontsize=5, color=colour, zorder=6)
 
     if layers.boxes is not None:
         draw_boxes(layers.boxes, layers.labels, predicted=False)
-        present = sorted({int(l) for l in (layers.labels if layers.labels is not None else []) if 0 <= int(l) < len(DETECTION_CLASSES)})
-        legend += [Patch(edgecolor=colors.DETECTION_COLORS[l], fill=False, linewidth=1.5, label=DETECTION_CLASSES[l]) for l in present]
+        gt_labels = layers.labels if layers.labels is not None else []
+        present = sorted({int(k) for k in gt_labels if 0 <= int(k) < len(DETECTION_CLASSES)})
+        legend += [Patch(edgecolor=colors.DETECTION_COLORS[k], fill=False, linewidth=1.5, label=DETECTION_CLASSES[k])
+                   for k in present]
     if pred_boxes is not None:
         draw_boxes(pred_boxes, pred_labels, predicted=True)
         legend.append(Patch(edgecolor=colors.PRED_COLOR, fill=False, linestyle="--", label="predicted"))

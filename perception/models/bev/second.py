@@ -37,7 +37,7 @@ class SECONDFPN(nn.Module):
         upsample_channels=(256, 256),
     ):
         super().__init__()
-        lengths = {len(layer_channels), len(layer_nums), len(layer_strides), len(upsample_strides), len(upsample_channels)}
+        lengths = {len(v) for v in (layer_channels, layer_nums, layer_strides, upsample_strides, upsample_channels)}
         if len(lengths) != 1:
             raise ValueError(
                 "SECONDFPN: layer_channels, layer_nums, layer_strides, upsample_strides and upsample_channels "
@@ -45,7 +45,7 @@ class SECONDFPN(nn.Module):
                 f"{upsample_strides}, {upsample_channels}"
             )
         stage_strides, total = [], 1
-        for stride, up in zip(layer_strides, upsample_strides):
+        for stride, up in zip(layer_strides, upsample_strides, strict=True):
             total *= stride
             if up < 1 or total % up:
                 raise ValueError(f"SECONDFPN: upsample_strides {upsample_strides} must divide the stage strides")
@@ -62,7 +62,7 @@ class SECONDFPN(nn.Module):
         self.upsamples = nn.ModuleList()
         channels = in_channels
         for out_ch, num, stride, up, up_ch in zip(
-            layer_channels, layer_nums, layer_strides, upsample_strides, upsample_channels
+            layer_channels, layer_nums, layer_strides, upsample_strides, upsample_channels, strict=True
         ):
             blocks = [conv_bn_relu(channels, out_ch, 3, stride)] + [conv_bn_relu(out_ch, out_ch) for _ in range(num)]
             self.stages.append(nn.Sequential(*blocks))
@@ -84,7 +84,7 @@ class SECONDFPN(nn.Module):
             )
         outputs = []
         x = bev
-        for stage, upsample in zip(self.stages, self.upsamples):
+        for stage, upsample in zip(self.stages, self.upsamples, strict=True):
             x = stage(x)
             outputs.append(upsample(x))
         return torch.cat(outputs, dim=1)

@@ -6,12 +6,8 @@ torchvision ResNets (``resnet18/34/50``) are built in; any other name is created
 """
 
 import torch
+import torchvision
 from torch import nn
-
-try:
-    import timm
-except ImportError:  # optional
-    timm = None
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
@@ -24,25 +20,26 @@ class ImageBackbone(nn.Module):
         super().__init__()
         self.name = name
         if name in TORCHVISION_RESNETS:
-            import torchvision
-
             weights = "DEFAULT" if pretrained and weights_path is None else None
             net = getattr(torchvision.models, name)(weights=weights)
             self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
             self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
             widths = [64, 128, 256, 512] if name in ("resnet18", "resnet34") else [256, 512, 1024, 2048]
-            self.channels = dict(zip((4, 8, 16, 32), widths))
+            self.channels = dict(zip((4, 8, 16, 32), widths, strict=True))
             self.timm_model = None
-        elif timm is not None:
+        else:
+            try:  # optional, and seconds to import: only for a backbone that is no torchvision ResNet
+                import timm
+            except ImportError:
+                raise ValueError(f"image backbone {name!r} is not one of {TORCHVISION_RESNETS} and timm is not "
+                                 f"installed") from None
             if name not in timm.list_models():
                 raise ValueError(f"image backbone {name!r}: neither a torchvision ResNet {TORCHVISION_RESNETS} "
                                  f"nor a timm model name")
-            self.timm_model = timm.create_model(name, pretrained=pretrained and weights_path is None, features_only=True)
-            self.channels = dict(zip(self.timm_model.feature_info.reduction(), self.timm_model.feature_info.channels()))
-        else:
-            raise ValueError(
-                f"image backbone {name!r} is not one of {TORCHVISION_RESNETS} and timm is not installed"
-            )
+            self.timm_model = timm.create_model(name, pretrained=pretrained and weights_path is None,
+                                                features_only=True)
+            feature_info = self.timm_model.feature_info
+            self.channels = dict(zip(feature_info.reduction(), feature_info.channels(), strict=True))
         if weights_path is not None:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             target = self.timm_model if self.timm_model is not None else net
@@ -53,10 +50,10 @@ class ImageBackbone(nn.Module):
     def forward(self, images):
         if self.timm_model is not None:
             features = self.timm_model(images)
-            return dict(zip(self.timm_model.feature_info.reduction(), features))
+            return dict(zip(self.timm_model.feature_info.reduction(), features, strict=True))
         x = self.stem(images)
         out = {}
-        for stride, layer in zip((4, 8, 16, 32), self.layers):
+        for stride, layer in zip((4, 8, 16, 32), self.layers, strict=True):
             x = layer(x)
             out[stride] = x
         return out

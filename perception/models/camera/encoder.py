@@ -14,7 +14,13 @@ from perception.models.bev.second import conv_bn_relu
 from perception.models.camera.backbone import ImageBackbone
 from perception.models.camera.fpn import ImageFPN
 from perception.models.camera.lss import (
-    BevPoolPlan, DepthBins, bev_pool, bev_pool_ranked, frustum_to_lidar, lidar_depth_map, make_frustum,
+    BevPoolPlan,
+    DepthBins,
+    bev_pool,
+    bev_pool_ranked,
+    frustum_to_lidar,
+    lidar_depth_map,
+    make_frustum,
 )
 from perception.models.lidar.encoder import bev_grid_shape
 from perception.models.timing import stage
@@ -65,12 +71,12 @@ class CameraEncoder(nn.Module):
         depth_in = fpn_channels
         if use_lidar_depth:
             # Input: (depth / max depth, has-depth flag) at feature resolution.
-            self.depth_encoder = nn.Sequential(
-                conv_bn_relu(2, depth_encoder_channels // 2), conv_bn_relu(depth_encoder_channels // 2, depth_encoder_channels)
-            )
+            half = depth_encoder_channels // 2
+            self.depth_encoder = nn.Sequential(conv_bn_relu(2, half), conv_bn_relu(half, depth_encoder_channels))
             depth_in += depth_encoder_channels
         self.depth_net = nn.Sequential(
-            conv_bn_relu(depth_in, fpn_channels), nn.Conv2d(fpn_channels, self.depth_bins.num_bins + context_channels, 1)
+            conv_bn_relu(depth_in, fpn_channels),
+            nn.Conv2d(fpn_channels, self.depth_bins.num_bins + context_channels, 1),
         )
         self.downsample = (
             nn.Sequential(
@@ -81,14 +87,17 @@ class CameraEncoder(nn.Module):
             if self.pool_factor > 1
             else nn.Identity()
         )
-        self.register_buffer("frustum", make_frustum(self.feature_hw, self.feature_stride, self.depth_bins.centres()), persistent=False)
+        frustum = make_frustum(self.feature_hw, self.feature_stride, self.depth_bins.centres())
+        self.register_buffer("frustum", frustum, persistent=False)
         self._geometry_cache = None  # (intrinsics, lidar2cam, geometry, {cam_mask: BevPoolPlan}) for a fixed rig
 
     def _check_inputs(self, images, cam_mask, intrinsics, lidar2cam):
         if images.dim() != 5 or tuple(images.shape[-3:]) != (3,) + self.image_size:
-            raise ValueError(f"images must be (B, N_cam, 3, {self.image_size[0]}, {self.image_size[1]}), got {tuple(images.shape)}")
+            raise ValueError(f"images must be (B, N_cam, 3, {self.image_size[0]}, {self.image_size[1]}), "
+                             f"got {tuple(images.shape)}")
         b, n = images.shape[:2]
-        for name, t, tail in (("cam_mask", cam_mask, ()), ("intrinsics", intrinsics, (3, 3)), ("lidar2cam", lidar2cam, (4, 4))):
+        for name, t, tail in (("cam_mask", cam_mask, ()), ("intrinsics", intrinsics, (3, 3)),
+                              ("lidar2cam", lidar2cam, (4, 4))):
             if tuple(t.shape) != (b, n) + tail:
                 raise ValueError(f"{name} must be {(b, n) + tail}, got {tuple(t.shape)}")
 
@@ -140,7 +149,8 @@ class CameraEncoder(nn.Module):
             lidar_mask = torch.ones(batch, dtype=torch.bool, device=cam_mask.device)
         k4 = torch.eye(4, device=intrinsics.device, dtype=intrinsics.dtype).expand(batch, num_cams, 4, 4).clone()
         k4[..., :3, :3] = intrinsics
-        return lidar_depth_map(points, lidar_mask, k4 @ lidar2cam, cam_mask.bool(), self.feature_hw, self.feature_stride)
+        return lidar_depth_map(points, lidar_mask, k4 @ lidar2cam, cam_mask.bool(), self.feature_hw,
+                               self.feature_stride)
 
     def forward(self, images, cam_mask, intrinsics, lidar2cam, points=None, lidar_mask=None):
         """``images (B, N, 3, H, W)``, ``cam_mask (B, N)`` bool, ``intrinsics (B, N, 3, 3)`` (augmented,
@@ -170,8 +180,12 @@ class CameraEncoder(nn.Module):
                 features = self.fpn(self.backbone(images.reshape(-1, 3, *self.image_size)[selected]))
             with stage("view_transform"):
                 if self.use_lidar_depth:
-                    sparse = depth_map.reshape(-1, 1, h, w)[selected] if depth_map is not None else features.new_zeros(len(selected), 1, h, w)
-                    encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1))
+                    if depth_map is not None:
+                        sparse = depth_map.reshape(-1, 1, h, w)[selected]
+                    else:
+                        sparse = features.new_zeros(len(selected), 1, h, w)
+                    flag = (sparse > 0).to(sparse.dtype)
+                    encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, flag], 1))
                     features = torch.cat([features, encoded], 1)
                 out = self.depth_net(features)
                 # under autocast ``out`` is fp16 while the zero buffers are fp32: copy in the buffers' dtype

@@ -16,7 +16,8 @@ class DepthBins:
 
     def __init__(self, start, stop, step):
         if not (0 < start < stop) or step <= 0:
-            raise ValueError(f"depth_bins must be (start > 0, stop > start, step > 0) in metres, got {(start, stop, step)}")
+            raise ValueError(f"depth_bins must be (start > 0, stop > start, step > 0) in metres, "
+                             f"got {(start, stop, step)}")
         self.start, self.stop, self.step = float(start), float(stop), float(step)
         self.num_bins = int(round((stop - start) / step))
 

@@ -8,8 +8,8 @@ cell, cost linear in BEV size); ``'mamba'`` adds ``LayerNorm(gated BEV token at 
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from perception.models.decoder.deformable_attention import DeformableAttention2D
 from perception.models.decoder.ss2d import SS2D

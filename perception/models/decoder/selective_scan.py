@@ -4,9 +4,9 @@ Recurrence per channel ``d`` and state ``n`` (``dt = softplus(delta + delta_bias
 
     h_t = exp(dt_t * A[d, n]) * h_{t-1} + dt_t * B[n, t] * u_t        y_t = sum_n C[n, t] * h_t + D[d] * u_t
 
-Shapes follow ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``: ``u``, ``delta`` ``(b, d, l)``;
-``A`` ``(d, n)``; ``B``, ``C`` ``(b, g, n, l)`` with ``d`` split evenly into ``g`` groups (or ``(b, n, l)``);
-``D``, ``delta_bias`` ``(d,)``. Returns ``y`` ``(b, d, l)``.
+Shapes follow ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``: ``u``, ``delta`` ``(b, d, L)``;
+``A`` ``(d, n)``; ``B``, ``C`` ``(b, g, n, L)`` with ``d`` split evenly into ``g`` groups (or ``(b, n, L)``);
+``D``, ``delta_bias`` ``(d,)``. Returns ``y`` ``(b, d, L)``.
 """
 
 import math
@@ -21,35 +21,36 @@ except ImportError:  # CPU-only installs
 
 
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
-    """Validate shapes; return grouped views ``u, dt (b, g, dg, l)``, ``A (g, dg, n)``, ``B, C (b, g, n, l)``."""
+    """Validate shapes; return grouped views ``u, dt (b, g, dg, L)``, ``A (g, dg, n)``, ``B, C (b, g, n, L)``."""
     if u.dim() != 3 or delta.shape != u.shape:
-        raise ValueError(f"selective_scan: u and delta must be (b, d, l), got {tuple(u.shape)}, {tuple(delta.shape)}")
-    b, d, l = u.shape
+        raise ValueError(f"selective_scan: u and delta must be (b, d, L), got {tuple(u.shape)}, {tuple(delta.shape)}")
+    b, d, L = u.shape
     if B.dim() == 3:
         B, C = B[:, None], C[:, None]
     g, n = B.shape[1], B.shape[2]
-    if A.shape != (d, n) or B.shape != (b, g, n, l) or C.shape != B.shape or d % g:
-        raise ValueError(f"selective_scan: bad shapes A {tuple(A.shape)}, B {tuple(B.shape)}, C {tuple(C.shape)} for u {tuple(u.shape)}")
+    if A.shape != (d, n) or B.shape != (b, g, n, L) or C.shape != B.shape or d % g:
+        raise ValueError(f"selective_scan: bad shapes A {tuple(A.shape)}, B {tuple(B.shape)}, C {tuple(C.shape)} "
+                         f"for u {tuple(u.shape)}")
     dt = delta if delta_bias is None else delta + delta_bias[None, :, None]
     if delta_softplus:
         dt = F.softplus(dt)
     dg = d // g
-    return u.reshape(b, g, dg, l), dt.reshape(b, g, dg, l), A.reshape(g, dg, n), B, C
+    return u.reshape(b, g, dg, L), dt.reshape(b, g, dg, L), A.reshape(g, dg, n), B, C
 
 
 def _finish(y, u, D):
-    b, g, dg, l = u.shape
-    y = y.reshape(b, g * dg, l)
-    return y if D is None else y + u.reshape(b, g * dg, l) * D[None, :, None]
+    b, g, dg, L = u.shape
+    y = y.reshape(b, g * dg, L)
+    return y if D is None else y + u.reshape(b, g * dg, L) * D[None, :, None]
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
     """Sequential reference: one Python step per position (slow; for tests and as the definition)."""
     ug, dt, Ag, Bg, Cg = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    b, g, dg, l = ug.shape
+    b, g, dg, L = ug.shape
     h = ug.new_zeros(b, g, dg, Ag.shape[-1])
     ys = []
-    for t in range(l):
+    for t in range(L):
         dt_t = dt[..., t, None]  # (b, g, dg, 1)
         h = torch.exp(dt_t * Ag) * h + dt_t * ug[..., t, None] * Bg[:, :, None, :, t]
         ys.append((h * Cg[:, :, None, :, t]).sum(-1))
@@ -81,11 +82,11 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, delta_bias=None, delta_sof
     Memory stays ``O(d * L * n / T)`` per step.
     """
     ug, dt, Ag, Bg, Cg = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    b, g, dg, l = ug.shape
+    b, g, dg, L = ug.shape
     n = Ag.shape[-1]
-    T = int(chunk_size or max(1, math.ceil(math.sqrt(l))))
-    nc = -(-l // T)
-    pad = nc * T - l
+    T = int(chunk_size or max(1, math.ceil(math.sqrt(L))))
+    nc = -(-L // T)
+    pad = nc * T - L
     if pad:
         ug, dt = F.pad(ug, (0, pad)), F.pad(dt, (0, pad))
         Bg, Cg = F.pad(Bg, (0, pad)), F.pad(Cg, (0, pad))
@@ -100,8 +101,8 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, delta_bias=None, delta_sof
         carries.append(decay[:, :, :, c] * carries[-1] + h_end[:, :, :, c])
     h0 = torch.stack(carries, dim=3)
     _, y = _run_chunk_steps(h0, dt5, u5, Ag, B5, C5, collect=True)
-    y = y.reshape(b, g, dg, nc * T)[..., :l]
-    return _finish(y, ug[..., :l], D)
+    y = y.reshape(b, g, dg, nc * T)[..., :L]
+    return _finish(y, ug[..., :L], D)
 
 
 def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):

@@ -41,7 +41,7 @@ class TaskChannelWeights(nn.Module):
     def forward(self, bev, present):
         pooled = self.conv(bev).mean(dim=(2, 3), keepdim=True)
         weights = torch.sigmoid(self.fc(pooled)) * present.to(bev.dtype)[:, None, None, None]
-        return dict(zip(self.tasks, weights.split(self.weight_channels, dim=1)))
+        return dict(zip(self.tasks, weights.split(self.weight_channels, dim=1), strict=True))
 
 
 class MAFI(nn.Module):
@@ -55,8 +55,11 @@ class MAFI(nn.Module):
         self.tasks = tuple(tasks)
         self.weight_channels = weight_channels
         # A modality disabled at construction (0 channels) has no SE branch: its weights are always zero.
-        self.lidar_weights = TaskChannelWeights(lidar_channels, fused_channels, weight_channels, tasks) if lidar_channels else None
-        self.camera_weights = TaskChannelWeights(camera_channels, fused_channels, weight_channels, tasks) if camera_channels else None
+        self.lidar_weights = self.camera_weights = None
+        if lidar_channels:
+            self.lidar_weights = TaskChannelWeights(lidar_channels, fused_channels, weight_channels, tasks)
+        if camera_channels:
+            self.camera_weights = TaskChannelWeights(camera_channels, fused_channels, weight_channels, tasks)
 
     def fuse(self, camera_bev, lidar_bev):
         return self.fuser(camera_bev, lidar_bev)

@@ -8,10 +8,9 @@ MAFI weights are zeroed, so the output for that sample does not depend on it.
 import torch
 from torch import nn
 
+from perception.constants import TASKS
 from perception.models.bev.second import SECONDFPN
 from perception.models.fusion.mafi import MAFI, ConvFuser
-
-TASKS = ("det", "map", "occ")
 
 
 class FusedBEVNeck(nn.Module):
@@ -87,15 +86,15 @@ class FusedBEVNeck(nn.Module):
             camera_mask = camera_mask.any(dim=1)
         like = lidar_bev if lidar_bev is not None else camera_bev
         if lidar_bev is not None and camera_bev is not None and lidar_bev.shape[2:] != camera_bev.shape[2:]:
-            raise ValueError(
-                f"FusedBEVNeck: lidar_bev grid {tuple(lidar_bev.shape[2:])} != camera_bev grid {tuple(camera_bev.shape[2:])}"
-            )
+            raise ValueError(f"FusedBEVNeck: lidar_bev grid {tuple(lidar_bev.shape[2:])} != camera_bev grid "
+                             f"{tuple(camera_bev.shape[2:])}")
         for name, mask in (("lidar_mask", lidar_mask), ("camera_mask", camera_mask)):
             if tuple(mask.shape) != (like.shape[0],):
                 raise ValueError(f"FusedBEVNeck: {name} must be ({like.shape[0]},), got {tuple(mask.shape)}")
         # (a mask, or all False for a modality absent from the whole batch; no tensor & bool: ONNX tracing)
-        lidar_present = lidar_mask.bool() if lidar_bev is not None else torch.zeros_like(lidar_mask, dtype=torch.bool)
-        camera_present = camera_mask.bool() if camera_bev is not None else torch.zeros_like(camera_mask, dtype=torch.bool)
+        absent = torch.zeros_like(lidar_mask, dtype=torch.bool)  # both masks are (B,)
+        lidar_present = lidar_mask.bool() if lidar_bev is not None else absent
+        camera_present = camera_mask.bool() if camera_bev is not None else absent
         lidar = self._prepare(lidar_bev, self.lidar_channels, lidar_mask.bool(), "lidar", like)
         camera = self._prepare(camera_bev, self.camera_channels, camera_mask.bool(), "camera", like)
         # A modality disabled at construction has no channels: concat only what exists.

@@ -25,7 +25,8 @@ def metric_to_normalized(xy, point_cloud_range):
 
 
 def metric_to_grid(xy, point_cloud_range):
-    """Metric ``(..., 2)`` x, y (augmented LiDAR frame, metres) -> ``grid_sample`` grid (see :func:`normalized_to_grid`)."""
+    """Metric ``(..., 2)`` x, y (augmented LiDAR frame, metres) -> ``grid_sample`` grid (see
+    :func:`normalized_to_grid`)."""
     return normalized_to_grid(metric_to_normalized(xy, point_cloud_range))
 
 
@@ -78,7 +79,7 @@ def occ_grid_points(grid, bev_aug, lidar2ego, frame):
     elif frame == "lidar":
         transform = bev_aug
     else:
-        raise ValueError(f"occ_frame must be 'ego' or 'lidar', got {frame!r}")
+        raise ValueError(f"occupancy grid frame (model.head.occ.frame) must be 'ego' or 'lidar', got {frame!r}")
     return map_points_to_aug_frame(pts, transform)
 
 

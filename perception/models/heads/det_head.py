@@ -59,7 +59,7 @@ class DetHead(nn.Module):
             raise ValueError(f"gt_boxes/gt_labels must be lists of {heatmap.shape[0]} tensors")
         targets = torch.stack([
             draw_heatmap_target(bx, lb, self.num_classes, self.pc_range, self.bev_cell, bev_shape)
-            for bx, lb in zip(gt_boxes, gt_labels)
+            for bx, lb in zip(gt_boxes, gt_labels, strict=True)
         ]).to(heatmap.device)
         # avg_factor = max(number of objects whose centre lies on the heatmap grid, 1) (CenterPoint/TransFusion)
         loss_heat = gaussian_focal_loss(heatmap, targets, avg_factor=self._num_on_grid(gt_boxes, bev_shape))
@@ -94,10 +94,11 @@ class DetHead(nn.Module):
         cls_target = torch.zeros_like(cls_logits)
         box_loss = code.sum() * 0.0
         num_gt = 0
-        for i, (bx, lb) in enumerate(zip(gt_boxes, gt_labels)):
+        for i, (bx, lb) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
             bx, lb = bx.to(code.device, torch.float32), lb.to(code.device)
             if bx.ndim != 2 or bx.shape[1] != 9 or lb.shape != bx.shape[:1]:
-                raise ValueError(f"gt_boxes[{i}] must be (M, 9) with gt_labels[{i}] (M,), got {tuple(bx.shape)}, {tuple(lb.shape)}")
+                raise ValueError(f"gt_boxes[{i}] must be (M, 9) with gt_labels[{i}] (M,), got {tuple(bx.shape)}, "
+                                 f"{tuple(lb.shape)}")
             qi, gi = hungarian_match(cls_logits[i].detach(), pred_boxes[i], bx, lb)
             num_gt += bx.shape[0]
             if qi.numel() == 0:
@@ -111,7 +112,8 @@ class DetHead(nn.Module):
         return loss_cls, BOX_LOSS_SCALE * box_loss / norm
 
     def _num_on_grid(self, gt_boxes, bev_shape):
-        n = sum(int(on_grid(centre_cells(bx, self.pc_range, self.bev_cell)[1], bev_shape).sum()) for bx in gt_boxes if bx.numel())
+        n = sum(int(on_grid(centre_cells(bx, self.pc_range, self.bev_cell)[1], bev_shape).sum())
+                for bx in gt_boxes if bx.numel())
         return max(n, 1)
 
     @torch.no_grad()

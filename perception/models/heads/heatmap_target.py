@@ -63,7 +63,8 @@ def draw_heatmap_target(boxes, labels, num_classes, point_cloud_range, bev_cell,
     heat = torch.zeros(num_classes, nx, ny)
     _, cells = centre_cells(boxes, point_cloud_range, bev_cell)
     inside = on_grid(cells, bev_shape).tolist()
-    for box, label, (ix, iy), keep in zip(boxes.detach().cpu().tolist(), labels.detach().cpu().tolist(), cells.tolist(), inside):
+    rows = zip(boxes.detach().cpu().tolist(), labels.detach().cpu().tolist(), cells.tolist(), inside, strict=True)
+    for box, label, (ix, iy), keep in rows:
         if not 0 <= label < num_classes:
             raise ValueError(f"gt_labels: label {label} outside [0, {num_classes})")
         if not keep:

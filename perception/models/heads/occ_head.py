@@ -14,6 +14,8 @@ cues: :mod:`perception.models.heads.occ_lidar_cues`, when ``cue_channels`` > 0])
 augmented LiDAR frame (``A @ inv(lidar2ego) @ p`` for Occ3D's ego grid).
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,16 +26,25 @@ from perception.models.losses.lovasz import lovasz_softmax_flat
 from perception.models.losses.scene_affinity import geo_scal_loss, sem_scal_loss
 
 
+class OccLogits(NamedTuple):
+    """What :class:`OccHead` returns: ``base`` ``(B, num_classes, NX, NY, NZ)`` the logits of the BEV features (the
+    BEV network's occupancy loss is on these); ``refined`` the same shape corrected by the cue refiner, or None
+    without it."""
+
+    base: torch.Tensor
+    refined: torch.Tensor | None
+
+
 class OccHead(nn.Module):
-    """``forward(query (B, Xq*Yq, d), query_shape (Xq, Yq), occ_bev (B, d, X, Y), points (B, NX, NY, NZ, 3))
-    -> logits (B, num_classes, NX, NY, NZ)``.
+    """``forward(query (B, Xq*Yq, d), query_shape (Xq, Yq), occ_bev (B, d, X, Y), points (B, NX, NY, NZ, 3)[, cues])
+    -> OccLogits(base, refined)``, each ``(B, num_classes, NX, NY, NZ)`` (``refined`` None without the refiner).
 
     ``height_bins``: bins of the query volume; ``bev_height_bins``: bins of the BEV lift (0 disables it);
     ``channels``: features per bin; ``hidden``: width of the voxel MLP.
 
     ``cue_channels`` > 0 adds the cue refiner (``cues (B, cue_channels, NX, NY, NZ)`` in ``forward``): a second
     MLP reads the voxel's LiDAR cues beside the (detached) sampled features and logits and adds a correction to
-    the logits. ``forward`` then returns ``(logits, refined)``, else ``logits``. Nothing flows back from the
+    the logits (``OccLogits.refined``). Nothing flows back from the
     correction into the BEV network: the BEV features keep learning occupancy on their own (their loss is on
     ``logits``), which also supervises where the objects are for detection; with the cues in the first layer
     instead, the network leaned on them and detection learned markedly slower (docs/benchmarks.md).
@@ -124,15 +135,15 @@ class OccHead(nn.Module):
             lifted = self.bev_lift(occ_bev).reshape(b, self.channels, self.bev_height_bins, nx, ny)
             sample_volume_numba(lifted, points, self.pc_range, out=feat_t)
         if self.cue_refiner is not None and (cues is None or cues.shape[1] != self.cue_channels):
-            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), got {None if cues is None else tuple(cues.shape)}")
+            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), "
+                             f"got {None if cues is None else tuple(cues.shape)}")
         return self._finish_fast(feat_t, cues, grid_shape)
 
     def _finish_fast(self, feat_t, cues, grid_shape):
         b = feat_t.shape[0]
-        logits, refined = self._mlps_chunked(feat_t, cues)
-        if refined is None:
-            return logits.reshape(b, -1, *grid_shape)
-        return logits.reshape(b, -1, *grid_shape), refined.reshape(b, -1, *grid_shape)
+        logits, refined = self._mlps_chunked(feat_t, cues)  # (B, K, P) each (refined None without the refiner)
+        return OccLogits(logits.reshape(b, -1, *grid_shape),
+                         None if refined is None else refined.reshape(b, -1, *grid_shape))
 
     def forward(self, query, query_shape, occ_bev, points, cues=None):
         b = query.shape[0]
@@ -148,18 +159,20 @@ class OccHead(nn.Module):
         grid_shape = points.shape[1:-1]
         feat = feat.reshape(b, self.channels, -1)
         if self.cue_refiner is not None and (cues is None or cues.shape[1] != self.cue_channels):
-            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), got {None if cues is None else tuple(cues.shape)}")
+            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), "
+                             f"got {None if cues is None else tuple(cues.shape)}")
         if self._use_fast_path(feat):
             return self._finish_fast(feat.transpose(1, 2), cues, grid_shape)
         logits = self.mlp(feat)
         if self.cue_refiner is None:
-            return logits.reshape(b, -1, *grid_shape)
+            return OccLogits(logits.reshape(b, -1, *grid_shape), None)
         if cues is None or cues.shape[1] != self.cue_channels:
-            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), got {None if cues is None else tuple(cues.shape)}")
+            raise ValueError(f"OccHead: expected cues (B, {self.cue_channels}, ...), "
+                             f"got {None if cues is None else tuple(cues.shape)}")
         base = logits.detach()
         x = torch.cat([feat.detach(), base, cues.reshape(b, self.cue_channels, -1).to(feat.dtype)], dim=1)
         refined = base + self.cue_refiner(x)
-        return logits.reshape(b, -1, *grid_shape), refined.reshape(b, -1, *grid_shape)
+        return OccLogits(logits.reshape(b, -1, *grid_shape), refined.reshape(b, -1, *grid_shape))
 
 
 def occ_losses(logits, labels, mask, class_weights, free_index, ignore_index):

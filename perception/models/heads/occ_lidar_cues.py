@@ -72,7 +72,8 @@ class LidarOccCues(torch.nn.Module):
         return out
 
     def hit_volume(self, pts, cell=1):
-        """log(1 + count) of ``pts`` (N, 3) per ``cell x voxel`` cell -> ``(1, 1, Z, X, Y)`` (``sample_volume`` layout)."""
+        """log(1 + count) of ``pts`` (N, 3) per ``cell x voxel`` cell -> ``(1, 1, Z, X, Y)`` (``sample_volume``
+        layout)."""
         z_n, x_n, y_n = (max(1, n // cell) for n in self.shape)
         lower = pts.new_tensor(self.pc_range[:3])
         cells = pts.new_tensor([x_n, y_n, z_n]) / (pts.new_tensor(self.pc_range[3:]) - lower)  # cells per metre

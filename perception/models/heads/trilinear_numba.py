@@ -100,7 +100,8 @@ def sample_volume_numba(volume, xyz, point_cloud_range, padding_mode="border", o
     if out is None:
         out = torch.empty(b, pts.shape[1], c, dtype=torch.float32)
     elif tuple(out.shape) != (b, pts.shape[1], c) or out.dtype != torch.float32 or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous float32 {(b, pts.shape[1], c)} tensor, got {tuple(out.shape)} {out.dtype}")
+        raise ValueError(f"out must be a contiguous float32 {(b, pts.shape[1], c)} tensor, "
+                         f"got {tuple(out.shape)} {out.dtype}")
     x0, y0, z0, x1, y1, z1 = (float(v) for v in point_cloud_range)
     lo = np.array([x0, y0, z0], np.float32)
     span = np.array([x1 - x0, y1 - y0, z1 - z0], np.float32)
@@ -114,7 +115,7 @@ def sample_volume_numba(volume, xyz, point_cloud_range, padding_mode="border", o
         pool = _POOL.get(threads) or _POOL.setdefault(threads, ThreadPoolExecutor(threads))
         bounds = np.linspace(0, p.shape[0], threads + 1).astype(np.int64)
         jobs = [pool.submit(_compiled, v, p[s:e], lo, span, border, o[s:e], accumulate)
-                for s, e in zip(bounds[:-1], bounds[1:])]
+                for s, e in zip(bounds[:-1], bounds[1:], strict=False)]
         for job in jobs:
             job.result()
     return out

@@ -32,7 +32,8 @@ def bev_grid_shape(point_cloud_range, bev_cell):
         extent = point_cloud_range[axis + 3] - point_cloud_range[axis]
         n = extent / bev_cell
         if bev_cell <= 0 or abs(n - round(n)) > 1e-6 or round(n) < 1:
-            raise ValueError(f"bev_cell {bev_cell} m does not divide point_cloud_range {point_cloud_range} (axis {axis})")
+            raise ValueError(f"bev_cell {bev_cell} m does not divide point_cloud_range {point_cloud_range} "
+                             f"(axis {axis})")
         shape.append(int(round(n)))
     return tuple(shape)
 
@@ -106,10 +107,12 @@ class LidarEncoder(nn.Module):
 
     def _check_inputs(self, points, lidar_mask):
         if lidar_mask.dim() != 1 or lidar_mask.shape[0] != len(points):
-            raise ValueError(f"lidar_mask must be (B,) with B = len(points) = {len(points)}, got {tuple(lidar_mask.shape)}")
+            raise ValueError(f"lidar_mask must be (B,) with B = len(points) = {len(points)}, "
+                             f"got {tuple(lidar_mask.shape)}")
         for i, p in enumerate(points):
             if p.dim() != 2 or p.shape[1] != self.in_channels:
-                raise ValueError(f"points[{i}] must be (N, {self.in_channels}) (x, y, z, intensity, time lag), got {tuple(p.shape)}")
+                raise ValueError(f"points[{i}] must be (N, {self.in_channels}) (x, y, z, intensity, time lag), "
+                                 f"got {tuple(p.shape)}")
 
     def _hard_voxelize(self, points):
         use_numba = NUMBA_AVAILABLE and points.device.type == "cpu" and points.dtype == torch.float32

@@ -51,7 +51,8 @@ def scatter_to_bev(features, coords, batch_size, grid_xy):
     """
     nx, ny = grid_xy
     b, ix, iy = coords[:, 0], coords[:, 1], coords[:, 2]
-    if features.shape[0] and (ix.min() < 0 or ix.max() >= nx or iy.min() < 0 or iy.max() >= ny or b.max() >= batch_size):
+    if features.shape[0] and (ix.min() < 0 or ix.max() >= nx or iy.min() < 0 or iy.max() >= ny
+                              or b.max() >= batch_size):
         raise ValueError(f"scatter_to_bev: coords outside the {batch_size}x{nx}x{ny} canvas")
     canvas = features.new_zeros(batch_size * nx * ny, features.shape[1])
     canvas = canvas.index_copy(0, (b * nx + ix) * ny + iy, features)

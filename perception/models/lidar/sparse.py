@@ -70,7 +70,8 @@ class SparseEncoder(nn.Module):
         for _ in range(len(channels) - 1):
             depth = (depth - 1) // 2 + 1  # kernel 3, stride 2, padding 1
         self.compress = nn.Sequential(
-            nn.Conv2d(previous * depth, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)
+            nn.Conv2d(previous * depth, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, features, coords, batch_size):

@@ -26,7 +26,8 @@ def lovasz_softmax_flat(probs, labels):
     gradient (tests/test_losses.py compares the per-class form), ~2x faster on CPU for 32k voxels x 18 classes.
     """
     if probs.dim() != 2 or labels.shape != probs.shape[:1]:
-        raise ValueError(f"lovasz_softmax_flat: probs (P, C) and labels (P,), got {tuple(probs.shape)} and {tuple(labels.shape)}")
+        raise ValueError(f"lovasz_softmax_flat: probs (P, C) and labels (P,), got {tuple(probs.shape)} and "
+                         f"{tuple(labels.shape)}")
     if probs.shape[0] == 0:
         return probs.sum() * 0.0
     present = torch.unique(labels)

@@ -10,7 +10,7 @@ from perception.models.queries.common import cells_to_normalized, conv_bn_relu, 
 # Small objects keep every local value (1x1 "NMS"): at TransFusion's 0.6 m cells neighbouring pedestrian/cone
 # peaks are real objects. At coarse cells (tiny: 1.6 m) one pedestrian's Gaussian lights up several cells and
 # each becomes a query (~4 pedestrian boxes per GT pedestrian, crowding the other classes out of the top-K):
-# such configs narrow ``model.head.det_nms_exempt_classes`` (tiny: cones only; docs/benchmarks.md).
+# such configs narrow ``model.head.det.nms_exempt_classes`` (tiny: cones only; docs/benchmarks.md).
 NO_NMS_CLASSES = ("pedestrian", "traffic_cone")
 
 
@@ -37,9 +37,10 @@ class DetQueryInit(nn.Module):
         super().__init__()
         unknown = [c for c in nms_exempt_classes if c not in DETECTION_CLASSES]
         if unknown:
-            raise ValueError(f"det_nms_exempt_classes: {unknown} not in DETECTION_CLASSES {DETECTION_CLASSES}")
+            raise ValueError(f"model.head.det.nms_exempt_classes: {unknown} not in DETECTION_CLASSES "
+                             f"{DETECTION_CLASSES}")
         if int(nms_kernel) < 1 or int(nms_kernel) % 2 == 0:
-            raise ValueError(f"det_nms_kernel must be an odd integer >= 1 (cells), got {nms_kernel}")
+            raise ValueError(f"model.head.det.nms_kernel must be an odd integer >= 1 (cells), got {nms_kernel}")
         self.num_queries, self.num_classes, self.nms_kernel = num_queries, num_classes, int(nms_kernel)
         self.heatmap_head = nn.Sequential(conv_bn_relu(d_model, d_model), nn.Conv2d(d_model, num_classes, 1))
         nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # prior 0.1
@@ -60,7 +61,7 @@ class DetQueryInit(nn.Module):
         leaves several peaks on one vehicle (duplicate boxes), larger merges neighbouring vehicles."""
         b, k, nx, ny = heat.shape
         if self.num_queries > k * nx * ny:
-            raise ValueError(f"num_det_queries {self.num_queries} > classes x cells {k * nx * ny}")
+            raise ValueError(f"model.head.det.num_queries {self.num_queries} > classes x cells {k * nx * ny}")
         local_max = F.max_pool2d(heat, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
         keep = (heat == local_max) | ~self.nms_classes[None, :, None, None]
         flat = (heat * keep).flatten(1)

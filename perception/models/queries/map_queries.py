@@ -44,7 +44,7 @@ class MapQueryInit(nn.Module):
     def forward(self, bev):
         b, d, nx, ny = bev.shape
         if nx < self.num_strips:
-            raise ValueError(f"BEV has {nx} cells along x, fewer than map_num_strips {self.num_strips}")
+            raise ValueError(f"BEV has {nx} cells along x, fewer than model.head.map.num_strips {self.num_strips}")
         pixel_embed = self.pixel_embed(bev)
         aux = self.class_logits(pixel_embed)
         strip = strip_of_fraction((torch.arange(nx, device=bev.device) + 0.5) / nx, self.num_strips)
@@ -56,4 +56,5 @@ class MapQueryInit(nn.Module):
             cells.append((ix[0] + torch.div(best, ny, rounding_mode="floor")) * ny + best % ny)
         cells = torch.stack(cells, dim=1).reshape(b, self.num_strips * self.num_classes)
         query = gather_cells(bev, cells) + self.class_embed.repeat(self.num_strips, 1)[None]
-        return {"pixel_embed": pixel_embed, "aux_logits": aux, "query": query, "ref": cells_to_normalized(cells, nx, ny)}
+        return {"pixel_embed": pixel_embed, "aux_logits": aux, "query": query,
+                "ref": cells_to_normalized(cells, nx, ny)}

@@ -22,7 +22,7 @@ class OccQueryInit(nn.Module):
     def forward(self, bev):
         b, _, nx, ny = bev.shape
         if nx % self.stride or ny % self.stride:
-            raise ValueError(f"occ_query_stride {self.stride} must divide the BEV size {nx} x {ny}")
+            raise ValueError(f"model.head.occ.query_stride {self.stride} must divide the BEV size {nx} x {ny}")
         pooled = F.avg_pool2d(bev, self.stride)
         nxq, nyq = pooled.shape[-2:]
         query = self.proj(pooled.flatten(2).transpose(1, 2))

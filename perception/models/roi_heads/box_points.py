@@ -75,7 +75,8 @@ def gather_box_points(points, boxes, margin, max_points, random_pick=False, cell
     cand = points[idx.clamp(min=0)]  # (M, S, C)
     xy = to_box_frame(cand[..., :2], boxes)
     z = cand[..., 2] - boxes[:, 2:3]
-    inside = present & (xy[..., 0].abs() <= half[:, None, 0]) & (xy[..., 1].abs() <= half[:, None, 1]) & (z.abs() <= half[:, None, 2])
+    inside = (present & (xy[..., 0].abs() <= half[:, None, 0]) & (xy[..., 1].abs() <= half[:, None, 1])
+              & (z.abs() <= half[:, None, 2]))
     k = min(p, idx.shape[1])
     score, pick = torch.where(inside, keys[idx.clamp(min=0)], keys.new_full((), -1.0)).topk(k, dim=1)  # (M, k)
     chosen = score >= 0

@@ -60,7 +60,7 @@ def apply_residuals(proposals, residuals):
 
 def _mlp(sizes):
     layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
@@ -69,7 +69,8 @@ def nearest_same_class(boxes, labels, gt_boxes, gt_labels):
     """``(distance (M,), index (M,))``: BEV centre distance (m, as the nuScenes matching) from each box to the
     nearest GT box of its class, and that GT's index; ``inf`` (index 0) when there is none."""
     if gt_boxes.shape[0] == 0:
-        return boxes.new_full((boxes.shape[0],), float("inf")), torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+        none = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+        return boxes.new_full((boxes.shape[0],), float("inf")), none
     dist = torch.cdist(boxes[:, :2], gt_boxes[:, :2].to(boxes))  # (M, G)
     dist = dist.masked_fill(labels[:, None] != gt_labels[None, :].to(labels.device), float("inf"))
     return dist.min(dim=1)
@@ -98,9 +99,9 @@ class PointBoxRefiner(nn.Module):
     (log), ``jitter_yaw`` (rad): the training proposals' noise; ``proposals_per_box``: jittered copies of
     each GT box per step; ``det_proposals``: the detector's top boxes per sample used in training (all rated;
     those with a GT of their class within ``match_radius`` metres also learn the residual to it);
-    ``score_weight``: a in the rescoring (0 keeps the first stage's scores); ``iterations``: refinement passes at inference, each from the previous one's boxes
-    (the residual is learned for proposals up to ~1 m off, so a second pass corrects what the first left;
-    the quality of the last pass rates the output).
+    ``score_weight``: a in the rescoring (0 keeps the first stage's scores); ``iterations``: refinement passes
+    at inference, each from the previous one's boxes (the residual is learned for proposals up to ~1 m off, so
+    a second pass corrects what the first left; the quality of the last pass rates the output).
     """
 
     def __init__(self, num_classes=len(DETECTION_CLASSES), point_channels=5, margin=1.0, max_points=128,
@@ -112,11 +113,13 @@ class PointBoxRefiner(nn.Module):
             raise ValueError("refiner: margin >= 0, max_points >= 1, max_refine >= 0 and proposals_per_box >= 1 "
                              f"required, got {margin}, {max_points}, {max_refine}, {proposals_per_box}")
         if point_channels < 5:
-            raise ValueError(f"refiner: point_channels must be >= 5 (x, y, z, intensity, time_lag), got {point_channels}")
+            raise ValueError(f"refiner: point_channels must be >= 5 (x, y, z, intensity, time_lag), "
+                             f"got {point_channels}")
         self.num_classes, self.margin, self.max_points = num_classes, float(margin), int(max_points)
         if not 0.0 <= float(score_weight) <= 1.0:
             raise ValueError(f"refiner: score_weight must lie in [0, 1], got {score_weight}")
-        self.max_refine, self.proposals_per_box, self.loss_weight = int(max_refine), int(proposals_per_box), float(loss_weight)
+        self.max_refine, self.proposals_per_box = int(max_refine), int(proposals_per_box)
+        self.loss_weight = float(loss_weight)
         self.det_proposals, self.score_weight = int(det_proposals), float(score_weight)
         self.score_loss_weight = float(score_loss_weight)
         if int(iterations) < 1:
@@ -176,7 +179,7 @@ class PointBoxRefiner(nn.Module):
         learned on the jittered GT boxes and on the detector's boxes with a GT of their class within
         ``match_radius`` (those with a point within ``margin``), the quality on all of them."""
         res_pred, res_target, q_logit, q_target = [], [], [], []
-        for i, (pts, bx, lb) in enumerate(zip(points, gt_boxes, gt_labels)):
+        for i, (pts, bx, lb) in enumerate(zip(points, gt_boxes, gt_labels, strict=True)):
             if pts.shape[0] == 0:
                 continue
             bx, lb = bx.to(pts.device, torch.float32), lb.to(pts.device).long()

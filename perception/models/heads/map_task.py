@@ -1,0 +1,96 @@
+"""The BEV-map task of :class:`perception.models.heads.multitask.MultiTaskHead`: strip x class queries picked on
+an auxiliary map prediction, the map head on the evaluation grid, the focal + Dice losses and the probabilities.
+
+Frames: the logits come on ``grid`` (``BEV_MAP_GRID``: 200 x 200 cells of 0.5 m, ORIGINAL LiDAR frame), sampled
+from the BEV (augmented LiDAR frame) at the cell centres mapped through ``batch['bev_aug']`` (``A @ p``), so
+the un-augmented ``gt_bev`` is the target as it is. Config section ``model.head.map``.
+"""
+
+import torch
+import torch.nn as nn
+
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID
+from perception.models.heads.bev_sampling import map_grid_points, sample_bev
+from perception.models.heads.map_head import MapHead, map_seg_loss
+from perception.models.queries.map_queries import MapQueryInit
+
+
+class MapTask(nn.Module):
+    """Map queries, head, losses and decoding.
+
+    - ``grid``: the output grid (a ``GridSpec``, LiDAR frame); ``num_strips``: strips along x (M3Net).
+    - ``train_stride`` s: in training the logits and losses are computed on every s-th cell of ``grid`` in x and y,
+      at a random offset per step (a CPU cost cut; 1 = all cells). Inference always predicts the full grid.
+
+    Sub-modules (construction order = order of the random parameter init): ``queries``, ``head``.
+    """
+
+    name = "map"
+
+    def __init__(self, d_model, point_cloud_range, grid=BEV_MAP_GRID, num_strips=5, train_stride=1):
+        super().__init__()
+        if int(train_stride) < 1:
+            raise ValueError(f"model.head.map.train_stride must be >= 1, got {train_stride}")
+        self.grid, self.pc_range, self.train_stride = grid, list(point_cloud_range), int(train_stride)
+        self.queries = MapQueryInit(d_model, num_strips, len(BEV_MAP_CLASSES))
+        self.head = MapHead(d_model, point_cloud_range, num_strips, len(BEV_MAP_CLASSES))
+
+    def batch_keys(self):
+        """Batch entries the task reads besides ``bev_aug``."""
+        return ()
+
+    def dense_inputs(self, batch, device):
+        """``{'map_points' (B, NX, NY, 3)}``: the centres of ``grid`` in the augmented LiDAR frame (metres)."""
+        return {"map_points": map_grid_points(self.grid, batch["bev_aug"].to(device))}
+
+    def attention_mask(self, device):
+        """``(S*K, S*K)`` bool self-attention mask of the map queries (True = not attended; :class:`MapQueryInit`)."""
+        return self.queries.attention_mask(device)
+
+    def init_queries(self, bev):
+        """``bev (B, d, X, Y)`` -> ``{pixel_embed (B, d, X, Y), aux_logits (B, K, X, Y), query (B, S*K, d), ref
+        (B, S*K, 2)}``."""
+        return self.queries(bev)
+
+    def outputs(self, query, init, bev, batch, dense):
+        """``{'logits' (B, K, NX, NY), 'aux_logits' (B, K, NX, NY)}`` on ``grid`` from the decoder output ``query
+        (B, S*K, d)`` and the TCS-gated map BEV ``bev (B, d, X, Y)``. ``dense``: :meth:`dense_inputs` (inference);
+        None in training: the grid points from ``batch['bev_aug']``, every ``train_stride``-th cell at a random
+        offset (one ``torch.randint``; then ``subgrid = (ox, oy, stride)`` is in the outputs and NX, NY shrink)."""
+        if dense is not None:
+            pts, subgrid = dense["map_points"], None  # (B, NX, NY, 3)
+        else:
+            pts, subgrid = map_grid_points(self.grid, batch["bev_aug"].to(bev.device)), None  # (B, NX, NY, 3)
+            if self.training and self.train_stride > 1:
+                s = self.train_stride
+                ox, oy = (int(v) for v in torch.randint(s, (2,)))
+                pts, subgrid = pts[:, ox::s, oy::s], (ox, oy, s)  # (B, NX/s, NY/s, 3)
+        aux_emb = sample_bev(init["pixel_embed"], pts[..., :2], self.pc_range)  # (B, d, NX, NY)
+        out = {
+            "logits": self.head(query, bev, pts),  # (B, K, NX, NY)
+            "aux_logits": self.queries.class_logits(aux_emb),  # (B, K, NX, NY)
+        }
+        if subgrid is not None:
+            out["subgrid"] = subgrid
+        return out
+
+    def loss(self, outputs, batch, weights):
+        """``loss_map`` / ``loss_map_aux`` (focal + Dice, weights ``map`` / ``map_aux``) against ``batch['gt_bev']
+        (B, 6, NX, NY)``; samples with ``gt_bev_valid`` False add nothing (zero losses when none is valid)."""
+        logits, aux = outputs["logits"], outputs["aux_logits"]  # (B, K, NX, NY)
+        gt = batch["gt_bev"].to(logits.device, torch.float32)  # (B, K, 200, 200), original LiDAR frame
+        if "subgrid" in outputs:
+            ox, oy, stride = outputs["subgrid"]
+            gt = gt[..., ox::stride, oy::stride]
+        if gt.shape != logits.shape:
+            raise ValueError(f"gt_bev must be {tuple(logits.shape)} (map grid), got {tuple(gt.shape)}")
+        valid = batch["gt_bev_valid"].to(logits.device).bool()  # (B,)
+        if valid.any():
+            return {"loss_map": weights["map"] * map_seg_loss(logits[valid], gt[valid]),
+                    "loss_map_aux": weights["map_aux"] * map_seg_loss(aux[valid], gt[valid])}
+        return {"loss_map": logits.sum() * 0.0, "loss_map_aux": aux.sum() * 0.0}
+
+    def decode(self, outputs, score_threshold=0.0, max_boxes=500):
+        """Per sample ``{'bev_probs' (K, NX, NY)}``: sigmoid of the logits (the detection settings are unused)."""
+        probs = outputs["logits"].sigmoid()  # (B, K, NX, NY)
+        return [{"bev_probs": p} for p in probs]
