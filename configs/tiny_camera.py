@@ -1,4 +1,6 @@
-# tiny, cameras only: no LiDAR encoder (points are still loaded for depth supervision).
+# tiny, cameras only: no LiDAR encoder and no LiDAR depth as an input of the camera branch
+# (use_lidar_depth=False), so no point shapes a prediction. Points are still loaded in training: their
+# depth supervises the camera depth head (a training label, as in BEVDepth).
 _base_ = ["tiny.py"]
 # The refiner and the occupancy cues read LiDAR points.
-model = dict(lidar=None, refiner=None, head=dict(occ=dict(lidar_cues=False)))
+model = dict(lidar=None, refiner=None, camera=dict(use_lidar_depth=False), head=dict(occ=dict(lidar_cues=False)))

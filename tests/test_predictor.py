@@ -209,3 +209,27 @@ def test_withheld_sensors_equal_a_frame_without_them(predictor, real):
     assert len(nothing.boxes) == 0 and (nothing.occ_labels == OCC3D_FREE).all()
     with pytest.raises(ValueError, match="unknown sensor 'radar'"):
         predictor.predict_sample(sample, withhold=["radar"])
+
+
+@pytest.mark.parametrize("use_lidar_depth", [False, True])
+def test_camera_only_config_reads_no_points(real, tmp_path, use_lidar_depth):
+    """configs/tiny_camera.py (the camera-only row of the learning benchmark): the points of a sample do not
+    change its prediction (no LiDAR encoder, no LiDAR depth input, no refiner or occupancy cues). With the
+    LiDAR depth input switched back on, the same points do change it (the check can fail)."""
+    _, _, real_dir = real
+    torch.manual_seed(0)
+    options = ["model.score_threshold=0.0", f"model.camera.use_lidar_depth={use_lidar_depth}"]
+    cfg = load_config(CONFIG.parent / "tiny_camera.py", options)
+    camera_only = Predictor(cfg, {"model": build_model(cfg.model).state_dict()})
+    rng = np.random.default_rng(0)  # a wall of points 5-30 m in front of the camera (LiDAR +y), x, y, z, i, 0
+    xyz = rng.uniform([-8.0, 5.0, -1.5], [8.0, 30.0, 2.0], (4000, 3))
+    cloud = np.concatenate([xyz, rng.uniform(0, 100, (4000, 1)), np.zeros((4000, 1))], 1).astype(np.float32)
+    cloud.tofile(tmp_path / "wall.pcd.bin")
+    cam = CameraView(name="CAM_BACK_LEFT", path=str(real_dir / IMAGE), intrinsics=K, lidar2cam=L2C)
+    sample = Sample(token="s", lidar_path=str(tmp_path / "wall.pcd.bin"), lidar2ego=np.eye(4), ego2global=np.eye(4),
+                    cameras={"CAM_BACK_LEFT": cam}, num_sweeps=1)
+    with_points, without = camera_only.predict_sample(sample), camera_only.predict_sample(sample, withhold=["lidar"])
+    same = [np.array_equal(with_points.bev_probs, without.bev_probs), np.array_equal(with_points.boxes, without.boxes),
+            np.array_equal(with_points.occ_labels, without.occ_labels)]
+    # (random weights label every voxel alike either way: the occupancy cannot show a difference)
+    assert same[:2] == [not use_lidar_depth] * 2 and (use_lidar_depth or same[2])
