@@ -13,7 +13,8 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
    still supervises its depth in training) each train for at most the wall-clock budget (a short calibration
    sets the step count, and so the LR schedule, to fit it).
 3. Each is scored on the test set with ``perception eval``; the fusion model also with sensors withheld
-   (``--withhold``): no LiDAR, no cameras, the three rear cameras.
+   (``--withhold``): no LiDAR, no cameras, the three rear cameras (this one, and the full model beside it,
+   scored on the front half only: ``--region front``, what the three front cameras can see).
 4. The no-input prior (:mod:`perception.eval.prior`: mean training BEV rasters, per-voxel most frequent seen
    occupancy label, no boxes) is fitted on train and scored on test in the same table.
 5. ``OUT/summary.json`` (every run, its commit) and ``OUT/results.md`` (mean +- std over seeds).
@@ -39,9 +40,11 @@ from perception.synth.generate import generate_dataset
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "v1.0-trainval"
 VARIANT_CONFIGS = {"lidar": REPO / "configs" / "tiny_lidar.py", "camera": REPO / "configs" / "tiny_camera.py"}
-# Rows scored from the fusion model with sensors withheld at test time: name -> --withhold arguments.
-DEGRADED = {"fusion, no LiDAR": ["lidar"], "fusion, no cameras": ["cameras"],
-            "fusion, front 3 cameras": ["CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"]}
+# Rows scored from the fusion model with sensors withheld at test time: name -> (--withhold, --region). The
+# three front cameras see the front half: that row and the full model are compared there (region 'front').
+DEGRADED = {"fusion, no LiDAR": (["lidar"], "all"), "fusion, no cameras": (["cameras"], "all"),
+            "fusion, front region": ([], "front"),
+            "fusion, front 3 cameras, front region": (["CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"], "front")}
 COLUMNS = ("mAP", "NDS", "car_ap", "bev_miou", "occ_miou", "occ_geometry_iou")
 
 
@@ -126,9 +129,9 @@ def train(config, root, vdir, args, options):
             "last_loss": log[-1]["loss"]}
 
 
-def evaluate(config, checkpoint, root, out, options, withhold=()):
+def evaluate(config, checkpoint, root, out, options, withhold=(), region="all"):
     cmd = perception_cmd("eval", config, checkpoint, "--dataroot", root, "--version", VERSION, "--split", "val",
-                         "--out", out, *(["--withhold", *withhold] if withhold else []),
+                         "--out", out, "--region", region, *(["--withhold", *withhold] if withhold else []),
                          *(["--cfg-options", *options] if options else []))
     subprocess.run(cmd, check=True)
     return headline(json.loads((Path(out) / "metrics.json").read_text()))
@@ -208,10 +211,10 @@ def main(argv=None):
             row = {"fusion": "fusion", "lidar": "LiDAR only", "camera": "camera only"}[variant]
             record(row, seed, {**trained, **evaluate(config, ckpt, roots["test"], vdir / "test", args.cfg_options)})
             if variant == "fusion" and not args.no_degraded:
-                for name, withhold in DEGRADED.items():
-                    tag = "_".join(w.lower() for w in withhold)
+                for name, (withhold, region) in DEGRADED.items():
+                    tag = "_".join([w.lower() for w in withhold] + [region])
                     record(name, seed, evaluate(config, ckpt, roots["test"], vdir / f"test_without_{tag}",
-                                                args.cfg_options, withhold))
+                                                args.cfg_options, withhold, region))
     (out / "results.md").write_text(table(runs) + "\n")
     print(table(runs))
     return 0

@@ -133,14 +133,18 @@ def test_cfg_options_reach_the_evaluated_model(config, checkpoint, synth_root, t
 
 
 def test_withheld_sensors_are_scored_and_counted(config, checkpoint, synth_root, single, tmp_path):
-    """``perception eval --withhold``: the degraded-sensor rows of the learning benchmark. metrics.json says
-    what was withheld and counts every sample as degraded, by reason; the full run counts none."""
+    """``perception eval --withhold ... --region front``: the degraded-sensor rows of the learning benchmark.
+    metrics.json says what was withheld and where it was scored, and counts every sample as degraded, by
+    reason; the full run counts none."""
     from perception.cli.main import main
 
     out = tmp_path / "no_lidar"
-    assert main([*_eval_args(config, checkpoint, synth_root, out), "--withhold", "lidar", "CAM_BACK"]) == 0
+    args = [*_eval_args(config, checkpoint, synth_root, out), "--withhold", "lidar", "CAM_BACK", "--region", "front"]
+    assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     full = json.loads((single / "metrics.json").read_text())
+    assert (m["region"], full["region"]) == ("front", "all")
+    assert "ray" not in m["occupancy"] and "ray" in full["occupancy"]  # RayIoU has no region variant
     assert m["withheld"] == ["CAM_BACK", "lidar"] and full["withheld"] == []
     assert m["degraded"]["samples"] == m["degraded"]["inferred"] == 4
     assert m["degraded"]["reasons"]["lidar withheld"] == 4 and m["degraded"]["reasons"]["CAM_BACK withheld"] == 4

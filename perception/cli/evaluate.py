@@ -40,6 +40,9 @@ def add_parser(subparsers):
     p.add_argument("--withhold", nargs="+", default=[], metavar="SENSOR",
                    help="model mode: sensors kept from the model on every sample, as if they had dropped out "
                         "(lidar, cameras, or camera names such as CAM_BACK); metrics.json counts degraded samples")
+    p.add_argument("--region", choices=("all", "front"), default="all",
+                   help="model mode: score only what lies in this region around the ego (front: ego x > 0, the "
+                        "half the three front cameras see; no RayIoU there); default all")
     p.set_defaults(func=run)
 
 
@@ -57,8 +60,8 @@ def run(args):
     saved = args.results or args.bev_results or args.occ_results
     if saved and (args.config or args.checkpoint):
         raise ValueError("give either CONFIG CHECKPOINT (model mode) or --results/--bev-results/--occ-results")
-    if saved and args.withhold:
-        raise ValueError("--withhold applies to model mode (CONFIG CHECKPOINT): saved predictions are already made")
+    if saved and (args.withhold or args.region != "all"):
+        raise ValueError("--withhold and --region apply to model mode (CONFIG CHECKPOINT), not to saved predictions")
     if not saved and not (args.config and args.checkpoint):
         raise ValueError("model mode needs CONFIG and CHECKPOINT (or pass --results for saved predictions)")
     # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
@@ -72,7 +75,8 @@ def run(args):
         cfg = load_config(args.config, list(args.cfg_options))  # once: the runner takes the loaded config
         openocc_root = args.openocc_root if args.openocc_root is not None else config_openocc_root(cfg)
         runner.evaluate_checkpoint(cfg, args.checkpoint, args.dataroot, args.version, args.split, args.out,
-                                   openocc_root=openocc_root, device=args.device, withhold=args.withhold)
+                                   openocc_root=openocc_root, device=args.device, withhold=args.withhold,
+                                   region=args.region)
         return 0
     if not os.path.isdir(os.path.join(args.dataroot, args.version)):  # the devkit would assert: a traceback
         raise FileNotFoundError(f"--dataroot {args.dataroot}: no nuScenes tables folder {args.version}/ in it")

@@ -16,6 +16,7 @@ from perception.eval.bev_iou import BevIou
 from perception.eval.occ_miou import OccMiou
 from perception.eval.openocc import OpenOccMetric
 from perception.eval.ray_iou import RayIou, sparseocc_origins
+from perception.eval.region import bev_region_mask, check_region, occ_region_mask
 from perception.eval.results_io import load_bev, load_occ, load_openocc
 
 
@@ -30,12 +31,17 @@ def scene_lidar_poses(samples):
 class DenseScores:
     """The dense-task accumulators of a split (mergeable across ranks)."""
 
-    def __init__(self, with_rays=True, openocc_labels=None):
+    def __init__(self, with_rays=True, openocc_labels=None, region="all"):
         """``openocc_labels``: ``{token: label file}`` (:func:`perception.eval.runner.openocc_labels`) to score
-        occupancy with the OpenOccupancy protocol instead of Occ3D's."""
+        occupancy with the OpenOccupancy protocol instead of Occ3D's. ``region``: score only the cells and
+        voxels inside it (:mod:`perception.eval.region`; no RayIoU and no OpenOccupancy then)."""
+        self.region = check_region(region)
+        if region != "all" and openocc_labels is not None:
+            raise ValueError(f"region={region!r}: OpenOccupancy scoring has no region variant")
         self.bev = BevIou()
         self.occ = OccMiou()
-        self.ray = RayIou() if with_rays else None
+        self.ray = RayIou() if with_rays and region == "all" else None
+        self.occ_region = occ_region_mask(region)  # (NX, NY, NZ) on OCC3D_GRID
         self.openocc_labels = openocc_labels
         self.openocc = None if openocc_labels is None else OpenOccMetric()
         self.skipped = {"bev": 0, "occ": 0}
@@ -60,7 +66,8 @@ class DenseScores:
             if gt is None:
                 self.skipped["bev"] += 1
             else:
-                self.bev.update(bev_probs, gt)
+                inside = bev_region_mask(self.region, sample.lidar2ego)  # (NX, NY): outside adds nothing
+                self.bev.update(bev_probs * inside, gt * inside)
         if occ_labels is not None and self.openocc is not None:
             path = self.openocc_labels.get(sample.token)
             if path is None:
@@ -72,7 +79,7 @@ class DenseScores:
             if occ is None:
                 self.skipped["occ"] += 1
             else:
-                self.occ.update(occ_labels, occ.semantics, occ.mask_camera)
+                self.occ.update(occ_labels, occ.semantics, occ.mask_camera & self.occ_region)
                 if self.ray is not None:
                     origins = sparseocc_origins(sample.lidar2ego, sample.lidar2global, scene_poses)
                     self.ray.update(occ_labels, occ.semantics, origins)
@@ -103,6 +110,7 @@ class DenseScores:
         if self.openocc is not None and self.openocc.num_samples:
             out["occupancy_openocc"] = self.openocc.compute()
         out["skipped_no_gt"] = dict(self.skipped)
+        out["region"] = self.region
         if self.degraded is not None:
             out["degraded"] = {**self.degraded, "reasons": dict(sorted(self.degraded["reasons"].items()))}
         return out

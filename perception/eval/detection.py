@@ -23,6 +23,7 @@ from nuscenes.eval.detection.data_classes import DetectionBox
 from nuscenes.eval.detection.evaluate import DetectionEval
 
 from perception.constants import DETECTION_CLASSES
+from perception.eval.region import keep_region_boxes
 from perception.geometry import invert, quat_to_rotmat, rotmat_to_quat
 
 MAX_BOXES_PER_SAMPLE = 500
@@ -168,8 +169,9 @@ def _custom_eval(nusc, config, result_path, eval_set, output_dir, partial):
     return ev
 
 
-def evaluate_detection(nusc, result_path, eval_set, output_dir, partial=False):
-    """Score a submission JSON with the devkit's ``DetectionEval`` (``detection_cvpr_2019``).
+def evaluate_detection(nusc, result_path, eval_set, output_dir, partial=False, region="all"):
+    """Score a submission JSON with the devkit's ``DetectionEval`` (``detection_cvpr_2019``); with ``region``
+    other than 'all', on the GT and predicted boxes inside it only (:mod:`perception.eval.region`).
 
     Returns ``(summary, metric_data_list)``: ``summary`` has ``mAP``, ``NDS``, ``mATE``, ``mASE``, ``mAOE``,
     ``mAVE``, ``mAAE``, ``per_class`` {class: {AP, AP@0.5, AP@1.0, AP@2.0, AP@4.0, ATE, ASE, AOE, AVE,
@@ -179,8 +181,10 @@ def evaluate_detection(nusc, result_path, eval_set, output_dir, partial=False):
     config = config_factory("detection_cvpr_2019")
     with open(result_path) as f:
         empty = not any(json.load(f)["results"].values())
-    if partial or empty:
+    if partial or empty or region != "all":
         ev = _custom_eval(nusc, config, result_path, eval_set, output_dir, partial)
+        keep_region_boxes(nusc, ev.pred_boxes, region)
+        keep_region_boxes(nusc, ev.gt_boxes, region)
     else:
         ev = DetectionEval(nusc, config, result_path, eval_set, output_dir, verbose=False)
     metrics, metric_data_list = ev.evaluate()

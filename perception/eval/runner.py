@@ -25,6 +25,7 @@ from perception.data.openocc_labels import openocc_label_path
 from perception.eval import distributed, report
 from perception.eval.dense import DenseScores, scene_lidar_poses, score_dense_folders
 from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
+from perception.eval.region import check_region
 from perception.eval.results_io import load_submission, validate_dense_folder, validate_submission
 from perception.runtime import Predictor
 from perception.runtime.device import resolve_device
@@ -112,7 +113,8 @@ def score_saved(nusc, split, out_dir, results=None, bev_dir=None, occ_dir=None, 
     return metrics
 
 
-def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_labels=None, withhold=()):
+def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_labels=None, withhold=(),
+                  region="all"):
     """Run ``predictor.predict_sample`` over ``samples`` (tqdm bar).
 
     ``scene_poses``: :func:`scene_lidar_poses` of the WHOLE split (RayIoU origins), default from ``samples``.
@@ -123,7 +125,7 @@ def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_l
     :class:`DenseScores` of the BEV/occupancy predictions (``dense.degraded`` counts the samples that ran
     degraded, by reason).
     """
-    det, dense = {}, DenseScores(openocc_labels=openocc_labels)
+    det, dense = {}, DenseScores(openocc_labels=openocc_labels, region=region)
     poses = scene_poses if scene_poses is not None else scene_lidar_poses(samples)
     for s in tqdm(samples, desc="eval", disable=not progress):
         pred = predictor.predict_sample(s, withhold)  # a perception.runtime.Prediction (numpy arrays)
@@ -154,15 +156,17 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
 
 
 def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, progress=True, openocc_root=None,
-                        cfg_options=(), device="cpu", withhold=()):
+                        cfg_options=(), device="cpu", withhold=(), region="all"):
     """Infer ``split`` with ``perception.runtime.Predictor`` (sharded under torchrun) and score all tasks.
 
     Returns the metrics dict on rank 0 (also ``out_dir/metrics.json``, table, plots), ``None`` elsewhere.
     Inference always covers the whole split (``allow_partial`` is for :func:`score_saved` only). ``openocc_root``
     (nuScenes-Occupancy labels) is required when the config's occupancy grid is OpenOccupancy and refused
     otherwise. ``cfg_options``: config overrides (``['a.b=c']``); ``device``: 'cpu', 'cuda' (this rank's
-    ``LOCAL_RANK`` GPU) or 'auto' (CUDA when available).
+    ``LOCAL_RANK`` GPU) or 'auto' (CUDA when available). ``withhold``: sensors kept from the model
+    (``Predictor.predict_sample``); ``region``: score only inside it (:mod:`perception.eval.region`).
     """
+    check_region(region)
     device = resolve_device(device).type
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
@@ -186,14 +190,16 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
     if samples is None:
         samples = load_split_samples(nusc, split, tokens, work, build=False)
     part = predict_split(predictor, distributed.shard(samples, rank, size), scene_lidar_poses(samples),
-                         progress=progress and rank == 0, openocc_labels=labels, withhold=withhold)
+                         progress=progress and rank == 0, openocc_labels=labels, withhold=withhold,
+                         region=region)
     parts = distributed.gather_to_rank0(part)
     if rank != 0:
         return None
     det, dense = distributed.merge_parts(parts)
     metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold)}
     path = write_submission(os.path.join(out_dir, "detection", "results_nusc.json"), make_submission(det))
-    metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"))
+    metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"),
+                                                        region=region)
     metrics["detection"]["num_samples"] = len(det)
     metrics.update(dense.compute())
     report.write_all(metrics, out_dir, det_data)
