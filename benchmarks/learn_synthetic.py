@@ -59,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, default=30.0, help="training budget per run (wall clock)")
     p.add_argument("--config", default=str(REPO / "configs" / "tiny.py"), help="the fusion config")
     p.add_argument("--variants", default="fusion,lidar,camera")
+    p.add_argument("--choose", action="store_true",
+                   help="a run that chooses a setting (e.g. --cfg-options data.modality_dropout.lidar=0.1): score "
+                        "on the val dataset instead of test; its table is results_val.md and says so")
     p.add_argument("--no-prior", action="store_true", help="skip the no-input prior row")
     p.add_argument("--no-degraded", action="store_true", help="skip the withheld-sensor rows")
     p.add_argument("--cache", default=str(REPO / ".cache" / "learn"))
@@ -137,12 +140,12 @@ def evaluate(config, checkpoint, root, out, options, withhold=(), region="all"):
     return headline(json.loads((Path(out) / "metrics.json").read_text()))
 
 
-def score_prior(roots, out):
-    """Fit the no-input prior on train, score it on test through the saved-results path."""
+def score_prior(roots, out, scored="test"):
+    """Fit the no-input prior on train, score it on ``scored`` (test, or val) through the saved-results path."""
     train_nusc = NuScenes(version=VERSION, dataroot=str(roots["train"]), verbose=False)
     samples = load_split_samples(train_nusc, "train", split_sample_tokens(train_nusc, "train"), str(out / "index"))
     prior = fit_prior(samples)
-    test_nusc = NuScenes(version=VERSION, dataroot=str(roots["test"]), verbose=False)
+    test_nusc = NuScenes(version=VERSION, dataroot=str(roots[scored]), verbose=False)
     paths = write_prior_results(prior, split_sample_tokens(test_nusc, "val"), out / "results")
     metrics = score_saved(test_nusc, "val", str(out / "eval"), paths["results"], paths.get("bev_results"),
                           paths.get("occ_results"))
@@ -192,6 +195,9 @@ def main(argv=None):
                    args=vars(args))
     roots = make_data(args, args.cache)
     summary["data"] = {role: str(root) for role, root in roots.items()}
+    scored = "val" if args.choose else "test"  # a run that chooses a setting never sees the test set
+    if summary.setdefault("scored_on", scored) != scored:
+        raise SystemExit(f"{summary_path} holds rows scored on {summary['scored_on']}: use another --out")
     runs = summary["runs"]
 
     def record(row, seed, values):
@@ -200,7 +206,7 @@ def main(argv=None):
         summary_path.write_text(json.dumps(summary, indent=1, default=str))
 
     if not args.no_prior:
-        record("no-input prior", None, score_prior(roots, out / "prior"))
+        record("no-input prior", None, score_prior(roots, out / "prior", scored))
     for seed in (int(s) for s in args.seeds.split(",")):
         for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
             config = args.config if variant == "fusion" else str(VARIANT_CONFIGS[variant])
@@ -209,14 +215,16 @@ def main(argv=None):
             trained = train(config, roots["train"], vdir, args, options)
             ckpt = vdir / "work" / "latest.pth"
             row = {"fusion": "fusion", "lidar": "LiDAR only", "camera": "camera only"}[variant]
-            record(row, seed, {**trained, **evaluate(config, ckpt, roots["test"], vdir / "test", args.cfg_options)})
+            record(row, seed, {**trained, **evaluate(config, ckpt, roots[scored], vdir / scored, args.cfg_options)})
             if variant == "fusion" and not args.no_degraded:
                 for name, (withhold, region) in DEGRADED.items():
                     tag = "_".join([w.lower() for w in withhold] + [region])
-                    record(name, seed, evaluate(config, ckpt, roots["test"], vdir / f"test_without_{tag}",
+                    record(name, seed, evaluate(config, ckpt, roots[scored], vdir / f"{scored}_without_{tag}",
                                                 args.cfg_options, withhold, region))
-    (out / "results.md").write_text(table(runs) + "\n")
-    print(table(runs))
+    name, heading = ("results_val.md", "Scored on VAL (a run that chooses settings; not a result)\n\n") \
+        if args.choose else ("results.md", "")
+    (out / name).write_text(heading + table(runs) + "\n")
+    print(heading + table(runs))
     return 0
 
 
