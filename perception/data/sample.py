@@ -128,6 +128,11 @@ class Sample:
         return self.ego2global @ self.lidar2ego
 
     @property
+    def has_bev_map(self) -> bool:
+        """Whether :attr:`bev_map` can be rasterized (a map expansion was found), without rasterizing it."""
+        return self._bev_map_fn is not None
+
+    @property
     def bev_map(self) -> np.ndarray | None:
         """``(6, 200, 200)`` uint8 {0, 1} BEV map GT in the LiDAR frame (``BEV_MAP_CLASSES``, ``BEV_MAP_GRID``,
         indexed ``[class, ix, iy]``), or ``None`` when no map expansion is available."""

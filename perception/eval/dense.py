@@ -41,7 +41,7 @@ class DenseScores:
         self.bev = BevIou()
         self.occ = OccMiou()
         self.ray = RayIou() if with_rays and region == "all" else None
-        self.occ_region = occ_region_mask(region)  # (NX, NY, NZ) on OCC3D_GRID
+        self.occ_region = None if region == "all" else occ_region_mask(region)  # (NX, NY, NZ) on OCC3D_GRID
         self.openocc_labels = openocc_labels
         self.openocc = None if openocc_labels is None else OpenOccMetric()
         self.skipped = {"bev": 0, "occ": 0}
@@ -66,8 +66,10 @@ class DenseScores:
             if gt is None:
                 self.skipped["bev"] += 1
             else:
-                inside = bev_region_mask(self.region, sample.lidar2ego)  # (NX, NY): outside adds nothing
-                self.bev.update(bev_probs * inside, gt * inside)
+                if self.region != "all":  # cells outside the region are zeroed: they add nothing
+                    inside = bev_region_mask(self.region, sample.lidar2ego)  # (NX, NY)
+                    bev_probs, gt = bev_probs * inside, gt * inside
+                self.bev.update(bev_probs, gt)
         if occ_labels is not None and self.openocc is not None:
             path = self.openocc_labels.get(sample.token)
             if path is None:
@@ -79,7 +81,8 @@ class DenseScores:
             if occ is None:
                 self.skipped["occ"] += 1
             else:
-                self.occ.update(occ_labels, occ.semantics, occ.mask_camera & self.occ_region)
+                mask = occ.mask_camera if self.occ_region is None else occ.mask_camera & self.occ_region
+                self.occ.update(occ_labels, occ.semantics, mask)
                 if self.ray is not None:
                     origins = sparseocc_origins(sample.lidar2ego, sample.lidar2global, scene_poses)
                     self.ray.update(occ_labels, occ.semantics, origins)

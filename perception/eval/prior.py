@@ -14,13 +14,13 @@ read against what the label statistics alone give:
 scored by ``perception eval --results/--bev-results/--occ-results`` like any submission.
 """
 
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.eval.detection import make_submission, write_submission
 from perception.eval.results_io import save_bev, save_occ
 
 
@@ -69,12 +69,9 @@ def write_prior_results(prior: NoInputPrior, tokens, out_dir) -> dict:
     """Write the prior's predictions for ``tokens`` under ``out_dir``; returns the ``perception eval``
     arguments: ``{'results': json, 'bev_results': folder, 'occ_results': folder}`` (the ones present)."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {"results": os.path.join(out_dir, "results_nusc.json")}
-    submission = {"meta": {"use_camera": False, "use_lidar": False, "use_radar": False, "use_map": False,
-                           "use_external": False},
-                  "results": {t: [] for t in tokens}}
-    with open(paths["results"], "w") as f:
-        json.dump(submission, f)
+    no_sensor = {"use_camera": False, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
+    paths = {"results": write_submission(os.path.join(out_dir, "results_nusc.json"),
+                                         make_submission({t: [] for t in tokens}, no_sensor))}
     if prior.bev_probs is not None:
         paths["bev_results"] = os.path.join(out_dir, "bev")
         for t in tokens:

@@ -164,7 +164,16 @@ class Predictor:
         return to_device(batch, self.device), problems
 
     # ------------------------------------------------------------------ inference
-    def _empty(self, notes, timings):
+    def _uses(self, sample, has_lidar):
+        """``(LiDAR used, cameras used)``: what of ``sample`` this model can run on."""
+        use_lidar = has_lidar and self.model.lidar_encoder is not None
+        use_cams = bool(set(sample.cameras) & set(self.cameras)) and self.model.camera_encoder is not None
+        return use_lidar, use_cams
+
+    def _empty(self, notes):
+        """The result of a frame with no usable modality (no boxes, zero BEV, all-free occupancy)."""
+        notes = notes + ["no usable modality: empty result"]
+        timings = {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
         bev = np.zeros((len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape, np.float32) if "map" in self.tasks else None
         head = self.model.head  # all-free volume on the configured occupancy grid (Occ3D or OpenOccupancy)
         occ = np.full(head.occ.grid.shape, head.occ.free_index, np.uint8) if "occ" in self.tasks else None
@@ -204,8 +213,7 @@ class Predictor:
         t0 = time.perf_counter()
         notes = []
         sample, has_lidar = self._frame_to_sample(frame, notes)
-        use_lidar = has_lidar and self.model.lidar_encoder is not None
-        use_cams = bool(set(sample.cameras) & set(self.cameras)) and self.model.camera_encoder is not None
+        use_lidar, use_cams = self._uses(sample, has_lidar)
         if not has_lidar:
             notes.append("no LiDAR points")
         if not use_cams:
@@ -213,8 +221,7 @@ class Predictor:
         for note in notes:
             warnings.warn(f"Predictor: {note}", stacklevel=2)
         if not use_lidar and not use_cams:
-            return self._empty(notes + ["no usable modality: empty result"],
-                               {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0})
+            return self._empty(notes)
         batch, _ = self.batch_for(sample, has_lidar)
         return self._run(batch, notes, t0)
 
@@ -230,11 +237,8 @@ class Predictor:
         if withhold - {"lidar"}:
             drop = set(CAMERA_NAMES) if "cameras" in withhold else withhold
             sample = dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})
-        use_lidar = "lidar" not in withhold and self.model.lidar_encoder is not None
-        use_cams = bool(set(sample.cameras) & set(self.cameras)) and self.model.camera_encoder is not None
-        if not use_lidar and not use_cams:
-            return self._empty(notes + ["no usable modality: empty result"],
-                               {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0})
+        if not any(self._uses(sample, "lidar" not in withhold)):
+            return self._empty(notes)
         batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
         if "lidar" in withhold:  # no points reach any branch (camera depth supervision, refiners, cues)
             batch["points"] = [p[:0] for p in batch["points"]]

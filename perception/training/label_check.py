@@ -29,7 +29,7 @@ def has_labels(sample, task, occ_format="occ3d", openocc_root=None) -> bool:
     if task == "det":
         return len(sample.labels) > 0
     if task == "map":
-        return sample._bev_map_fn is not None
+        return sample.has_bev_map
     if task == "occ":
         if occ_format == "openocc":
             return openocc_root is not None and os.path.isfile(
