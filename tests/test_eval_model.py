@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,14 @@ def single(config, checkpoint, synth_root, tmp_path_factory):
     from perception.cli.main import main
 
     out = tmp_path_factory.mktemp("eval_single")
-    assert main(_eval_args(config, checkpoint, synth_root, out)) == 0
+    # one intra-op thread, as each torchrun rank has (OMP_NUM_THREADS=1 below): the reductions then add in the
+    # same order, and the two submissions can be compared bit for bit whatever thread count the suite runs with
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_eval_args(config, checkpoint, synth_root, out)) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
