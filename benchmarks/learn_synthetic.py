@@ -23,6 +23,7 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
 """
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -118,7 +119,14 @@ def calibrate(config, dataroot, work, steps, cfg_options):
 
 
 def train(config, root, vdir, args, options):
-    """Train one run; returns its record (steps, minutes, first/last loss)."""
+    """Train one run; returns its record (steps, minutes, first/last loss, the commit it trained at).
+
+    A run whose ``trained.json`` exists is not trained again: a benchmark cut short resumes where it stopped,
+    and a model trained by a ``--choose`` run (on train, scored on val) can be scored on test as it is."""
+    done = vdir / "trained.json"
+    if done.exists():
+        print(f"[learn] reusing the model trained in {vdir / 'work'} ({done})", flush=True)
+        return json.loads(done.read_text())
     steps = args.steps
     if steps is None:
         step_s = calibrate(config, root, vdir / "calib", args.calib_steps, options)
@@ -128,8 +136,10 @@ def train(config, root, vdir, args, options):
                                   VERSION, "--max-steps", steps, "--max-minutes", args.minutes,
                                   "--cfg-options", "train.epochs=100000", *options), check=True)
     log = read_log(vdir / "work" / "log.jsonl")
-    return {"steps": log[-1]["step"], "train_min": round((time.time() - t0) / 60, 2), "first_loss": log[0]["loss"],
-            "last_loss": log[-1]["loss"]}
+    trained = {"steps": log[-1]["step"], "train_min": round((time.time() - t0) / 60, 2),
+               "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"], "train_commit": commit()}
+    done.write_text(json.dumps(trained, indent=1))
+    return trained
 
 
 def evaluate(config, checkpoint, root, out, options, withhold=(), region="all"):
@@ -180,7 +190,8 @@ def table(runs):
         for col in COLUMNS:
             m, s = mean_std([r.get(col) for r in records])
             cells.append("n/a" if m is None else f"{m:.3f} ± {s:.3f}")
-        commits = ", ".join(sorted({r["commit"] for r in records}))
+        # the commit a model was trained at (a reused model is scored at a later one: both are in summary.json)
+        commits = ", ".join(sorted({r.get("train_commit", r["commit"]) for r in records}))
         lines.append(f"| {row} | {len(records)} | " + " | ".join(cells) + f" | {commits} |")
     return "\n".join(lines)
 
@@ -190,21 +201,35 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
-    summary.update(machine=f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}",
-                   args=vars(args))
     roots = make_data(args, args.cache)
-    summary["data"] = {role: str(root) for role, root in roots.items()}
     scored = "val" if args.choose else "test"  # a run that chooses a setting never sees the test set
-    if summary.setdefault("scored_on", scored) != scored:
-        raise SystemExit(f"{summary_path} holds rows scored on {summary['scored_on']}: use another --out")
-    runs = summary["runs"]
+
+    def update_summary(change):
+        # several processes may fill one summary (e.g. one per training seed, one core each): read it again
+        # under a lock, so that no process writes back a copy without the others' rows
+        with open(out / "summary.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
+            change(summary)
+            summary_path.write_text(json.dumps(summary, indent=1, default=str))
+            return summary
+
+    def start(summary):
+        if summary.setdefault("scored_on", scored) != scored:
+            raise SystemExit(f"{summary_path} holds rows scored on {summary['scored_on']}: use another --out")
+        threads = os.environ.get("OMP_NUM_THREADS", "default")
+        summary.update(data={role: str(root) for role, root in roots.items()},
+                       machine=f"{os.cpu_count()} CPU cores, torch threads {threads}")
+        summary.setdefault("invocations", []).append(vars(args))
 
     def record(row, seed, values):
-        runs.setdefault(row, [])
-        runs[row] = [r for r in runs[row] if r.get("seed") != seed] + [{"seed": seed, "commit": commit(), **values}]
-        summary_path.write_text(json.dumps(summary, indent=1, default=str))
+        def add(summary):
+            rows = summary["runs"].setdefault(row, [])
+            summary["runs"][row] = [r for r in rows if r.get("seed") != seed] + [
+                {"seed": seed, "commit": commit(), "cfg_options": args.cfg_options, **values}]
+        update_summary(add)
 
+    update_summary(start)
     if not args.no_prior:
         record("no-input prior", None, score_prior(roots, out / "prior", scored))
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -223,6 +248,7 @@ def main(argv=None):
                                                 args.cfg_options, withhold, region))
     name, heading = ("results_val.md", "Scored on VAL (a run that chooses settings; not a result)\n\n") \
         if args.choose else ("results.md", "")
+    runs = update_summary(lambda summary: None)["runs"]  # with the rows of any process beside this one
     (out / name).write_text(heading + table(runs) + "\n")
     print(heading + table(runs))
     return 0

@@ -4,3 +4,5 @@
 _base_ = ["tiny.py"]
 # The refiner and the occupancy cues read LiDAR points.
 model = dict(lidar=None, refiner=None, camera=dict(use_lidar_depth=False), head=dict(occ=dict(lidar_cues=False)))
+# No modality dropout: with one encoder, a dropped modality would leave nothing to read (config rule).
+data = dict(modality_dropout=dict(lidar=0.0, all_cameras=0.0, some_cameras=0.0))

@@ -1,4 +1,5 @@
 # tiny, LiDAR only: no camera encoder (no images loaded).
 _base_ = ["tiny.py"]
 model = dict(camera=None)
-data = dict(cameras=())
+# No modality dropout: with one encoder, a dropped modality would leave nothing to read (config rule).
+data = dict(cameras=(), modality_dropout=dict(lidar=0.0, all_cameras=0.0, some_cameras=0.0))

@@ -1,20 +1,17 @@
 """Experiment configs: mmengine-style Python files with ``_base_`` inheritance, checked against a schema.
 
-A config file assigns three dicts, ``model``, ``data`` and ``train`` (usually by inheriting files from
-``configs/_base_/`` and overriding a few keys). ``mmengine.config.Config`` only parses the files and merges
-``_base_``; everything after that is plain Python dicts.
+A config file assigns three dicts, ``model``, ``data`` and ``train`` (usually inheriting ``configs/_base_/`` files
+and overriding a few keys). ``mmengine.config.Config`` only parses the files and merges ``_base_``.
 
 Schema rules (:data:`SCHEMA`): every key a config sets must be known, and every key without a default
-(:data:`REQUIRED`) must be set. Either mistake raises ``ValueError`` naming the dotted key and the file.
-The model sub-sections ``model.lidar``, ``model.camera``, ``model.fusion``, ``model.head`` and ``model.refiner``
-are keyword arguments of the encoder / neck / head / refiner constructors, checked against their signatures when
-the model is built (``perception.models.m3net``), where the same kind of error is raised. ``model.head`` holds
-the shared head settings and one sub-section per task, ``model.head.det`` / ``.map`` / ``.occ``: keyword
-arguments of ``DetTask`` / ``MapTask`` / ``OccTask`` (``perception/models/heads/``), checked the same way. The
-flat keys of before the head split (``model.head.occ_grid``, ...) are errors naming their new place
-(:data:`MOVED_HEAD_KEYS`). ``model.lidar = None`` (or ``model.camera = None``) disables that encoder.
-Rules across keys live here too (:func:`_check_model_rules`): what needs LiDAR, the occupancy grid name
-(:func:`occupancy_grid_name`) and that ``data.occ_format`` names the same grid.
+(:data:`REQUIRED`) must be set; either mistake raises ``ValueError`` naming the dotted key and the file.
+``model.lidar``, ``.camera``, ``.fusion``, ``.head`` and ``.refiner`` are keyword arguments of the encoder / neck /
+head / refiner constructors, checked against their signatures when the model is built
+(``perception.models.m3net``). ``model.head`` holds the shared head settings and one sub-section per task,
+``.det`` / ``.map`` / ``.occ`` (``DetTask`` / ``MapTask`` / ``OccTask``, checked the same way); the flat keys of
+before the head split are errors naming their new place (:data:`MOVED_HEAD_KEYS`). ``None`` disables an encoder.
+Rules across keys live here too (:func:`_check_model_rules`): what needs LiDAR, modality dropout only with both
+encoders, the occupancy grid name (:func:`occupancy_grid_name`) and that ``data.occ_format`` names the same grid.
 
 Units: metres for ranges and cells, pixels ``(H, W)`` for image sizes, seconds nowhere.
 """
@@ -29,8 +26,7 @@ from perception.constants import DEFAULT_OCC_GRID, OCC_GRIDS, TASKS
 
 
 class _Required:
-    def __repr__(self):
-        return "REQUIRED"
+    __repr__ = lambda self: "REQUIRED"  # noqa: E731  (shows as REQUIRED in error messages)
 
 
 REQUIRED = _Required()
@@ -255,7 +251,7 @@ def _check_values(cfg: dict, filename):
 
 
 def _check_model_rules(cfg: dict, filename):
-    """The rules across keys: the old flat head keys, what reads LiDAR points, the occupancy grid and labels."""
+    """The rules across keys: old flat head keys, what reads LiDAR points, dropout, the occupancy grid and labels."""
     model = cfg["model"]
     check_head_section(model["head"], filename)
     if model["refiner"] is not None and model["lidar"] is None:
@@ -267,6 +263,10 @@ def _check_model_rules(cfg: dict, filename):
     if head_task_section(model, "occ").get("lidar_cues") and model["lidar"] is None:
         raise ValueError(f"config key model.head.occ.lidar_cues in {filename}: the occupancy cues read LiDAR "
                          "points; set it False when model.lidar is None")
+    dropout = {k: v for k, v in cfg["data"]["modality_dropout"].items() if v}
+    if dropout and (model["lidar"] is None or model["camera"] is None):  # the sample would keep no input it reads
+        raise ValueError(f"config key data.modality_dropout in {filename}: {dropout} drops a modality of a model "
+                         "with one encoder; set every rate to 0 when model.lidar or model.camera is None")
     grid = occupancy_grid_name(model, filename)
     if "occ" in model["tasks"] and cfg["data"]["occ_format"] != grid:
         raise ValueError(

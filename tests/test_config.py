@@ -43,11 +43,11 @@ def test_base_inheritance_and_overrides(tmp_path):
     child = write(tmp_path / "child.py",
                   '_base_ = ["base.py"]\ntrain = dict(lr=0.2)\nmodel = dict(head=dict(num_layers=1))\n')
     cfg = load_config(child, ["train.epochs=7", "data.dataroot=/other/root", "model.head.d_model=16",
-                              "data.modality_dropout.lidar=0.25"])
+                              "data.augment.image_flip_prob=0.25"])
     assert (cfg.train.lr, cfg.train.seed, cfg.train.epochs) == (0.2, 5, 7)  # child, base, override
     assert cfg.train.schedule == "onecycle" and cfg.train.batch_size == 1  # schema defaults filled
     assert cfg.model.head == {"d_model": 16, "num_layers": 1}
-    assert cfg.data.dataroot == "/other/root" and cfg.data.modality_dropout.lidar == 0.25
+    assert cfg.data.dataroot == "/other/root" and cfg.data.augment.image_flip_prob == 0.25
     assert cfg.model.camera is None
     assert cfg.to_dict()["model"]["tasks"] == ["det"] and type(cfg.to_dict()["train"]) is dict
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2]) and parse_override("x=abc") == (["x"], "abc")
@@ -110,6 +110,15 @@ def test_head_task_sections_merge_and_their_keys_are_checked_against_the_task_mo
 def test_what_reads_lidar_points_needs_the_lidar(options, message):
     with pytest.raises(ValueError, match=message):
         load_config(CONFIGS / "tiny_camera.py", options)
+
+
+@pytest.mark.parametrize("config, option", [("tiny_camera.py", "all_cameras=0.1"), ("tiny_camera.py", "lidar=0.1"),
+                                            ("tiny_lidar.py", "lidar=0.1"), ("tiny_lidar.py", "some_cameras=0.1")])
+def test_modality_dropout_needs_both_encoders(config, option):
+    """A camera-only model trained with its cameras dropped would see a sample with no input it reads."""
+    with pytest.raises(ValueError, match=rf"data\.modality_dropout in .*{config}.*one encoder"):
+        load_config(CONFIGS / config, [f"data.modality_dropout.{option}"])
+    load_config(CONFIGS / "tiny.py", [f"data.modality_dropout.{option}"])  # both encoders: allowed
 
 
 def test_box_refiner_needs_detection_and_occupancy_labels_match_the_grid():
