@@ -20,6 +20,9 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
 5. ``OUT/summary.json`` (every run, its commit) and ``OUT/results.md`` (mean +- std over seeds).
 
     python benchmarks/learn_synthetic.py --out outputs/learn_v2 --seeds 0,1,2 --minutes 30
+    # the docs' protocol: the step counts 30 minutes gave on the 2-core VM, so that a seed's number does not
+    # depend on how loaded the shared machine was while it trained (--minutes only caps a run)
+    python benchmarks/learn_synthetic.py --out outputs/learn_v2 --steps fusion=759,lidar=1141,camera=1126 --minutes 60
 """
 
 import argparse
@@ -67,7 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--no-degraded", action="store_true", help="skip the withheld-sensor rows")
     p.add_argument("--cache", default=str(REPO / ".cache" / "learn"))
     p.add_argument("--calib-steps", type=int, default=6, help="steps timed to fit the step count to the budget")
-    p.add_argument("--steps", type=int, default=None, help="a fixed step count instead of the calibrated one")
+    p.add_argument("--steps", default=None,
+                   help="fixed step counts instead of calibrating to --minutes: N for every variant, or "
+                        "fusion=N,lidar=N,camera=N (e.g. the docs' protocol); --minutes then only caps a run")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config overrides for every variant (as in perception train)")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="synthesis processes")
@@ -118,7 +123,19 @@ def calibrate(config, dataroot, work, steps, cfg_options):
     return deltas[len(deltas) // 2]
 
 
-def train(config, root, vdir, args, options):
+def fixed_steps(text, variant):
+    """The step count ``--steps`` gives ``variant`` (None: calibrate to the wall-clock budget)."""
+    if text is None:
+        return None
+    if "=" not in text:
+        return int(text)
+    counts = dict(item.split("=") for item in text.split(","))
+    if variant not in counts:
+        raise SystemExit(f"--steps {text} names no step count for the variant {variant!r}")
+    return int(counts[variant])
+
+
+def train(config, root, vdir, args, options, variant):
     """Train one run; returns its record (steps, minutes, first/last loss, the commit it trained at).
 
     A run whose ``trained.json`` exists is not trained again: a benchmark cut short resumes where it stopped,
@@ -127,7 +144,7 @@ def train(config, root, vdir, args, options):
     if done.exists():
         print(f"[learn] reusing the model trained in {vdir / 'work'} ({done})", flush=True)
         return json.loads(done.read_text())
-    steps = args.steps
+    steps = fixed_steps(args.steps, variant)
     if steps is None:
         step_s = calibrate(config, root, vdir / "calib", args.calib_steps, options)
         steps = max(10, int(0.97 * args.minutes * 60 / step_s))
@@ -237,7 +254,7 @@ def main(argv=None):
             config = args.config if variant == "fusion" else str(VARIANT_CONFIGS[variant])
             vdir = out / f"seed{seed}" / variant
             options = [f"train.seed={seed}", *args.cfg_options]
-            trained = train(config, roots["train"], vdir, args, options)
+            trained = train(config, roots["train"], vdir, args, options, variant)
             ckpt = vdir / "work" / "latest.pth"
             row = {"fusion": "fusion", "lidar": "LiDAR only", "camera": "camera only"}[variant]
             record(row, seed, {**trained, **evaluate(config, ckpt, roots[scored], vdir / scored, args.cfg_options)})
