@@ -47,6 +47,28 @@ def test_scan_without_groups_and_cpu_dispatch():
         selective_scan_ref(args["u"], args["delta"], args["A"][:, :2], args["B"], args["C"])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mamba-ssm's kernel runs on CUDA only (device machine)")
+@pytest.mark.parametrize("groups", [1, 2])
+def test_mamba_ssm_kernel_equals_reference(groups):
+    """The fused CUDA kernel (what ``selective_scan`` dispatches to on a GPU) against the sequential reference,
+    outputs and gradients, in float32 at the decoder's sizes (d 4 x 64 channels, n 16, L = 64 x 64 BEV tokens)."""
+    pytest.importorskip("mamba_ssm", reason="optional extra: pip install .[cuda] on a CUDA machine")
+    from perception.models.decoder import selective_scan as scan_module
+
+    assert scan_module._cuda_selective_scan_fn is not None
+    args = {k: v.float().cuda() for k, v in _scan_inputs(b=2, d=256, L=4096, n=16, g=groups).items()}
+    a1 = {k: v.clone().requires_grad_(True) for k, v in args.items()}
+    a2 = {k: v.clone().requires_grad_(True) for k, v in args.items()}
+    out = selective_scan(**a1, delta_softplus=True)  # the kernel
+    ref = selective_scan_ref(**a2, delta_softplus=True)
+    assert torch.allclose(out, ref, rtol=1e-3, atol=1e-3), (out - ref).abs().max()
+    w = torch.randn_like(out)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    for k in a1:
+        assert torch.allclose(a1[k].grad, a2[k].grad, rtol=1e-2, atol=1e-2), k
+
+
 def test_scan_orders_and_inverse():
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # (B, D, X=4, Y=5)
     seqs = scan_orders(x)
