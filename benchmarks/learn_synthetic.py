@@ -139,21 +139,32 @@ def train(config, root, vdir, args, options, variant):
     """Train one run; returns its record (steps, minutes, first/last loss, the commit it trained at).
 
     A run whose ``trained.json`` exists is not trained again: a benchmark cut short resumes where it stopped,
-    and a model trained by a ``--choose`` run (on train, scored on val) can be scored on test as it is."""
-    done = vdir / "trained.json"
+    and a model trained by a ``--choose`` run (on train, scored on val) can be scored on test as it is. A run
+    stopped mid-training (``plan.json`` and a checkpoint, no ``trained.json``) continues from its last epoch
+    checkpoint with the same planned steps (``perception train --resume``: the same model as without the stop)."""
+    done, plan, work = vdir / "trained.json", vdir / "plan.json", vdir / "work"
     if done.exists():
-        print(f"[learn] reusing the model trained in {vdir / 'work'} ({done})", flush=True)
+        print(f"[learn] reusing the model trained in {work} ({done})", flush=True)
         return json.loads(done.read_text())
-    steps = fixed_steps(args.steps, variant)
-    if steps is None:
-        step_s = calibrate(config, root, vdir / "calib", args.calib_steps, options)
-        steps = max(10, int(0.97 * args.minutes * 60 / step_s))
+    resume = plan.exists() and (work / "latest.pth").exists()
+    if resume:
+        steps = json.loads(plan.read_text())["steps"]
+        print(f"[learn] resuming {work} towards its planned {steps} steps", flush=True)
+    else:
+        steps = fixed_steps(args.steps, variant)
+        if steps is None:
+            step_s = calibrate(config, root, vdir / "calib", args.calib_steps, options)
+            steps = max(10, int(0.97 * args.minutes * 60 / step_s))
+        vdir.mkdir(parents=True, exist_ok=True)
+        plan.write_text(json.dumps({"steps": steps}))
     t0 = time.time()
-    subprocess.run(perception_cmd("train", config, "--work-dir", vdir / "work", "--dataroot", root, "--version",
+    subprocess.run(perception_cmd("train", config, "--work-dir", work, "--dataroot", root, "--version",
                                   VERSION, "--max-steps", steps, "--max-minutes", args.minutes,
+                                  *(["--resume"] if resume else []),
                                   "--cfg-options", "train.epochs=100000", *options), check=True)
-    log = read_log(vdir / "work" / "log.jsonl")
-    trained = {"steps": log[-1]["step"], "train_min": round((time.time() - t0) / 60, 2),
+    log = read_log(work / "log.jsonl")
+    # train_min: this process's part only when resumed (the stopped part's minutes are not known)
+    trained = {"steps": log[-1]["step"], "train_min": round((time.time() - t0) / 60, 2), "resumed": resume,
                "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"], "train_commit": commit()}
     done.write_text(json.dumps(trained, indent=1))
     return trained
