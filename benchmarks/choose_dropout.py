@@ -12,8 +12,11 @@ import json
 import sys
 from pathlib import Path
 
+from learn_synthetic import DEGRADED as SCORED_CONDITIONS
+
 FULL = "fusion"
-DEGRADED = ("fusion, no LiDAR", "fusion, no cameras", "fusion, front 3 cameras, front region")
+# the rows of learn_synthetic.py that withhold a sensor (its "fusion, front region" row is the full model)
+DEGRADED = tuple(name for name, (withhold, _) in SCORED_CONDITIONS.items() if withhold)
 
 
 def score(record):
@@ -36,11 +39,16 @@ def candidate_scores(run_dir, seed=0):
     return out
 
 
+def degraded_mean(s):
+    """The mean S over the conditions with a sensor withheld, from ``{condition: S}``."""
+    return sum(s[c] for c in DEGRADED) / len(DEGRADED)
+
+
 def choose(scores, keep=0.95):
     """The chosen candidate's name, from ``{name: {condition: S}}``."""
     best_full = max(s[FULL] for s in scores.values())
     eligible = {n: s for n, s in scores.items() if s[FULL] >= keep * best_full}
-    return max(eligible, key=lambda n: sum(eligible[n][c] for c in DEGRADED) / len(DEGRADED))
+    return max(eligible, key=lambda n: degraded_mean(eligible[n]))
 
 
 def main(argv=None):
@@ -52,8 +60,8 @@ def main(argv=None):
     print("| candidate | S all sensors | " + " | ".join(f"S {c}" for c in DEGRADED) + " | mean S degraded |")
     print("|---" * (len(DEGRADED) + 3) + "|")
     for name, s in scores.items():
-        degraded = sum(s[c] for c in DEGRADED) / len(DEGRADED)
-        print(f"| {name} | {s[FULL]:.3f} | " + " | ".join(f"{s[c]:.3f}" for c in DEGRADED) + f" | {degraded:.3f} |")
+        print(f"| {name} | {s[FULL]:.3f} | " + " | ".join(f"{s[c]:.3f}" for c in DEGRADED)
+              + f" | {degraded_mean(s):.3f} |")
     print(f"\nchosen (all-sensor S >= {args.keep} x best, then the best mean degraded S): {choose(scores, args.keep)}")
     return 0
 
