@@ -10,8 +10,9 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
 2. For each training seed (``--seeds``; the data stay the same, the initialisation and the sample order
    change): ``fusion`` (``--config``), ``lidar`` (configs/tiny_lidar.py) and ``camera`` (configs/tiny_camera.py:
    no LiDAR encoder, ``use_lidar_depth=False``: the camera branch sees no points at inference; LiDAR depth
-   still supervises its depth in training) each train for at most the wall-clock budget (a short calibration
-   sets the step count, and so the LR schedule, to fit it).
+   still supervises its depth in training) each train for a fixed step count (``--steps``; the docs' protocol
+   uses the counts 30 minutes gave on the 2-core VM) or, without ``--steps``, for at most the wall-clock budget
+   (a short calibration sets the step count, and so the LR schedule, to fit it).
 3. Each is scored on the test set with ``perception eval``; the fusion model also with sensors withheld
    (``--withhold``): no LiDAR, no cameras, the three rear cameras (this one, and the full model beside it,
    scored on the front half only: ``--region front``, what the three front cameras can see).
@@ -19,6 +20,7 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
    occupancy label, no boxes) is fitted on train and scored on test in the same table.
 5. ``OUT/summary.json`` (every run, its commit) and ``OUT/results.md`` (mean +- std over seeds).
 
+    # calibrated to the wall clock (a loaded machine gives fewer steps)
     python benchmarks/learn_synthetic.py --out outputs/learn_v2 --seeds 0,1,2 --minutes 30
     # the docs' protocol: the step counts 30 minutes gave on the 2-core VM, so that a seed's number does not
     # depend on how loaded the shared machine was while it trained (--minutes only caps a run)
