@@ -71,7 +71,11 @@ def test_20hz_for_60s_no_backlog_bounded_memory(real_dir, tmp_path):
     answered = {stamp_to_ns(m.markers[0].header.stamp): t for t, m in list(outputs)}
     received, processed = int(final["received"]), int(final["processed"])
     dropped, failed = int(final["dropped"]), int(final["failed"])
-    assert received == len(sent) and failed == 0
+    # The node can only count what DDS hands it. Reliable KEEP_LAST (depth 10 on both ends) is not
+    # lossless: when the node's executor is starved for ~0.5 s (a loaded CI machine) the writer's history
+    # overwrites unacknowledged samples. Such losses stay rare; the node's own accounting must be exact.
+    lost_in_dds = len(sent) - received
+    assert 0 <= lost_in_dds <= 0.01 * len(sent) and failed == 0, (len(sent), final)
     assert processed == len(answered) and dropped == received - processed  # every frame answered or dropped
     assert 3 <= processed < received / 4  # inference is slower than 20 Hz: most frames dropped, none queued
     latency = np.array([answered[s] - sent[s] for s in sorted(answered)])
@@ -80,4 +84,5 @@ def test_20hz_for_60s_no_backlog_bounded_memory(real_dir, tmp_path):
     # Bounded memory: allocator churn moves RSS up and down, but it does not climb with the frames received.
     assert rss[-1] - rss[1] < 200 and max(rss) < 1.6 * rss[1], f"RSS {rss} MB"
     print(f"load: {processed} of {received} frames answered ({processed / DURATION_S:.2f} Hz), "
+          f"{lost_in_dds} of {len(sent)} lost in DDS, "
           f"latency median {np.median(latency):.2f} s max {latency.max():.2f} s, RSS {rss} MB")
