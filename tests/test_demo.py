@@ -1,5 +1,7 @@
-"""The demo reuses a cached checkpoint only when it fits the model the config builds now."""
+"""The demo reuses a cached checkpoint only when it fits the model the config builds now, and says when the
+checkpoint it scores was cut short by its time cap."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -23,3 +25,15 @@ def test_cached_checkpoint_reused_only_when_it_fits_the_current_model(tmp_path):
     assert not checkpoint_fits(str(config), tmp_path / "old.pth")
     save_checkpoint(tmp_path / "nomodel.pth", {"epoch": 3})
     assert not checkpoint_fits(str(config), tmp_path / "nomodel.pth")
+
+
+def test_a_checkpoint_cut_by_the_time_cap_is_reported(tmp_path):
+    from perception.cli.demo import trained_steps, undertrained_note
+
+    assert trained_steps(tmp_path) is None  # no log: nothing to say
+    records = [{"step": 5, "loss": 3.0}, {"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.0, "time_s": 373.1}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert trained_steps(tmp_path) == 20
+    note = undertrained_note(trained_steps(tmp_path), planned=120, minutes=6.0)
+    assert "20 of 120 steps" in note and "--retrain" in note
+    assert undertrained_note(120, planned=120, minutes=6.0) is None

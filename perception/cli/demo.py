@@ -9,6 +9,7 @@
    and the predictions; open it in Foxglove (see the README, "Log replay").
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def run(args):
         )
     else:
         print(f"[demo] reusing checkpoint {ckpt} (pass --retrain to train again)")
+    note = undertrained_note(trained_steps(work_dir), args.max_steps, args.max_minutes)
+    if note:
+        print(f"[demo] warning: {note}")
 
     from perception.eval.runner import evaluate_checkpoint
 
@@ -94,6 +98,26 @@ def run(args):
     replay_scene(dataroot, version, str(ckpt), args.config, cache / "replay", args.replay_frames)
     print(f"[demo] done in {time.time() - t0:.0f} s")
     return 0 if metrics is not None else 1
+
+
+def trained_steps(work_dir):
+    """The last step ``log.jsonl`` in ``work_dir`` records (the trainer logs the step it stops at), or None."""
+    log = Path(work_dir) / "log.jsonl"
+    if not log.exists():
+        return None
+    steps = [json.loads(line).get("step") for line in log.read_text().splitlines() if line.strip()]
+    steps = [s for s in steps if s is not None]
+    return int(steps[-1]) if steps else None
+
+
+def undertrained_note(steps, planned, minutes):
+    """A warning when the checkpoint trained fewer than ``planned`` steps (the ``--max-minutes`` cap cut it on a
+    slow or loaded machine): its scores then say little about the model. None when it trained them all."""
+    if steps is None or steps >= planned:
+        return None
+    return (f"the checkpoint trained {steps} of {planned} steps (--max-minutes {minutes:g} cut it: the machine is "
+            f"slower or busier than the defaults assume); the scores below are of an undertrained model. "
+            f"Run `perception demo --retrain` on an idle machine, or raise --max-minutes.")
 
 
 def replay_scene(dataroot, version, ckpt, config, out_dir, max_frames=20):
