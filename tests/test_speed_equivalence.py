@@ -1,15 +1,18 @@
 """Each CPU speed path against its reference (the way mamba-ssm tests its fast path against the
 reference): ranked BEV pooling vs the per-camera pooling, the numba trilinear kernel vs grid_sample, the
 chunked channels-last occupancy MLPs vs the Conv1d stacks, the cached pooling plan inside the camera encoder,
-and the stable peak selection vs topk."""
+the occupancy LiDAR cues with their ray bins kept between frames (eval) vs computed each time, and the
+stable peak selection vs topk."""
 
 
+import numpy as np
 import pytest
 import torch
 
 from perception.models.camera.lss import BevPoolPlan, bev_pool, bev_pool_ranked
 from perception.models.heads.bev_sampling import sample_volume
 from perception.models.heads.occ_head import OccHead
+from perception.models.heads.occ_lidar_cues import LidarOccCues
 from perception.models.heads.trilinear_numba import NUMBA_AVAILABLE, sample_volume_numba
 from perception.runtime.ring_frame import ring_rig
 
@@ -31,6 +34,28 @@ def test_ranked_bev_pool_equals_the_reference():
     assert plan.depth_index.numel() < b * n * d * h * w  # off-grid points and the masked camera dropped
     # the runs of equal cells cover every kept point once
     assert int((plan.ends - plan.starts).sum()) == plan.cell_index.numel()
+
+
+def test_occ_cues_with_kept_ray_bins_equal_the_cues_computed_each_time(real_dir):
+    """On a real nuScenes sweep at the 640k Occ3D voxel centres: the same cues in eval (ray bins kept between
+    calls) as in training mode (computed each time), also after the origin or the centres change."""
+    sweep = np.load(real_dir / "surroundocc/tools/generate_occupancy_with_own_data/pc/pc0.npy").astype(np.float32)
+    pts = torch.from_numpy(np.concatenate([sweep, np.zeros((len(sweep), 1), np.float32)], axis=1))
+    centres = [torch.arange(n) * 0.4 + lo + 0.2 for n, lo in ((200, -40.0), (200, -40.0), (16, -1.0))]
+    xyz = torch.stack(torch.meshgrid(*centres, indexing="ij"), -1)[None].expand(2, -1, -1, -1, -1)  # Occ3D, metres
+    cues = LidarOccCues(PCR)
+    mask = torch.tensor([True, False])  # the second sample has no LiDAR: all zeros on both paths
+    for origin, shift in [((0.0, 0.0, 0.0), 0.0), ((0.0, 0.0, 0.0), 0.0), ((0.9, -0.4, 1.8), 0.0),
+                          ((0.9, -0.4, 1.8), 0.1)]:
+        o = torch.tensor([origin, origin])
+        with torch.no_grad():
+            fast = cues.eval()([pts, pts], mask, o, xyz + shift)
+        ref = cues.train()([pts, pts], mask, o, xyz + shift)
+        assert torch.equal(fast, ref)  # the same arithmetic, kept or not
+        assert fast[0, 2:5].abs().sum() > 0 and fast[1].abs().sum() == 0
+    kept = cues.ray_bins(xyz[0].reshape(-1, 3) + 0.1, torch.tensor([0.9, -0.4, 1.8]), keep=True)[0]
+    assert cues.ray_bins(xyz[0].reshape(-1, 3) + 0.1, torch.tensor([0.9, -0.4, 1.8]), keep=True)[0] is kept
+    assert cues.ray_bins(xyz[0].reshape(-1, 3) + 0.1, torch.tensor([0.9, -0.4, 1.8]))[0] is not kept
 
 
 @pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")

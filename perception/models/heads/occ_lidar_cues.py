@@ -19,6 +19,10 @@ at voxel scale, so the head also reads, at every voxel centre ``p`` (augmented L
 
 No learned parameters: the occupancy head's cue refiner (:class:`perception.models.heads.occ_head.OccHead`)
 combines them with the BEV features.
+
+In eval mode each voxel's range-image bin and distance to the sensor are kept between frames while the voxel
+centres and the origin stay the same (a fixed rig evaluates the same 640k Occ3D centres every frame): the cues
+then cost about half (docs/benchmarks.md), with the same values (``tests/test_speed_equivalence.py``).
 """
 
 import math
@@ -51,6 +55,7 @@ class LidarOccCues(torch.nn.Module):
         self.el_lo = math.radians(elevation_range_deg[0])
         self.n_el = max(1, round(math.radians(elevation_range_deg[1] - elevation_range_deg[0]) / self.el_bin))
         self.n_az = max(1, round(2 * math.pi / self.az_bin))
+        self._ray_cache = None  # (xyz (P, 3), origin (3,), bin (P,), distance (P,)) of the last call
 
     def forward(self, points, lidar_mask, origins, xyz):
         b = xyz.shape[0]
@@ -64,7 +69,7 @@ class LidarOccCues(torch.nn.Module):
                 out[i, c] = sample_volume(hits, xyz[i:i + 1], self.pc_range, "zeros")[0, 0]
             keyframe = pts if points[i].shape[1] < 5 else pts[points[i][:, 4].abs() < 1e-3]
             image = self.range_image(keyframe, origins[i])
-            d, no_return = self.ray_distance(image, origins[i], xyz[i])
+            d, no_return = self.ray_distance(image, origins[i], xyz[i], keep=not self.training)
             out[i, 2] = d.clamp(0, FREE_RANGE_M) / FREE_RANGE_M
             out[i, 3] = (-d).clamp(0, FREE_RANGE_M) / FREE_RANGE_M
             out[i, 4] = no_return.to(xyz.dtype)
@@ -103,12 +108,27 @@ class LidarOccCues(torch.nn.Module):
         gap = -F.max_pool2d(-image[None, None], (3, 1), stride=1, padding=(1, 0))[0, 0]
         return torch.where(torch.isinf(image), gap, image)
 
-    def ray_distance(self, image, origin, xyz):
-        """``d = r_return - |p - o|`` per point ``xyz`` (..., 3) and the no-return flag (d = 0 there)."""
-        rel = (xyz.reshape(-1, 3) - origin)
+    def ray_bins(self, xyz, origin, keep=False):
+        """Per point ``xyz`` (P, 3): its flat range-image bin (-1 outside the elevation range) and ``|p - o|``
+        (metres). ``keep``: reuse the last kept result when the points and origin are the same (compared by
+        value), and keep this one."""
+        cache = self._ray_cache if keep else None
+        if (cache is not None and cache[0].shape == xyz.shape and cache[0].dtype == xyz.dtype
+                and cache[0].device == xyz.device and torch.equal(cache[1], origin) and torch.equal(cache[0], xyz)):
+            return cache[2], cache[3]
+        rel = xyz - origin
         row, col, valid = self._bins(rel)
-        r_ret = torch.full_like(rel[:, 0], math.inf)
-        r_ret[valid] = image[row[valid], col[valid]]
+        flat = torch.where(valid, row * self.n_az + col, torch.full_like(row, -1))
+        dist = rel.norm(dim=1)
+        if keep:
+            self._ray_cache = (xyz.detach().clone(), origin.detach().clone(), flat, dist)
+        return flat, dist
+
+    def ray_distance(self, image, origin, xyz, keep=False):
+        """``d = r_return - |p - o|`` per point ``xyz`` (..., 3) and the no-return flag (d = 0 there); ``keep``
+        as in :meth:`ray_bins`."""
+        flat, dist = self.ray_bins(xyz.reshape(-1, 3), origin, keep)
+        r_ret = torch.where(flat >= 0, image.reshape(-1)[flat.clamp(min=0)], torch.full_like(dist, math.inf))
         no_return = torch.isinf(r_ret)
-        d = torch.where(no_return, torch.zeros_like(r_ret), r_ret - rel.norm(dim=1))
+        d = torch.where(no_return, torch.zeros_like(r_ret), r_ret - dist)
         return d.reshape(xyz.shape[:-1]), no_return.reshape(xyz.shape[:-1])
