@@ -42,6 +42,7 @@ from nuscenes.nuscenes import NuScenes
 from perception.eval.prior import fit_prior, write_prior_results
 from perception.eval.runner import load_split_samples, score_saved, split_sample_tokens
 from perception.synth.generate import generate_dataset
+from perception.training.logger import read_log
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "v1.0-trainval"
@@ -83,10 +84,6 @@ def parse_args(argv=None):
 
 def perception_cmd(*args):
     return [sys.executable, "-m", "perception.cli.main", *map(str, args)]
-
-
-def read_log(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def commit():

@@ -9,7 +9,6 @@
    and the predictions; open it in Foxglove (see the README, "Log replay").
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -102,11 +101,12 @@ def run(args):
 
 def trained_steps(work_dir):
     """The last step ``log.jsonl`` in ``work_dir`` records (the trainer logs the step it stops at), or None."""
+    from perception.training.logger import read_log
+
     log = Path(work_dir) / "log.jsonl"
     if not log.exists():
         return None
-    steps = [json.loads(line).get("step") for line in log.read_text().splitlines() if line.strip()]
-    steps = [s for s in steps if s is not None]
+    steps = [r["step"] for r in read_log(log) if r.get("step") is not None]
     return int(steps[-1]) if steps else None
 
 
