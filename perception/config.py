@@ -86,6 +86,7 @@ SCHEMA = {
         "pct_start": 0.4,  # one-cycle warm-up fraction
         "grad_clip": 10.0,  # max gradient L2 norm; None disables
         "amp": False,  # fp16 autocast + GradScaler (CUDA only; ignored on CPU)
+        "cpu_bf16": False,  # bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX); else fp32, with a warning
         "ema": False,
         "ema_decay": 0.999,
         "seed": 0,

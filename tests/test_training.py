@@ -132,6 +132,31 @@ def test_cpu_runs_are_reproducible_and_loss_falls(tmp_path):
     assert np.mean([r["mse"] for r in log_a[-5:]]) < np.mean([r["mse"] for r in log_a[:5]])
 
 
+class DtypeRecorder(ToyModel):
+    """ToyModel that records the dtype of its first linear layer's output (what autocast gave it)."""
+
+    def forward(self, batch):
+        self.seen = self.net[0](batch["x"]).dtype
+        return super().forward(batch)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_autocasts_the_forward_where_the_cpu_has_bf16_else_fp32_with_a_warning(
+    tmp_path, monkeypatch, capsys, native
+):
+    monkeypatch.setattr("perception.models.precision.cpu_has_native_bf16", lambda: native)
+    torch.manual_seed(123)
+    cfg = dict(TRAIN_CFG, cpu_bf16=True, epochs=1)
+    model = DtypeRecorder()
+    trainer = Trainer(model, ToyData(), collate, cfg, tmp_path, config_dict={"train": cfg}, progress=False)
+    last = trainer.fit()
+    assert model.seen == (torch.bfloat16 if native else torch.float32)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+    assert np.isfinite(last["loss"])
+    warned = "train.cpu_bf16: bf16 requested but this CPU has no native bf16" in capsys.readouterr().err
+    assert warned == (not native)
+
+
 def test_resume_is_exact(tmp_path):
     full = make_trainer(tmp_path / "full", max_steps=12)
     full.fit()

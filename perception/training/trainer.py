@@ -15,6 +15,7 @@ Trainer from a config.
 
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from perception.config import REQUIRED, SCHEMA
 from perception.data.collate import to_device
+from perception.models.precision import autocast_dtype
 from perception.models.weights import upgrade_state_dict
 from perception.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception.training.distributed import DistContext, all_reduce_mean
@@ -143,8 +145,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, float(self.cfg["lr"]), float(self.cfg["weight_decay"]))
         self.scheduler = build_scheduler(self.optimizer, self.cfg["schedule"], float(self.cfg["lr"]),
                                          self.schedule_steps, float(self.cfg["pct_start"]))
-        self.use_amp = bool(self.cfg["amp"]) and self.ctx.device.type == "cuda"  # AMP on GPU only
+        self.use_amp = bool(self.cfg["amp"]) and self.ctx.device.type == "cuda"  # fp16 + GradScaler on GPU
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # bf16 on CPU (train.cpu_bf16) needs no scaler: bf16 has the exponent range of fp32.
+        self.autocast_dtype, note = autocast_dtype(self.ctx.device.type, self.use_amp,
+                                                   bool(self.cfg["cpu_bf16"]))
+        if note and self.ctx.is_main:
+            print(f"[train] warning: train.cpu_bf16: {note}", file=sys.stderr, flush=True)
         self.ema = ModelEMA(self.model, float(self.cfg["ema_decay"])) if self.cfg["ema"] else None
         self.step = 0
         self.logger = TrainLogger(self.work_dir, enabled=self.ctx.is_main)
@@ -208,7 +215,8 @@ class Trainer:
         batch = to_device(batch, self.ctx.device)
         if self.batch_transform is not None:
             batch = self.batch_transform(batch, self._step_rng())
-        with torch.autocast(device_type=self.ctx.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(device_type=self.ctx.device.type, dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype is not None):
             losses = self.ddp(batch)
         if not isinstance(losses, dict) or not losses:
             raise ValueError("model forward must return a non-empty dict of named loss tensors")
