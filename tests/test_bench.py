@@ -55,6 +55,12 @@ def test_bench_cli_writes_the_numbers(tmp_path):
     same = dict(r, latency_ms=dict(r["latency_ms"], median_ms=entry["latency_ms"]))
     assert bl.check(same, str(base))["status"] == "ok"
     assert main(argv + ["--check-baseline"]) == 0  # a warning at most, never a failure
+    # precision is part of the key: a bf16 run is not compared with the fp32 entry; an entry recorded before
+    # the bf16 key existed counts as fp32
+    assert r["bf16"] is False and bl.check(dict(same, bf16=True), str(base))["status"] == "no_baseline"
+    old = {"entries": [{k: v for k, v in entry.items() if k != "bf16"}]}
+    base.write_text(json.dumps(old))
+    assert bl.check(same, str(base))["status"] == "ok"
 
 
 def test_single_task_configs_and_ratio(tmp_path):

@@ -233,3 +233,63 @@ def test_camera_only_config_reads_no_points(real, tmp_path, use_lidar_depth):
             np.array_equal(with_points.occ_labels, without.occ_labels)]
     # (random weights label every voxel alike either way: the occupancy cannot show a difference)
     assert same[:2] == [not use_lidar_depth] * 2 and (use_lidar_depth or same[2])
+
+
+def _predictor_like(predictor, **kwargs):
+    """A second Predictor with the fixture's config and weights."""
+    return Predictor(predictor.cfg, {"model": predictor.model.state_dict()}, device="cpu", **kwargs)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_runs_fp32_and_says_so(predictor, real, monkeypatch):
+    monkeypatch.setattr("perception.models.precision.cpu_has_native_bf16", lambda: False)
+    points, image, _ = real
+    with pytest.warns(UserWarning, match="no native bf16"):
+        p = _predictor_like(predictor, bf16=True)
+    assert not p.bf16 and p.autocast_dtype is None and "running fp32" in p.precision_note
+    a, b = predictor.predict(frame(points, image)), p.predict(frame(points, image))
+    np.testing.assert_array_equal(b.boxes, a.boxes)
+    np.testing.assert_array_equal(b.occ_labels, a.occ_labels)
+
+
+def test_bf16_runs_the_network_in_bf16_and_decodes_in_fp32(predictor, real, monkeypatch):
+    from perception.models.precision import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 / AMX)")
+    points, image, _ = real
+    p = _predictor_like(predictor, bf16=True)
+    assert p.bf16 and p.precision_note is None
+    seen = {}
+
+    def record_backbone(module, inputs, output):
+        seen["backbone"] = next(_tensors(output)).dtype
+
+    p.model.camera_encoder.backbone.register_forward_hook(record_backbone)
+    decode = p.model.head.decode
+
+    def recording_decode(outputs, *args, **kwargs):
+        seen["decoded"] = {t.dtype for t in _tensors(outputs) if t.is_floating_point()}
+        return decode(outputs, *args, **kwargs)
+
+    monkeypatch.setattr(p.model.head, "decode", recording_decode)
+    low, full = p.predict(frame(points, image)), predictor.predict(frame(points, image))
+    check(low)
+    assert seen == {"backbone": torch.bfloat16, "decoded": {torch.float32}}
+    # bf16 keeps ~3 significant digits: the map probabilities move by little, the occupancy argmax rarely.
+    assert np.abs(low.bev_probs - full.bev_probs).max() < 0.05
+    assert (low.occ_labels == full.occ_labels).mean() > 0.95
+    assert not np.array_equal(low.bev_probs, full.bev_probs)  # it did run in lower precision
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+    elif hasattr(value, "__dataclass_fields__") or hasattr(value, "_fields"):
+        for v in (value if hasattr(value, "_fields") else vars(value).values()):
+            yield from _tensors(v)

@@ -1,7 +1,7 @@
 """The speed regression guard: ``benchmarks/speed_baseline.json`` holds the last recorded numbers per config.
 
 Layout: ``{"tolerance": 0.2, "entries": [{"config": "tiny", "machine_kind": ..., "device": "cpu", "threads": 2,
-"backend": "torch", "fp16": false, "latency_ms": median, "fps": ..., "stages": {stage: median ms},
+"backend": "torch", "fp16": false, "bf16": false, "latency_ms": median, "fps": ..., "stages": {stage: median ms},
 "recorded": date, "torch": version, "note": ...}]}``. :func:`check` compares a bench result with the entry
 of the same config, machine kind, device, threads, backend and precision and flags a median latency more
 than ``tolerance`` (20 %) above it. A flag is a warning, never a failure: the machines are shared and noisy.
@@ -14,7 +14,7 @@ import os
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "benchmarks", "speed_baseline.json")
 TOLERANCE = 0.2
-KEYS = ("config", "machine_kind", "device", "threads", "backend", "fp16")
+KEYS = ("config", "machine_kind", "device", "threads", "backend", "fp16", "bf16")
 
 
 def config_name(config):
@@ -23,7 +23,8 @@ def config_name(config):
 
 def _key(result):
     return {"config": config_name(result["config"]), "machine_kind": result["device_name"], "device": result["device"],
-            "threads": int(result["threads"]), "backend": result["backend"], "fp16": bool(result["fp16"])}
+            "threads": int(result["threads"]), "backend": result["backend"], "fp16": bool(result["fp16"]),
+            "bf16": bool(result.get("bf16", False))}
 
 
 def load(path=DEFAULT_PATH):
@@ -36,7 +37,8 @@ def load(path=DEFAULT_PATH):
 def find(baseline, result):
     key = _key(result)
     for entry in baseline.get("entries", []):
-        if all(entry.get(k) == v for k, v in key.items()):
+        # Entries recorded before the bf16 key existed ran without it.
+        if all(entry.get(k, False if k == "bf16" else None) == v for k, v in key.items()):
             return entry
     return None
 

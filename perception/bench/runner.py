@@ -98,7 +98,7 @@ def percentile_summary(values):
 
 
 def make_predictor(config, checkpoint=None, device="cpu", fp16=False, compile_model=False, backend="torch",
-                   cfg_options=(), onnx_path=None):
+                   cfg_options=(), onnx_path=None, bf16=False):
     """A Predictor for the bench: PyTorch (optionally ``torch.compile``d submodules, fp16 autocast on CUDA)
     or ONNX Runtime (``onnx_path``; :class:`perception.export.onnx_runtime.OnnxPredictor`)."""
     if backend == "onnxruntime":
@@ -108,7 +108,8 @@ def make_predictor(config, checkpoint=None, device="cpu", fp16=False, compile_mo
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
     cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
-    predictor = Predictor(cfg, checkpoint, device=device, fp16=fp16 if device == "cuda" else False)
+    predictor = Predictor(cfg, checkpoint, device=device, fp16=fp16 if device == "cuda" else False,
+                          bf16=bf16 and device == "cpu")
     if compile_model:
         compile_submodules(predictor.model)
     return predictor
@@ -186,9 +187,10 @@ def parameter_count(predictor):
 
 def run_bench(config, checkpoint=None, device="cpu", frames=20, warmup=2, fp16=False, compile_model=False,
               backend="torch", cfg_options=(), dataroot=None, version="v1.0-trainval", flops=True, samples=None,
-              onnx_path=None, seed=0):
+              onnx_path=None, seed=0, bf16=False):
     """All numbers of one configuration; the dict ``perception bench --json`` writes (see the CLI doc)."""
-    predictor = make_predictor(config, checkpoint, device, fp16, compile_model, backend, cfg_options, onnx_path)
+    predictor = make_predictor(config, checkpoint, device, fp16, compile_model, backend, cfg_options, onnx_path,
+                               bf16)
     cfg = predictor.cfg
     source = "given"
     if samples is None:
@@ -208,6 +210,7 @@ def run_bench(config, checkpoint=None, device="cpu", frames=20, warmup=2, fp16=F
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "fp16": bool(getattr(predictor, "fp16", False)),
+        "bf16": bool(getattr(predictor, "bf16", False)),
         "compile": bool(compile_model),
         "frames": int(frames),
         "warmup": int(warmup),
@@ -232,7 +235,7 @@ def format_table(result):
     """The stdout table of one bench result."""
     lines = [
         f"{result['config']}  backend={result['backend']}  device={result['device']} ({result['device_name']})  "
-        f"threads={result['threads']}  fp16={result['fp16']}  frames={result['frames']} after {result['warmup']} "
+        f"threads={result['threads']}  fp16={result['fp16']}  bf16={result['bf16']}  frames={result['frames']} after {result['warmup']} "
         "warm-up",
         f"{'stage':52s} {'median ms':>10s} {'p90 ms':>10s}",
     ]

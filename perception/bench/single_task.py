@@ -52,7 +52,8 @@ def compare_single_task(multi, config, checkpoint, device, frames, warmup=2, cfg
     state = model_weights(load_checkpoint(checkpoint)) if checkpoint else None
     loaded = {}
     for task, (path, options) in single_task_configs(config).items():
-        p = make_predictor(path, None, device, multi["fp16"], False, "torch", list(cfg_options) + options)
+        p = make_predictor(path, None, device, multi["fp16"], False, "torch", list(cfg_options) + options,
+                           bf16=multi.get("bf16", False))
         if state is not None:
             loaded[task] = _load_matching(p.model, state)
         predictors[task] = p

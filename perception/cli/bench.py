@@ -36,6 +36,8 @@ def add_parser(subparsers):
     p.add_argument("--frames", type=int, default=20, help="timed frames (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
     p.add_argument("--fp16", action="store_true", help="fp16 autocast (CUDA only; CPU runs fp32)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX; else fp32, with a warning)")
     p.add_argument("--compile", action="store_true", help="torch.compile the dense sub-networks")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's default)")
     p.add_argument("--json", metavar="FILE", help="write all numbers as JSON")
@@ -74,7 +76,7 @@ def run(args):
         args.backend, onnx_path = "onnxruntime", config
     result = run_bench(config, args.checkpoint, args.device, args.frames, args.warmup, args.fp16, args.compile,
                        args.backend, args.cfg_options, args.dataroot, args.version, flops=not args.no_flops,
-                       onnx_path=onnx_path)
+                       onnx_path=onnx_path, bf16=args.bf16)
     if args.compare_single_task:
         result["single_task"] = compare_single_task(result, config, args.checkpoint, args.device, args.frames,
                                                     args.warmup, args.cfg_options)

@@ -37,6 +37,9 @@ def add_parser(subparsers):
                    help="override config keys, a.b=c (model mode; the same overrides the model was trained with)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="model mode: where the model runs (auto: CUDA when available, fp16 there; default auto)")
+    p.add_argument("--bf16", action="store_true",
+                   help="model mode: bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX; else fp32, with a "
+                        "warning); metrics.json records the precision that ran")
     p.add_argument("--withhold", nargs="+", default=[], metavar="SENSOR",
                    help="model mode: sensors kept from the model on every sample, as if they had dropped out "
                         "(lidar, cameras, or camera names such as CAM_BACK); metrics.json counts degraded samples")
@@ -76,7 +79,7 @@ def run(args):
         openocc_root = args.openocc_root if args.openocc_root is not None else config_openocc_root(cfg)
         runner.evaluate_checkpoint(cfg, args.checkpoint, args.dataroot, args.version, args.split, args.out,
                                    openocc_root=openocc_root, device=args.device, withhold=args.withhold,
-                                   region=args.region)
+                                   region=args.region, bf16=args.bf16)
         return 0
     if not os.path.isdir(os.path.join(args.dataroot, args.version)):  # the devkit would assert: a traceback
         raise FileNotFoundError(f"--dataroot {args.dataroot}: no nuScenes tables folder {args.version}/ in it")

@@ -156,7 +156,7 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
 
 
 def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, progress=True, openocc_root=None,
-                        cfg_options=(), device="cpu", withhold=(), region="all"):
+                        cfg_options=(), device="cpu", withhold=(), region="all", bf16=False):
     """Infer ``split`` with ``perception.runtime.Predictor`` (sharded under torchrun) and score all tasks.
 
     Returns the metrics dict on rank 0 (also ``out_dir/metrics.json``, table, plots), ``None`` elsewhere.
@@ -165,6 +165,7 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
     otherwise. ``cfg_options``: config overrides (``['a.b=c']``); ``device``: 'cpu', 'cuda' (this rank's
     ``LOCAL_RANK`` GPU) or 'auto' (CUDA when available). ``withhold``: sensors kept from the model
     (``Predictor.predict_sample``); ``region``: score only inside it (:mod:`perception.eval.region`).
+    ``bf16``: the model under bf16 autocast on a CPU with native bf16 (``metrics['precision']`` says what ran).
     """
     check_region(region)
     device = resolve_device(device).type
@@ -172,7 +173,7 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
     name = getattr(cfg, "filename", None) or "the config"
-    predictor = Predictor(cfg, checkpoint, device=device)
+    predictor = Predictor(cfg, checkpoint, device=device, bf16=bf16)
     protocol = occupancy_protocol(predictor.cfg) if "occ" in predictor.tasks else None
     if protocol == "openocc" and openocc_root is None:
         raise ValueError(f"{name}: the occupancy grid is OpenOccupancy: pass --openocc-root DIR "
@@ -196,7 +197,8 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
     if rank != 0:
         return None
     det, dense = distributed.merge_parts(parts)
-    metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold)}
+    precision = "fp16" if predictor.fp16 else "bf16" if predictor.bf16 else "fp32"
+    metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold), "precision": precision}
     path = write_submission(os.path.join(out_dir, "detection", "results_nusc.json"), make_submission(det))
     metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"),
                                                         region=region)

@@ -115,8 +115,10 @@ class M3Net(nn.Module):
         ``bev_probs (6, 200, 200)`` when 'map'; ``occ_labels (200, 200, 16)`` uint8 when 'occ'."""
         task_bevs, _ = self.encode(batch)
         outputs = self.head(task_bevs, batch)
-        with stage("decode"):
-            results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+        # Decoding in fp32 also under fp16 / bf16 autocast: box centres in metres, sigmoid probabilities and
+        # the occupancy argmax need more than bf16's 8 significant bits.
+        with stage("decode"), torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
+            results = self.head.decode(_float32(outputs), batch, self.score_threshold, max_boxes=self.max_boxes)
         with stage("refiner"):
             return self.refine_boxes(results, batch)
 

@@ -30,6 +30,7 @@ from perception.data.collate import collate, to_device
 from perception.data.inputs import inference_item
 from perception.data.sample import CameraView, Sample
 from perception.models import build_model
+from perception.models.precision import autocast_dtype
 from perception.models.weights import load_checkpoint, model_weights
 from perception.runtime.device import resolve_device
 from perception.runtime.frame import Frame, check_camera, check_rigid
@@ -74,14 +75,21 @@ class Predictor:
     path, a loaded checkpoint dict, or ``None`` (random weights, for tests); ``device``: 'cpu', 'cuda' or
     'auto' (:func:`perception.runtime.device.resolve_device`; fp16 autocast on CUDA). ``use_ema``: load the
     EMA weights when the checkpoint has them. ``fp16``: autocast on CUDA (default None = on for CUDA; False
-    runs fp32 there, for ``perception bench``).
+    runs fp32 there, for ``perception bench``). ``bf16``: bf16 autocast on a CPU with native bf16 (AVX512-BF16
+    / AMX; :mod:`perception.models.precision`); a CPU without it runs fp32 and ``precision_note`` says so.
+    Boxes, map probabilities and occupancy labels are decoded in fp32 either way.
     A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both.
     """
 
-    def __init__(self, config, checkpoint=None, device="cpu", use_ema=False, fp16=None):
+    def __init__(self, config, checkpoint=None, device="cpu", use_ema=False, fp16=None, bf16=False):
         self.device = resolve_device(device)
         self.cfg = load_config(config) if not isinstance(config, dict) else config
-        self.fp16 = self.device.type == "cuda" and (fp16 is None or bool(fp16))
+        self.autocast_dtype, self.precision_note = autocast_dtype(self.device.type, fp16 is None or bool(fp16),
+                                                                  bool(bf16))
+        if self.precision_note:
+            warnings.warn(f"Predictor: {self.precision_note}", stacklevel=2)
+        self.fp16 = self.autocast_dtype == torch.float16
+        self.bf16 = self.autocast_dtype == torch.bfloat16
         self.tasks = tuple(self.cfg["model"]["tasks"])
         self.model = build_model(self.cfg["model"])
         if checkpoint is not None:
@@ -185,7 +193,7 @@ class Predictor:
     def _run(self, batch, notes, t0):
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(
-            device_type=self.device.type, dtype=torch.float16, enabled=self.fp16
+            device_type=self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             out = self.model.predict(batch)[0]
         if self.device.type == "cuda":
