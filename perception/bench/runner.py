@@ -235,8 +235,8 @@ def format_table(result):
     """The stdout table of one bench result."""
     lines = [
         f"{result['config']}  backend={result['backend']}  device={result['device']} ({result['device_name']})  "
-        f"threads={result['threads']}  fp16={result['fp16']}  bf16={result['bf16']}  frames={result['frames']} after {result['warmup']} "
-        "warm-up",
+        f"threads={result['threads']}  fp16={result['fp16']}  bf16={result['bf16']}  "
+        f"frames={result['frames']} after {result['warmup']} warm-up",
         f"{'stage':52s} {'median ms':>10s} {'p90 ms':>10s}",
     ]
     for name, s in result["stages"].items():
