@@ -49,6 +49,8 @@ PARAMETERS = {
     "checkpoint": ("", "trained checkpoint (.pth, loaded with weights_only=True); required"),
     "cfg_options": ("", "config overrides, space separated key=value (e.g. 'model.score_threshold=0.1')"),
     "device": ("cpu", "'cpu' or 'cuda' (fp16 autocast)"),
+    "bf16": (False, "cpu: bf16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX): faster, outputs differ "
+                    "slightly (docs/benchmarks.md); a CPU without it runs fp32, with a warning"),
     "calibration": ("", "rig calibration YAML (LiDAR -> camera and LiDAR -> ego, see perception/ros/calibration.py); "
                         "empty: read /tf_static through tf2_ros (ROS installs only)"),
     "calibration_wait": (0.0, "s: wait this long at start for the calibration file to appear (a sensor_player "
@@ -109,7 +111,8 @@ def load_predictor(p):
     if p["device"] not in ("cpu", "cuda"):
         raise BadParameter(f"parameter device must be 'cpu' or 'cuda', got {p['device']!r}")
     try:
-        return Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"], device=p["device"])
+        return Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"], device=p["device"],
+                         bf16=p["bf16"])
     except Exception as e:  # noqa: BLE001 - any start-up failure is one clear line, never a traceback loop
         raise BadParameter(f"{type(e).__name__}: {e}") from e
 
@@ -138,6 +141,8 @@ class PerceptionNode:
         if p["sensor_qos"] not in ("sensor_data", "reliable"):
             raise BadParameter(f"parameter sensor_qos must be 'sensor_data' or 'reliable', got {p['sensor_qos']!r}")
         self.predictor = load_predictor(p)
+        if self.predictor.precision_note:
+            self.log.warning(f"parameter bf16: {self.predictor.precision_note}")
         model_cams = self.predictor.cameras if self.predictor.model.camera_encoder is not None else ()
         unknown = [c for c in p["cameras"].split() if c not in model_cams]
         if unknown:

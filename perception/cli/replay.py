@@ -38,6 +38,8 @@ def add_parser(subparsers):
     p.add_argument("--checkpoint", help="trained checkpoint")
     p.add_argument("--cfg-options", nargs="*", default=[], help="config overrides key=value (as the model was trained)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="inference device (default cpu)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX; else fp32, with a warning)")
     p.add_argument("--out", help="output bag: OUT.mcap (one file) or a rosbag2 folder")
     p.add_argument("--format", choices=["mcap", "sqlite3"], default="mcap", help="output storage (default mcap)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -139,7 +141,8 @@ def _predictor(args):
     from perception.runtime import Predictor
 
     try:
-        return Predictor(load_config(args.config, list(args.cfg_options)), args.checkpoint, device=args.device)
+        return Predictor(load_config(args.config, list(args.cfg_options)), args.checkpoint, device=args.device,
+                         bf16=args.bf16)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as e:  # noqa: BLE001 - an unreadable checkpoint (torch.load's errors) is one line too
