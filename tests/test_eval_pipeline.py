@@ -124,3 +124,26 @@ def test_front_region_masks_the_dense_grids(val_samples):
     occ = occ_region_mask("front")
     assert occ.shape == OCC3D_GRID.shape and occ[:100].sum() == 0 and occ[100:].all()
     assert bev_region_mask("all", lidar2ego).all() and occ_region_mask("all").all()
+
+
+def test_front_region_occupancy_counts_only_the_voxels_ahead(val_samples):
+    """Both Occ3D numbers, the camera-mask mIoU and the all-voxel geometry IoU, see only the voxels ahead
+    (the geometry IoU once counted the whole grid under region='front')."""
+    from perception.constants import OCC3D_FREE
+    from perception.eval.dense import DenseScores
+
+    _, samples = val_samples
+    sample = next(s for s in samples if s.occupancy is not None)
+    gt = sample.occupancy.semantics  # (200, 200, 16) ego frame; x index >= 100 is ahead
+    assert (gt[100:] != OCC3D_FREE).any() and (gt[:100] != OCC3D_FREE).any()
+    right_ahead = np.where(np.arange(200)[:, None, None] >= 100, gt, OCC3D_FREE).astype(np.uint8)
+    wrong_ahead = np.where(np.arange(200)[:, None, None] >= 100, OCC3D_FREE, gt).astype(np.uint8)
+
+    def occ(pred, region):
+        scores = DenseScores(with_rays=False, region=region)
+        scores.add(sample, occ_labels=pred)
+        return scores.compute()["occupancy"]
+
+    assert occ(right_ahead, "front")["geometry_IoU"] == 1.0 and occ(right_ahead, "front")["mIoU"] == 1.0
+    assert occ(wrong_ahead, "front")["geometry_IoU"] == 0.0 and occ(wrong_ahead, "front")["mIoU"] == 0.0
+    assert 0.0 < occ(right_ahead, "all")["geometry_IoU"] < 1.0 and 0.0 < occ(wrong_ahead, "all")["geometry_IoU"] < 1.0

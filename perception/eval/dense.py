@@ -81,8 +81,7 @@ class DenseScores:
             if occ is None:
                 self.skipped["occ"] += 1
             else:
-                mask = occ.mask_camera if self.occ_region is None else occ.mask_camera & self.occ_region
-                self.occ.update(occ_labels, occ.semantics, mask)
+                self.occ.update(occ_labels, occ.semantics, occ.mask_camera, region=self.occ_region)
                 if self.ray is not None:
                     origins = sparseocc_origins(sample.lidar2ego, sample.lidar2global, scene_poses)
                     self.ray.update(occ_labels, occ.semantics, origins)

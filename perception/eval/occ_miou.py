@@ -60,15 +60,26 @@ class OccMiou(ConfusionCounts):
     def __init__(self):
         super().__init__(NUM_CLASSES)
 
-    def update(self, pred, gt, mask_camera):
-        """Add one sample: ``pred``, ``gt`` ``(200, 200, 16)`` labels, ``mask_camera`` same shape {0, 1}."""
+    def update(self, pred, gt, mask_camera, region=None):
+        """Add one sample: ``pred``, ``gt`` ``(200, 200, 16)`` labels, ``mask_camera`` same shape {0, 1}.
+
+        ``region``: optional bool volume of the same shape (:mod:`perception.eval.region`); only the voxels
+        inside it count, for the mIoU (ANDed into the camera mask) and for the geometry IoU alike."""
         pred = check_volume(pred, "occ prediction")
         gt = check_volume(gt, "occ ground truth")
         mask = np.asarray(mask_camera).astype(bool)
         if mask.shape != gt.shape:
             raise ValueError(f"mask_camera: expected shape {gt.shape}, got {mask.shape}")
+        if region is not None:
+            region = np.asarray(region, bool)
+            if region.shape != gt.shape:
+                raise ValueError(f"region: expected shape {gt.shape}, got {region.shape}")
+            mask = mask & region
         self.hist += confusion_matrix(pred[mask], gt[mask], NUM_CLASSES)
-        self.geo += geometry_counts(pred != OCC3D_FREE, gt != OCC3D_FREE)
+        occupied_pred, occupied_gt = pred != OCC3D_FREE, gt != OCC3D_FREE
+        if region is not None:
+            occupied_pred, occupied_gt = occupied_pred[region], occupied_gt[region]
+        self.geo += geometry_counts(occupied_pred, occupied_gt)
         self.num_samples += 1
 
     def compute(self):

@@ -8,7 +8,8 @@ whole grid measures mostly what it cannot see. ``region='front'`` scores only wh
   into the ego frame of their sample's LIDAR_TOP keyframe; matching and metrics stay the devkit's);
 - BEV map: cells whose centre is ahead (``BEV_MAP_GRID`` is in the LiDAR frame: moved with ``lidar2ego``);
   outside cells are zeroed in prediction and GT, so they add nothing to TP, FP or FN;
-- Occ3D: voxels ahead (``OCC3D_GRID`` is in the ego frame), ANDed into ``mask_camera``. RayIoU and
+- Occ3D: voxels ahead (``OCC3D_GRID`` is in the ego frame), ANDed into ``mask_camera`` for the mIoU; the
+  geometry IoU (all voxels, no camera mask) counts the voxels ahead only. RayIoU and
   OpenOccupancy have no region variant here and are refused with a region.
 """
 
