@@ -1,7 +1,6 @@
 """Experiment configs: mmengine-style Python files with ``_base_`` inheritance, checked against a schema.
 
-A config file assigns ``model``, ``data`` and ``train`` dicts (usually inheriting ``configs/_base_/`` files and
-overriding a few keys); ``mmengine.config.Config`` only parses the files and merges ``_base_``.
+A config file assigns ``model``, ``data``, ``train`` dicts; ``mmengine.config.Config`` only merges its ``_base_``.
 
 Schema rules (:data:`SCHEMA`): every key a config sets must be known, and every key without a default
 (:data:`REQUIRED`) must be set; either mistake raises ``ValueError`` naming the dotted key and the file.
