@@ -14,7 +14,6 @@ import os
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "benchmarks", "speed_baseline.json")
 TOLERANCE = 0.2
-KEYS = ("config", "machine_kind", "device", "threads", "backend", "fp16", "bf16")
 
 
 def config_name(config):

@@ -108,8 +108,7 @@ def make_predictor(config, checkpoint=None, device="cpu", fp16=False, compile_mo
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
     cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
-    predictor = Predictor(cfg, checkpoint, device=device, fp16=fp16 if device == "cuda" else False,
-                          bf16=bf16 and device == "cpu")
+    predictor = Predictor(cfg, checkpoint, device=device, fp16=fp16 if device == "cuda" else False, bf16=bf16)
     if compile_model:
         compile_submodules(predictor.model)
     return predictor
