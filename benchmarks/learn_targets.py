@@ -1,0 +1,93 @@
+"""Judge the v2 learning targets (docs/benchmarks.md, "v2 targets"; issue 17) on a ``learn_synthetic.py``
+summary scored on the test set, so that the "met / not met" column is computed, not written by hand.
+
+Every number is a mean over the training seeds of a row; "its seed std" is the sample std over the same seeds.
+The prior's row may come from another summary of the same test set (``--prior``: the prior needs no training,
+so a retraining run skips it with ``--no-prior``).
+
+    python benchmarks/learn_targets.py outputs/learn_v2_bf16/summary.json --prior outputs/learn_v2_final/summary.json
+"""
+
+import argparse
+import json
+import sys
+
+from learn_synthetic import mean_std
+
+PRIOR, FUSION, LIDAR, CAMERA = "no-input prior", "fusion", "LiDAR only", "camera only"
+NO_LIDAR, FRONT, FRONT3 = "fusion, no LiDAR", "fusion, front region", "fusion, front 3 cameras, front region"
+
+
+def stats(runs, row, key):
+    """(mean, sample std, number of seeds) of ``key`` over the seeds of ``row``."""
+    values = [r.get(key) for r in runs.get(row, [])]
+    m, s = mean_std(values)
+    if m is None:
+        raise SystemExit(f"summary has no {key!r} for row {row!r}")
+    return m, s, sum(v is not None for v in values)
+
+
+def judge(runs):
+    """[(target, measured, met)] for the eight v2 targets, from ``{row: [per-seed record]}``."""
+    def mean(row, key):
+        return stats(runs, row, key)[0]
+
+    prior_bev, prior_occ = mean(PRIOR, "bev_miou"), mean(PRIOR, "occ_miou")
+    out = []
+    for key, label, prior, margin in (("bev_miou", "BEV mIoU", prior_bev, 0.15),
+                                      ("occ_miou", "Occ3D mIoU", prior_occ, 0.10)):
+        m, s, _ = stats(runs, FUSION, key)
+        out.append((f"fusion {label} >= prior + {margin:.2f} = {prior + margin:.3f}",
+                    f"{m:.3f} ± {s:.3f} (prior {m - prior:+.3f})", m >= prior + margin))
+    for key, label in (("mAP", "mAP"), ("car_ap", "car AP"), ("occ_miou", "Occ3D mIoU")):
+        lm, ls, _ = stats(runs, LIDAR, key)
+        fm, fs, _ = stats(runs, FUSION, key)
+        out.append((f"fusion {label} > LiDAR-only mean + its seed std = {lm + ls:.3f}",
+                    f"{fm:.3f} ± {fs:.3f} against {lm:.3f} ± {ls:.3f} (margin {fm - lm:+.3f})", fm > lm + ls))
+    cm, cs, _ = stats(runs, CAMERA, "bev_miou")
+    out.append((f"camera-only BEV mIoU minus its std >= prior + 0.05 = {prior_bev + 0.05:.3f}",
+                f"{cm:.3f} - {cs:.3f} = {cm - cs:.3f}", cm - cs >= prior_bev + 0.05))
+    ratios = {k: mean(NO_LIDAR, k) / mean(CAMERA, k) for k in ("bev_miou", "occ_miou")}
+    out.append(("fusion without LiDAR >= 80 % of camera-only (BEV, Occ3D)",
+                f"BEV {mean(NO_LIDAR, 'bev_miou'):.3f} against {mean(CAMERA, 'bev_miou'):.3f} "
+                f"({100 * ratios['bev_miou']:.0f} %); Occ3D {mean(NO_LIDAR, 'occ_miou'):.3f} against "
+                f"{mean(CAMERA, 'occ_miou'):.3f} ({100 * ratios['occ_miou']:.0f} %)", min(ratios.values()) >= 0.8))
+    front = {k: mean(FRONT3, k) / mean(FRONT, k) for k in ("mAP", "bev_miou", "occ_miou")}
+    out.append(("three front cameras >= 90 % of full fusion, front region",
+                "mAP {:.0f} %, BEV {:.0f} %, Occ3D {:.0f} %".format(*(100 * v for v in front.values())),
+                min(front.values()) >= 0.9))
+    return out
+
+
+def load_runs(path, prior_path=None):
+    """The runs of the summary at ``path`` (it must be scored on test), with the prior's row from ``prior_path``."""
+    summaries = [(path, json.loads(open(path).read()))]
+    if prior_path:
+        summaries.append((prior_path, json.loads(open(prior_path).read())))
+    for p, s in summaries:
+        if s.get("scored_on") != "test":
+            raise SystemExit(f"{p} is scored on {s.get('scored_on')!r}: the targets are judged on the test set")
+    runs = dict(summaries[0][1]["runs"])
+    if prior_path:
+        runs[PRIOR] = summaries[1][1]["runs"].get(PRIOR, [])
+    return runs
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("summary", help="learn_synthetic.py OUT/summary.json, scored on test")
+    p.add_argument("--prior", help="another summary.json of the same test set holding the no-input prior's row")
+    args = p.parse_args(argv)
+    runs = load_runs(args.summary, args.prior)
+    seeds = {row: sorted(r["seed"] for r in runs.get(row, [])) for row in (FUSION, LIDAR, CAMERA)}
+    print("| target | measured (mean over seeds) | status |\n|---|---|---|")
+    for target, measured, met in judge(runs):
+        print(f"| {target} | {measured} | {'met' if met else '**not met**'} |")
+    print(f"\nseeds per model: {seeds}")
+    if min(len(v) for v in seeds.values()) < 3:
+        print("fewer than 3 training seeds in a model's row: a pilot, not a result (the protocol asks >= 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
