@@ -15,7 +15,8 @@ Publishes (relative names, stamped with the LiDAR stamp):
   ``perception/markers`` MarkerArray (boxes, LiDAR frame), ``perception/detections`` Detection3DArray (when
   vision_msgs is installed), ``perception/bev/<class>`` OccupancyGrid x 6 (0-100, LiDAR frame),
   ``perception/occupancy`` PointCloud2 x, y, z, label (Occ3D: ``ego_frame``), ``perception/occupancy_markers``,
-  ``/diagnostics`` DiagnosticArray (per-stage latency, input age, dropped frames, sensor states, bad input).
+  ``/diagnostics`` DiagnosticArray (per-stage latency and precision, input age, dropped frames, sensor states,
+  bad input).
 
 Threads: the executor thread only converts messages (ms); inference runs in a worker with ONE frame slot:
 a new LiDAR message replaces a waiting one (newest wins, counted as dropped), so there is never a backlog.
@@ -29,6 +30,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
@@ -111,8 +113,10 @@ def load_predictor(p):
     if p["device"] not in ("cpu", "cuda"):
         raise BadParameter(f"parameter device must be 'cpu' or 'cuda', got {p['device']!r}")
     try:
-        return Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"], device=p["device"],
-                         bf16=p["bf16"])
+        with warnings.catch_warnings():  # the bf16 fallback: PerceptionNode logs it (once) and reports it
+            warnings.simplefilter("ignore")
+            return Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"],
+                             device=p["device"], bf16=p["bf16"])
     except Exception as e:  # noqa: BLE001 - any start-up failure is one clear line, never a traceback loop
         raise BadParameter(f"{type(e).__name__}: {e}") from e
 
@@ -305,8 +309,10 @@ class PerceptionNode:
         frames = dict(self.stats, dropped=self.slot.dropped)
         return [
             {"name": "inputs", "level": inputs_level, "message": notes or "all sensors ok", "values": sensors},
-            {"name": "latency", "level": "OK", "message": "ms per stage of the newest frame",
-             "values": {k: f"{v:.1f}" for k, v in self.last.get("timings", {}).items()}},
+            {"name": "latency", "level": "OK",
+             "message": f"ms per stage of the newest frame ({self.predictor.precision})",
+             "values": {"precision": self.predictor.precision,
+                        **{k: f"{v:.1f}" for k, v in self.last.get("timings", {}).items()}}},
             {"name": "frames", "level": "WARN" if self.stats["failed"] else "OK",
              "message": f"{frames['processed']} processed, {frames['dropped']} dropped, {frames['failed']} failed",
              "values": frames},

@@ -22,6 +22,7 @@ from perception.data import build_index, load_info_file
 from perception.data.io import load_points
 from perception.data.scene_stream import SceneStream
 from perception.models import build_model
+from perception.models.precision import autocast_dtype
 from perception.ros.calibration import RigCalibration, write_calibration_yaml
 from perception.ros.image import (
     intrinsics_to_camera_info,
@@ -154,6 +155,7 @@ FAST = "model.head.occ.lidar_cues=False model.refiner=None"  # tiny without its 
 
 def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tmp_path):
     torch.manual_seed(0)
+    precision = "bf16" if autocast_dtype("cpu", True, True)[0] == torch.bfloat16 else "fp32"
     checkpoint = tmp_path / "fast.pth"
     save_checkpoint(checkpoint, {"model": build_model(load_config(CONFIG, FAST.split()).model).state_dict()})
     for topic, kind in {"/perception/markers": MarkerArray, "/diagnostics": DiagnosticArray}.items():
@@ -161,7 +163,7 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
     log = tmp_path / "node.log"
     node = start_node("ros_nodes.perception_node", {
         "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml),
-        "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST,
+        "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST, "bf16": True,
         **dict(RELIABLE_NODE, lidar_timeout=3.0)}, log)
     sensors = Sensors(bus, real_dir)
     try:
@@ -180,6 +182,9 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         assert answered(sensors.frame(), 60), log.read_text()[-3000:]
         assert answered(sensors.frame())  # the cameras are flowing now: the node waits for their images
         assert inputs()[-1]["camera CAM_FRONT"] == "ok" and inputs()[-1]["camera CAM_FRONT_LEFT"] == "ok"
+        # bf16:=true runs bf16 where this CPU has native bf16, fp32 (said once in the log) where it does not
+        latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
+        assert latency[-1]["precision"] == precision and float(latency[-1]["input_age"]) > 0, latency[-1]
 
         def cloud_without_xyz(t):
             return make_pointcloud2(make_header(t, "LIDAR_TOP"), {"a": np.zeros(10, np.float32)})
@@ -236,6 +241,7 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
     for kind in bad:
         assert text.count(kind.split(": ")[1]) >= 1
     assert text.count("pointcloud_no_xyz") == 1, "each kind of bad input is logged once"
+    assert text.count("native bf16") == (precision == "fp32"), "the bf16 fallback is logged once, or not at all"
     assert "Traceback" not in text and code == 0
 
 

@@ -197,8 +197,8 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
     if rank != 0:
         return None
     det, dense = distributed.merge_parts(parts)
-    precision = "fp16" if predictor.fp16 else "bf16" if predictor.bf16 else "fp32"
-    metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold), "precision": precision}
+    metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold),
+               "precision": predictor.precision}
     path = write_submission(os.path.join(out_dir, "detection", "results_nusc.json"), make_submission(det))
     metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"),
                                                         region=region)

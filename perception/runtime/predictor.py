@@ -90,6 +90,7 @@ class Predictor:
             warnings.warn(f"Predictor: {self.precision_note}", stacklevel=2)
         self.fp16 = self.autocast_dtype == torch.float16
         self.bf16 = self.autocast_dtype == torch.bfloat16
+        self.precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "fp32"  # what the model runs in
         self.tasks = tuple(self.cfg["model"]["tasks"])
         self.model = build_model(self.cfg["model"])
         if checkpoint is not None:
