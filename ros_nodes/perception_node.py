@@ -41,6 +41,7 @@ from perception.config import load_config
 from perception.ros.bridge import InputErrors, PerceptionBridge, output_topic
 from perception.ros.calibration import calibration_from_tf, load_calibration_yaml
 from perception.ros.errors import MessageError
+from perception.ros.node_status import node_statuses
 from perception.ros.outputs import diagnostics_message
 from perception.runtime import Predictor
 from ros_nodes.common import BadParameter, declare_parameters, run_node
@@ -293,30 +294,9 @@ class PerceptionNode:
     def diagnostics(self):
         """Three statuses: inputs (sensors present, stale, malformed), latency (ms per stage), frames."""
         idle = None if self.last_lidar_wall is None else time.monotonic() - self.last_lidar_wall
-        status = self.last.get("status")
-        sensors = {"lidar": "no message yet" if idle is None else
-                   (f"no message for {idle:.1f} s" if idle > self.p["lidar_timeout"] else "ok")}
-        if status is not None:
-            sensors.update({f"camera {k}": v for k, v in status.cameras.items()})
-            sensors.update(sweeps_merged=status.sweeps_used, motion_compensated=status.motion_compensated,
-                           points=status.points)
-        errors = self.errors
-        sensors.update({f"bad input {k}": f"{n} ({errors.last[k]})" for k, n in errors.counts.items()})
-        lidar_down = idle is None or idle > self.p["lidar_timeout"]
-        degraded = status is not None and (any(v != "ok" for v in status.cameras.values()) or self.last["notes"])
-        inputs_level = "ERROR" if lidar_down else ("WARN" if degraded or errors.counts else "OK")
-        notes = "; ".join(([f"LiDAR: {sensors['lidar']}"] if lidar_down else []) + list(self.last.get("notes", [])))
-        frames = dict(self.stats, dropped=self.slot.dropped)
-        return [
-            {"name": "inputs", "level": inputs_level, "message": notes or "all sensors ok", "values": sensors},
-            {"name": "latency", "level": "OK",
-             "message": f"ms per stage of the newest frame ({self.predictor.precision})",
-             "values": {"precision": self.predictor.precision,
-                        **{k: f"{v:.1f}" for k, v in self.last.get("timings", {}).items()}}},
-            {"name": "frames", "level": "WARN" if self.stats["failed"] else "OK",
-             "message": f"{frames['processed']} processed, {frames['dropped']} dropped, {frames['failed']} failed",
-             "values": frames},
-        ]
+        return node_statuses(idle, self.p["lidar_timeout"], self.last.get("status"), self.last.get("notes", []),
+                             self.last.get("timings", {}), self.errors, dict(self.stats, dropped=self.slot.dropped),
+                             self.predictor.precision)
 
     def stop(self):
         self.running = False
