@@ -114,8 +114,8 @@ def load_predictor(p):
     if p["device"] not in ("cpu", "cuda"):
         raise BadParameter(f"parameter device must be 'cpu' or 'cuda', got {p['device']!r}")
     try:
-        with warnings.catch_warnings():  # the bf16 fallback: PerceptionNode logs it (once) and reports it
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # only the bf16 fallback's warning: PerceptionNode logs that one itself
+            warnings.filterwarnings("ignore", message="Predictor: bf16 requested")
             return Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"],
                              device=p["device"], bf16=p["bf16"])
     except Exception as e:  # noqa: BLE001 - any start-up failure is one clear line, never a traceback loop
