@@ -11,6 +11,7 @@ so a retraining run skips it with ``--no-prior``).
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from learn_synthetic import mean_std
 
@@ -19,12 +20,11 @@ NO_LIDAR, FRONT, FRONT3 = "fusion, no LiDAR", "fusion, front region", "fusion, f
 
 
 def stats(runs, row, key):
-    """(mean, sample std, number of seeds) of ``key`` over the seeds of ``row``."""
-    values = [r.get(key) for r in runs.get(row, [])]
-    m, s = mean_std(values)
+    """(mean, sample std) of ``key`` over the seeds of ``row``."""
+    m, s = mean_std([r.get(key) for r in runs.get(row, [])])
     if m is None:
         raise SystemExit(f"summary has no {key!r} for row {row!r}")
-    return m, s, sum(v is not None for v in values)
+    return m, s
 
 
 def judge(runs):
@@ -36,15 +36,15 @@ def judge(runs):
     out = []
     for key, label, prior, margin in (("bev_miou", "BEV mIoU", prior_bev, 0.15),
                                       ("occ_miou", "Occ3D mIoU", prior_occ, 0.10)):
-        m, s, _ = stats(runs, FUSION, key)
+        m, s = stats(runs, FUSION, key)
         out.append((f"fusion {label} >= prior + {margin:.2f} = {prior + margin:.3f}",
                     f"{m:.3f} ± {s:.3f} (prior {m - prior:+.3f})", m >= prior + margin))
     for key, label in (("mAP", "mAP"), ("car_ap", "car AP"), ("occ_miou", "Occ3D mIoU")):
-        lm, ls, _ = stats(runs, LIDAR, key)
-        fm, fs, _ = stats(runs, FUSION, key)
+        lm, ls = stats(runs, LIDAR, key)
+        fm, fs = stats(runs, FUSION, key)
         out.append((f"fusion {label} > LiDAR-only mean + its seed std = {lm + ls:.3f}",
                     f"{fm:.3f} ± {fs:.3f} against {lm:.3f} ± {ls:.3f} (margin {fm - lm:+.3f})", fm > lm + ls))
-    cm, cs, _ = stats(runs, CAMERA, "bev_miou")
+    cm, cs = stats(runs, CAMERA, "bev_miou")
     out.append((f"camera-only BEV mIoU minus its std >= prior + 0.05 = {prior_bev + 0.05:.3f}",
                 f"{cm:.3f} - {cs:.3f} = {cm - cs:.3f}", cm - cs >= prior_bev + 0.05))
     ratios = {k: mean(NO_LIDAR, k) / mean(CAMERA, k) for k in ("bev_miou", "occ_miou")}
@@ -61,9 +61,7 @@ def judge(runs):
 
 def load_runs(path, prior_path=None):
     """The runs of the summary at ``path`` (it must be scored on test), with the prior's row from ``prior_path``."""
-    summaries = [(path, json.loads(open(path).read()))]
-    if prior_path:
-        summaries.append((prior_path, json.loads(open(prior_path).read())))
+    summaries = [(p, json.loads(Path(p).read_text())) for p in (path, prior_path) if p]
     for p, s in summaries:
         if s.get("scored_on") != "test":
             raise SystemExit(f"{p} is scored on {s.get('scored_on')!r}: the targets are judged on the test set")
