@@ -43,7 +43,7 @@ from perception.ros.calibration import calibration_from_tf, load_calibration_yam
 from perception.ros.errors import MessageError
 from perception.ros.node_status import node_statuses
 from perception.ros.outputs import diagnostics_message
-from perception.runtime import Predictor
+from perception.runtime import Predictor, add_fallback_models
 from ros_nodes.common import BadParameter, declare_parameters, run_node
 
 PARAMETERS = {
@@ -54,6 +54,12 @@ PARAMETERS = {
     "device": ("cpu", "'cpu' or 'cuda' (fp16 autocast)"),
     "bf16": (False, "cpu: bf16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX): faster, outputs differ "
                     "slightly (docs/benchmarks.md); a CPU without it runs fp32, with a warning"),
+    "no_lidar_config": ("", "fallback: a camera-only model config (e.g. configs/tiny_camera.py) that runs the frames "
+                            "without LiDAR points instead of the main model; empty: none"),
+    "no_lidar_checkpoint": ("", "checkpoint of no_lidar_config"),
+    "no_camera_config": ("", "fallback: a LiDAR-only model config (e.g. configs/tiny_lidar.py) that runs the frames "
+                             "without any usable camera instead of the main model; empty: none"),
+    "no_camera_checkpoint": ("", "checkpoint of no_camera_config"),
     "calibration": ("", "rig calibration YAML (LiDAR -> camera and LiDAR -> ego, see perception/ros/calibration.py); "
                         "empty: read /tf_static through tf2_ros (ROS installs only)"),
     "calibration_wait": (0.0, "s: wait this long at start for the calibration file to appear (a sensor_player "
@@ -105,7 +111,8 @@ class FrameSlot:
 
 
 def load_predictor(p):
-    """The :class:`Predictor` of the ``config`` / ``checkpoint`` / ``device`` parameters (:class:`BadParameter`)."""
+    """The :class:`Predictor` of the ``config`` / ``checkpoint`` / ``device`` parameters, with the fallback models
+    of ``no_lidar_*`` / ``no_camera_*`` (:class:`BadParameter`)."""
     for key in ("config", "checkpoint"):
         if not p[key]:
             raise BadParameter(f"parameter {key} is required (--ros-args -p {key}:=PATH)")
@@ -116,10 +123,21 @@ def load_predictor(p):
     try:
         with warnings.catch_warnings():  # only the bf16 fallback's warning: PerceptionNode logs that one itself
             warnings.filterwarnings("ignore", message="Predictor: bf16 requested")
-            return Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"],
-                             device=p["device"], bf16=p["bf16"])
+            predictor = Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"],
+                                  device=p["device"], bf16=p["bf16"])
     except Exception as e:  # noqa: BLE001 - any start-up failure is one clear line, never a traceback loop
         raise BadParameter(f"{type(e).__name__}: {e}") from e
+    for kind, prefix in (("no_lidar", "no_lidar"), ("no_cameras", "no_camera")):
+        config, checkpoint = p[f"{prefix}_config"], p[f"{prefix}_checkpoint"]
+        if bool(config) != bool(checkpoint):
+            raise BadParameter(f"parameters {prefix}_config and {prefix}_checkpoint go together: give both or neither")
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Predictor: bf16 requested")
+                add_fallback_models(predictor, {kind: (config, checkpoint)}, device=p["device"], bf16=p["bf16"])
+        except Exception as e:  # noqa: BLE001
+            raise BadParameter(f"parameters {prefix}_config / {prefix}_checkpoint: {type(e).__name__}: {e}") from e
+    return predictor
 
 
 def tf_buffer(node):
@@ -279,7 +297,7 @@ class PerceptionNode:
             if not self.node.context.ok():
                 break
             timings["input_age"] = (time.monotonic() - received) * 1e3  # receipt -> published, ms
-            self.last = {"status": status, "timings": timings, "notes": pred.warnings}
+            self.last = {"status": status, "timings": timings, "notes": pred.warnings, "model": pred.model}
             self.publish_diagnostics()
 
     def _publisher(self, key, msg):
@@ -296,7 +314,7 @@ class PerceptionNode:
         idle = None if self.last_lidar_wall is None else time.monotonic() - self.last_lidar_wall
         return node_statuses(idle, self.p["lidar_timeout"], self.last.get("status"), self.last.get("notes", []),
                              self.last.get("timings", {}), self.errors, dict(self.stats, dropped=self.slot.dropped),
-                             self.predictor.precision)
+                             self.predictor.precision, self.last.get("model", "main"))
 
     def stop(self):
         self.running = False

@@ -27,6 +27,8 @@ def bad_run_args(tmp):
         ("train", ["train", f"{MISSING}.py", "--work-dir", f"{tmp}/work"], f"{MISSING}.py"),
         ("eval", ["eval", f"{MISSING}.py", f"{MISSING}.pth", "--dataroot", MISSING], f"{MISSING}.py"),
         ("eval", ["eval", "--results", f"{tmp}/det.json", "--dataroot", MISSING, "--out", f"{tmp}/eval"], MISSING),
+        ("eval", ["eval", "--results", f"{tmp}/det.json", "--dataroot", MISSING, "--no-lidar-model", TINY, "m.pth"],
+         "--no-lidar-model"),
         ("convert", ["convert", "nuscenes", "--dataroot", MISSING, "--out", f"{tmp}/c.mcap"], MISSING),
         ("replay", ["replay", f"{MISSING}.mcap", "--list-topics"], f"{MISSING}.mcap"),
         ("demo", ["demo", "--config", f"{MISSING}.py", "--cache", f"{tmp}/demo"], f"{MISSING}.py"),

@@ -293,3 +293,60 @@ def _tensors(value):
     elif hasattr(value, "__dataclass_fields__") or hasattr(value, "_fields"):
         for v in (value if hasattr(value, "_fields") else vars(value).values()):
             yield from _tensors(v)
+
+
+def _random_predictor(config, seed, options=()):
+    cfg = load_config(CONFIG.parent / config, ["model.score_threshold=0.0", *options])
+    torch.manual_seed(seed)
+    return Predictor(cfg, {"model": build_model(cfg.model).state_dict()})
+
+
+def test_fallback_models_run_the_frames_that_lack_their_modality(predictor, real):
+    """With a camera-only model set for 'no_lidar' and a LiDAR-only one for 'no_cameras', a frame without
+    points is exactly the camera-only model's prediction, a frame without cameras exactly the LiDAR-only
+    model's, and a frame with both is the fusion model's own; the notes name the model that ran."""
+    points, image, real_dir = real
+    camera_only, lidar_only = _random_predictor("tiny_camera.py", 1), _random_predictor("tiny_lidar.py", 2)
+    fused = _predictor_like(predictor)
+    fused.set_fallback("no_lidar", camera_only, "configs/tiny_camera.py")
+    fused.set_fallback("no_cameras", lidar_only, "configs/tiny_lidar.py")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = [(frame(np.zeros((0, 4), np.float32), image), camera_only, "no lidar: fallback model "
+                  "configs/tiny_camera.py ran this frame"),
+                 (frame(points), lidar_only, "no cameras: fallback model configs/tiny_lidar.py ran this frame"),
+                 (frame(points, image), predictor, None)]
+        for live, expected_model, note in cases:
+            got, expected = fused.predict(live), expected_model.predict(live)
+            np.testing.assert_array_equal(got.bev_probs, expected.bev_probs)
+            np.testing.assert_array_equal(got.boxes, expected.boxes)
+            assert (got.occ_labels == expected.occ_labels).all()
+            assert (note in got.warnings) if note else not any("fallback" in w for w in got.warnings)
+        # the benchmark's withheld-sensor rows take the same route
+        cam = CameraView(name="CAM_BACK_LEFT", path=str(real_dir / IMAGE), intrinsics=K, lidar2cam=L2C)
+        sample = Sample(token="s", lidar_path=str(real_dir / LIDAR), lidar2ego=np.eye(4), ego2global=np.eye(4),
+                        cameras={"CAM_BACK_LEFT": cam}, num_sweeps=1)
+        got = fused.predict_sample(sample, withhold=["lidar"])
+        np.testing.assert_array_equal(got.bev_probs, camera_only.predict_sample(sample, withhold=["lidar"]).bev_probs)
+        assert not np.array_equal(got.bev_probs, predictor.predict_sample(sample, withhold=["lidar"]).bev_probs)
+        got = fused.predict_sample(sample, withhold=["cameras"])
+        np.testing.assert_array_equal(got.boxes, lidar_only.predict_sample(sample).boxes)
+
+
+def test_a_fallback_model_that_cannot_stand_in_is_refused(predictor):
+    fused = _predictor_like(predictor)
+    with pytest.raises(ValueError, match="no camera_encoder"):
+        fused.set_fallback("no_lidar", _random_predictor("tiny_lidar.py", 0))
+    with pytest.raises(ValueError, match="no lidar_encoder"):
+        fused.set_fallback("no_cameras", _random_predictor("tiny_camera.py", 0))
+    with pytest.raises(ValueError, match=r"tasks \['det'\] differ"):
+        fused.set_fallback("no_cameras", _random_predictor("tiny_det.py", 0))
+    with pytest.raises(ValueError, match="occupancy frame 'lidar' differs"):
+        fused.set_fallback("no_cameras", _random_predictor("tiny_lidar.py", 0, ["model.head.occ.frame='lidar'"]))
+    with pytest.raises(ValueError, match="fallback kind must be one of"):
+        fused.set_fallback("no_radar", _random_predictor("tiny_lidar.py", 0))
+    from perception.runtime import add_fallback_models
+
+    with pytest.raises(FileNotFoundError, match="fallback no_lidar: checkpoint file not found: '/nonexistent.pth'"):
+        add_fallback_models(fused, {"no_lidar": (str(CONFIG.parent / "tiny_camera.py"), "/nonexistent.pth")})
+    assert fused.fallbacks == {}

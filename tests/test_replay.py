@@ -9,6 +9,7 @@ Bad input: ``tests/test_replay_bad_input.py``.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,6 +120,8 @@ def test_round_trip_equals_predict_sample(scene, predictor, round_trip):
     for msgs in (decoded, via_rosbags):  # both readers see the same frames
         marker_stamps = sorted(s for t, s in msgs if t == "/perception/markers")
         assert len(marker_stamps) == n_lidar == result["summary"]["frames_processed"] == 4
+    # the two sweeps have no camera image (keyframe images only): they ran LiDAR-only, on the fusion model
+    assert result["summary"]["frames_without_cameras"] == 2 and result["summary"]["frames_by_model"] == {"main": 4}
     keyframes = [s for s in samples]
     assert {s.timestamp * 1000 for s in keyframes} <= set(marker_stamps)
     for s in keyframes:
@@ -296,9 +299,23 @@ def test_cli_replay_and_list_topics(scene, checkpoint, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "/LIDAR_TOP" in listing and "lidar" in listing and "image CAM_FRONT" in listing
     out = tmp_path / "cli.mcap"
+    # the first LiDAR message is a sweep with no camera image near it: the LiDAR-only fallback model runs it
+    import torch
+
+    from perception.models import build_model
+    from perception.training.checkpoint import save_checkpoint
+
+    lidar_config = str(Path(REPO_CONFIG).parent / "tiny_lidar.py")
+    torch.manual_seed(0)
+    lidar_only = tmp_path / "lidar_only.pth"
+    save_checkpoint(lidar_only, {"model": build_model(load_config(lidar_config).model).state_dict()})
     assert main(["replay", str(bag), "--config", REPO_CONFIG, "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--max-frames", "1", "--no-progress", "--no-score"]) == 0
+                 "--max-frames", "1", "--no-progress", "--no-score",
+                 "--no-camera-model", lidar_config, str(lidar_only)]) == 0
     assert out.is_file() and (tmp_path / "cli.summary.json").is_file()
+    summary = json.loads((tmp_path / "cli.summary.json").read_text())
+    assert summary["frames_by_model"] == {"no_cameras": 1} and summary["frames_without_cameras"] == 1
+    assert "frames run by a fallback model: no_cameras 1" in capsys.readouterr().out
     assert main(["replay", str(bag), "--config", REPO_CONFIG, "--checkpoint", str(checkpoint), "--out", str(out),
                  "--max-frames", "1", "--no-progress"]) == 2  # exists: refused without --overwrite
     assert "exists" in capsys.readouterr().err

@@ -38,6 +38,7 @@ from perception.training.checkpoint import save_checkpoint
 from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
 
 CONFIG = str(REPO / "configs" / "tiny.py")
+LIDAR_CONFIG = str(REPO / "configs" / "tiny_lidar.py")
 LIDAR = ("mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/"
          "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
 IMAGE = ("mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/"
@@ -158,12 +159,15 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
     precision = "bf16" if autocast_dtype("cpu", True, True)[0] == torch.bfloat16 else "fp32"
     checkpoint = tmp_path / "fast.pth"
     save_checkpoint(checkpoint, {"model": build_model(load_config(CONFIG, FAST.split()).model).state_dict()})
+    lidar_only = tmp_path / "lidar_only.pth"  # the fallback for frames without cameras
+    save_checkpoint(lidar_only, {"model": build_model(load_config(LIDAR_CONFIG).model).state_dict()})
     for topic, kind in {"/perception/markers": MarkerArray, "/diagnostics": DiagnosticArray}.items():
         bus.subscribe(topic, kind)
     log = tmp_path / "node.log"
     node = start_node("ros_nodes.perception_node", {
         "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml),
         "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST, "bf16": True,
+        "no_camera_config": LIDAR_CONFIG, "no_camera_checkpoint": str(lidar_only),
         **dict(RELIABLE_NODE, lidar_timeout=3.0)}, log)
     sensors = Sensors(bus, real_dir)
     try:
@@ -185,6 +189,7 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         # bf16:=true runs bf16 where this CPU has native bf16, fp32 (said once in the log) where it does not
         latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
         assert latency[-1]["precision"] == precision and float(latency[-1]["input_age"]) > 0, latency[-1]
+        assert latency[-1]["fallback"] == "none"
 
         def cloud_without_xyz(t):
             return make_pointcloud2(make_header(t, "LIDAR_TOP"), {"a": np.zeros(10, np.float32)})
@@ -229,6 +234,10 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         assert answered(stamp)
         assert bus.wait_for(lambda: inputs()[-1].get("camera CAM_FRONT") == "stale", 5), inputs()[-1]
         assert "CAM_FRONT" in inputs()[-1]["_message"]
+        # ... and with no camera left, the LiDAR-only fallback model ran the frame
+        latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
+        assert latency[-1]["fallback"] == "no_cameras", latency[-1]
+        assert "no cameras: fallback model" in inputs()[-1]["_message"]
         # the LiDAR stops: diagnostics say so (ERROR); output resumes when it returns
         assert bus.wait_for(lambda: inputs()[-1]["lidar"].startswith("no message for"), 15)
         assert inputs()[-1]["_level"] == 2
@@ -250,7 +259,7 @@ def test_bad_parameters_stop_the_node_with_one_line(tiny_random_checkpoint, rig_
     checkpoint = tiny_random_checkpoint
     torch.manual_seed(0)
     lidar_only = tmp_path / "lidar_only.pth"
-    lidar_model = build_model(load_config(REPO / "configs" / "tiny_lidar.py").model)
+    lidar_model = build_model(load_config(LIDAR_CONFIG).model)
     save_checkpoint(lidar_only, {"model": lidar_model.state_dict()})
     good = {"config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml)}
     cases = {
@@ -258,6 +267,10 @@ def test_bad_parameters_stop_the_node_with_one_line(tiny_random_checkpoint, rig_
         "unknown device": ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
         "config/checkpoint mismatch": ({"checkpoint": str(lidar_only)}, "does not fit the model of"),
         "no calibration": ({"calibration": ""}, "parameter calibration is required"),
+        "fallback without checkpoint": ({"no_lidar_config": str(REPO / "configs" / "tiny_camera.py")},
+                                        "no_lidar_config and no_lidar_checkpoint go together"),
+        "fallback that cannot stand in": ({"no_lidar_config": LIDAR_CONFIG, "no_lidar_checkpoint": str(lidar_only)},
+                                          "its model has no camera_encoder"),
     }
     procs = {name: start_node("ros_nodes.perception_node", dict(good, **change), tmp_path / f"{i}.log")
              for i, (name, (change, _)) in enumerate(cases.items())}

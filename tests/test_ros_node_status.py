@@ -7,8 +7,9 @@ from perception.runtime.assembler import FrameStatus
 FRAMES = {"received": 3, "processed": 3, "failed": 0, "dropped": 0}
 
 
-def statuses(idle=0.1, status=None, notes=(), errors=None, frames=FRAMES, timings=None, precision="fp32"):
-    out = node_statuses(idle, 1.0, status, list(notes), timings or {}, errors or InputErrors(), frames, precision)
+def statuses(idle=0.1, status=None, notes=(), errors=None, frames=FRAMES, timings=None, precision="fp32", model="main"):
+    out = node_statuses(idle, 1.0, status, list(notes), timings or {}, errors or InputErrors(), frames, precision,
+                        model)
     return {s["name"]: s for s in out}
 
 
@@ -21,7 +22,7 @@ def test_all_sensors_ok():
     s = statuses(status=ok_frame(), timings={"predict": 812.345})
     assert s["inputs"]["level"] == "OK" and s["inputs"]["message"] == "all sensors ok"
     assert s["inputs"]["values"]["camera CAM_FRONT"] == "ok" and s["inputs"]["values"]["sweeps_merged"] == 1
-    assert s["latency"]["values"] == {"precision": "fp32", "predict": "812.3"}
+    assert s["latency"]["values"] == {"precision": "fp32", "fallback": "none", "predict": "812.3"}
     assert s["frames"]["level"] == "OK" and s["frames"]["message"] == "3 processed, 0 dropped, 0 failed"
 
 
@@ -49,3 +50,10 @@ def test_a_failed_frame_warns_on_frames():
     s = statuses(frames=dict(FRAMES, failed=1, dropped=2), precision="bf16")
     assert s["frames"]["level"] == "WARN" and s["frames"]["message"] == "3 processed, 2 dropped, 1 failed"
     assert s["latency"]["message"].endswith("(bf16)")
+
+
+def test_a_frame_run_by_a_fallback_model_names_it_and_warns():
+    note = "no cameras: fallback model configs/tiny_lidar.py (lidar.pth) ran this frame"
+    s = statuses(status=ok_frame(CAM_FRONT="stale"), notes=[note], model="no_cameras")
+    assert s["latency"]["values"]["fallback"] == "no_cameras"
+    assert s["inputs"]["level"] == "WARN" and s["inputs"]["message"] == note

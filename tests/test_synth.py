@@ -256,18 +256,20 @@ def test_annotation_tracks_are_consistent(nusc):
 
 
 def test_same_seed_gives_identical_files_and_cli_matches(tmp_path):
-    """Sequential library call and the CLI with two worker processes write byte-identical datasets."""
+    """Sequential library call and the CLI with two worker processes write byte-identical datasets (camera
+    sweeps included: the CLI writes them by default)."""
     from perception.cli.main import main
     from perception.synth.generate import generate_dataset
 
     args = dict(scenes=2, samples_per_scene=2, seed=3, sweeps_per_sample=1, image_size=(96, 54))
-    generate_dataset(tmp_path / "a", **args)
+    generate_dataset(tmp_path / "a", camera_sweeps=True, **args)
     rc = main(["synth", "--out", str(tmp_path / "b"), "--scenes", "2", "--samples-per-scene", "2", "--seed", "3",
                "--sweeps-per-sample", "1", "--image-size", "96", "54", "--workers", "2"])
     assert rc == 0
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     assert files_a == files_b and len(files_a) > 20
+    assert len([p for p in files_a if p.parts[:2] == ("sweeps", "CAM_FRONT")]) == 4  # one per LiDAR sweep
     _, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", [str(p) for p in files_a], shallow=False)
     assert mismatch == [] and errors == []
     generate_dataset(tmp_path / "c", **{**args, "seed": 4})

@@ -53,9 +53,12 @@ def run(args):
     load_config(args.config)
     from perception.synth.generate import generate_dataset
 
-    if not (dataroot / version / "sample.json").exists():
+    # Camera sweeps: the replay below and the README's sensor_player stream every LiDAR sweep, and the node
+    # needs images near each. A dataroot cached before they existed is written again (same keyframe files).
+    if not (dataroot / version / "sample.json").exists() or not any((dataroot / "sweeps" / "CAM_FRONT").glob("*.jpg")):
         print(f"[demo] synthesizing {args.scenes} scenes into {dataroot}")
-        generate_dataset(dataroot, scenes=args.scenes, samples_per_scene=args.samples_per_scene, seed=args.seed)
+        generate_dataset(dataroot, scenes=args.scenes, samples_per_scene=args.samples_per_scene, seed=args.seed,
+                         camera_sweeps=True, workers=2)
     else:
         print(f"[demo] reusing synthetic dataset {dataroot}")
 

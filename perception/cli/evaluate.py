@@ -14,6 +14,8 @@ the config's ``data.openocc_root``), in saved mode for ``--occ-results`` on the 
 
 import os
 
+from perception.cli.fallback_args import add_fallback_arguments, fallback_models
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("eval", help="evaluate detections, BEV maps and occupancy (official protocols)",
@@ -43,6 +45,7 @@ def add_parser(subparsers):
     p.add_argument("--withhold", nargs="+", default=[], metavar="SENSOR",
                    help="model mode: sensors kept from the model on every sample, as if they had dropped out "
                         "(lidar, cameras, or camera names such as CAM_BACK); metrics.json counts degraded samples")
+    add_fallback_arguments(p)
     p.add_argument("--region", choices=("all", "front"), default="all",
                    help="model mode: score only what lies in this region around the ego (front: ego x > 0, the "
                         "half the three front cameras see; no RayIoU there); default all")
@@ -63,8 +66,9 @@ def run(args):
     saved = args.results or args.bev_results or args.occ_results
     if saved and (args.config or args.checkpoint):
         raise ValueError("give either CONFIG CHECKPOINT (model mode) or --results/--bev-results/--occ-results")
-    if saved and (args.withhold or args.region != "all"):
-        raise ValueError("--withhold and --region apply to model mode (CONFIG CHECKPOINT), not to saved predictions")
+    if saved and (args.withhold or args.region != "all" or fallback_models(args)):
+        raise ValueError("--withhold, --region, --no-lidar-model and --no-camera-model apply to model mode "
+                         "(CONFIG CHECKPOINT), not to saved predictions")
     if not saved and not (args.config and args.checkpoint):
         raise ValueError("model mode needs CONFIG and CHECKPOINT (or pass --results for saved predictions)")
     # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
@@ -79,7 +83,7 @@ def run(args):
         openocc_root = args.openocc_root if args.openocc_root is not None else config_openocc_root(cfg)
         runner.evaluate_checkpoint(cfg, args.checkpoint, args.dataroot, args.version, args.split, args.out,
                                    openocc_root=openocc_root, device=args.device, withhold=args.withhold,
-                                   region=args.region, bf16=args.bf16)
+                                   region=args.region, bf16=args.bf16, fallbacks=fallback_models(args))
         return 0
     if not os.path.isdir(os.path.join(args.dataroot, args.version)):  # the devkit would assert: a traceback
         raise FileNotFoundError(f"--dataroot {args.dataroot}: no nuScenes tables folder {args.version}/ in it")

@@ -26,6 +26,7 @@ import os
 import sys
 
 from perception.cli.errors import CommandError
+from perception.cli.fallback_args import add_fallback_arguments, fallback_models
 from perception.constants import CAMERA_NAMES
 from perception.replay.topics import TopicError, TopicOptions, describe, resolve
 
@@ -40,6 +41,7 @@ def add_parser(subparsers):
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="inference device (default cpu)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX; else fp32, with a warning)")
+    add_fallback_arguments(p)
     p.add_argument("--out", help="output bag: OUT.mcap (one file) or a rosbag2 folder")
     p.add_argument("--format", choices=["mcap", "sqlite3"], default="mcap", help="output storage (default mcap)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -138,11 +140,12 @@ def _predictor(args):
             raise FileNotFoundError(f"--{key}: file not found: {getattr(args, key)}")
     # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from perception.config import load_config
-    from perception.runtime import Predictor
+    from perception.runtime import Predictor, add_fallback_models
 
     try:
-        return Predictor(load_config(args.config, list(args.cfg_options)), args.checkpoint, device=args.device,
-                         bf16=args.bf16)
+        predictor = Predictor(load_config(args.config, list(args.cfg_options)), args.checkpoint, device=args.device,
+                              bf16=args.bf16)
+        return add_fallback_models(predictor, fallback_models(args), device=args.device, bf16=args.bf16)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as e:  # noqa: BLE001 - an unreadable checkpoint (torch.load's errors) is one line too

@@ -1,5 +1,7 @@
 """``perception synth``: write a synthetic nuScenes-format dataroot (see ``perception.synth.generate``)."""
 
+import argparse
+
 from perception.synth.world import add_world_arguments, world_from_args  # dataclasses only: --help stays fast
 
 
@@ -8,8 +10,8 @@ def add_parser(subparsers):
         "synth",
         help="generate a synthetic nuScenes-format dataset (LiDAR, 6 cameras, boxes, map, Occ3D labels)",
         description="Write a complete nuScenes-format dataroot (13 v1.0 tables, LiDAR keyframes + sweeps, six "
-        "camera JPEGs, map expansion, Occ3D labels) from a simulated street scene. Same arguments and seed "
-        "give byte-identical files.",
+        "cameras' JPEGs at keyframes and sweeps, map expansion, Occ3D labels) from a simulated street scene. Same "
+        "arguments and seed give byte-identical files.",
     )
     p.add_argument("--out", required=True, help="output dataroot folder (created)")
     p.add_argument("--scenes", type=int, default=2, help="number of scenes (>= 1; ~80%% train, >= 1 val)")
@@ -24,6 +26,12 @@ def add_parser(subparsers):
                    help="processes simulating scenes in parallel (the files do not depend on it; default 1)")
     p.add_argument("--split", choices=("train", "val"), default=None,
                    help="put every scene in this split (default: ~80%% train, >= 1 val)")
+    p.add_argument("--camera-sweeps", action=argparse.BooleanOptionalAction, default=True,
+                   help="also render the six cameras before every LiDAR sweep (sweeps/CAM_*), so that streaming the "
+                        "dataroot (sensor_player, perception replay) gives the node images near every LiDAR sweep; "
+                        "--no-camera-sweeps writes keyframe images only (training reads keyframes only; the keyframe "
+                        "files are the same either way) and renders sweeps-per-sample + 1 times fewer images "
+                        "(default: on)")
     add_world_arguments(p)
     p.set_defaults(func=run)
 
@@ -34,7 +42,8 @@ def run(args):
     summary = generate_dataset(args.out, scenes=args.scenes, samples_per_scene=args.samples_per_scene,
                                seed=args.seed, version=args.version, sweeps_per_sample=args.sweeps_per_sample,
                                image_size=tuple(args.image_size), workers=args.workers,
-                               world=world_from_args(args), split=args.split)
+                               world=world_from_args(args), split=args.split,
+                               camera_sweeps=args.camera_sweeps)
     print(f"wrote {summary['dataroot']} ({summary['version']}, world {args.world}): {summary['scenes']} scenes, "
           f"{summary['samples']} samples in {summary['seconds']:.1f} s")
     return 0

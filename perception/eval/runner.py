@@ -27,7 +27,7 @@ from perception.eval.dense import DenseScores, scene_lidar_poses, score_dense_fo
 from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
 from perception.eval.region import check_region
 from perception.eval.results_io import load_submission, validate_dense_folder, validate_submission
-from perception.runtime import Predictor
+from perception.runtime import Predictor, add_fallback_models
 from perception.runtime.device import resolve_device
 
 
@@ -156,7 +156,7 @@ def load_split_samples(nusc, split, tokens, work_dir, build=True):
 
 
 def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, progress=True, openocc_root=None,
-                        cfg_options=(), device="cpu", withhold=(), region="all", bf16=False):
+                        cfg_options=(), device="cpu", withhold=(), region="all", bf16=False, fallbacks=None):
     """Infer ``split`` with ``perception.runtime.Predictor`` (sharded under torchrun) and score all tasks.
 
     Returns the metrics dict on rank 0 (also ``out_dir/metrics.json``, table, plots), ``None`` elsewhere.
@@ -166,6 +166,9 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
     ``LOCAL_RANK`` GPU) or 'auto' (CUDA when available). ``withhold``: sensors kept from the model
     (``Predictor.predict_sample``); ``region``: score only inside it (:mod:`perception.eval.region`).
     ``bf16``: the model under bf16 autocast on a CPU with native bf16 (``metrics['precision']`` says what ran).
+    ``fallbacks``: {kind: (config, checkpoint)} models for the samples without LiDAR / cameras
+    (:func:`perception.runtime.add_fallback_models`; ``metrics['fallbacks']`` names them, and
+    ``degraded_samples`` counts the samples each ran).
     """
     check_region(region)
     device = resolve_device(device).type
@@ -173,7 +176,8 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
     name = getattr(cfg, "filename", None) or "the config"
-    predictor = Predictor(cfg, checkpoint, device=device, bf16=bf16)
+    predictor = add_fallback_models(Predictor(cfg, checkpoint, device=device, bf16=bf16), fallbacks or {},
+                                    device=device, bf16=bf16)
     protocol = occupancy_protocol(predictor.cfg) if "occ" in predictor.tasks else None
     if protocol == "openocc" and openocc_root is None:
         raise ValueError(f"{name}: the occupancy grid is OpenOccupancy: pass --openocc-root DIR "
@@ -198,7 +202,7 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
         return None
     det, dense = distributed.merge_parts(parts)
     metrics = {"split": split, "num_split_samples": len(tokens), "withheld": sorted(withhold),
-               "precision": predictor.precision}
+               "precision": predictor.precision, "fallbacks": {k: name for k, (_, name) in predictor.fallbacks.items()}}
     path = write_submission(os.path.join(out_dir, "detection", "results_nusc.json"), make_submission(det))
     metrics["detection"], det_data = evaluate_detection(nusc, path, split, os.path.join(out_dir, "detection"),
                                                         region=region)

@@ -273,7 +273,7 @@ class Replayer:
             for key in sorted(messages):
                 self.writer.write("/" + output_topic(key), messages[key], stamp)
         timings["write"] = (time.perf_counter() - t1) * 1e3 + copy_ms
-        self.stats.add_frame(timings)
+        self.stats.add_frame(timings, status.cameras, pred.model)
         self.bar.update(1)
         self.bar.set_postfix_str(f"{len(self.stats.frames) / max(self.bar.format_dict['elapsed'], 1e-9):.2f} frames/s")
         info = SimpleNamespace(stamp_ns=stamp, topic=item.topic, frame_id=frame_id, points=points, pred=pred,

@@ -27,10 +27,21 @@ class ReplayStats:
         self.frames = []  # per processed frame: {stage: ms}
         self.skipped = Counter()  # reason -> frames
         self.input_errors = Counter()  # 'topic: kind' -> messages
+        self.camera_missing = Counter()  # camera -> processed frames it was missing from (stale or no image yet)
+        self.frames_without_cameras = 0  # processed frames that had none of the model's cameras (LiDAR only)
+        self.frames_by_model = Counter()  # 'main' or a fallback's kind -> processed frames it ran
         self.warnings = []  # the first lines of each kind (per-frame warnings name topic and stamp)
         self.wall_s = 0.0
 
-    def add_frame(self, timings):
+    def add_frame(self, timings, cameras=None, model="main"):
+        """One processed frame: its ``timings`` (stage -> ms), ``cameras`` (name -> 'ok' | 'stale' |
+        'no image yet', the assembler's :class:`FrameStatus.cameras`) and the ``model`` that ran it
+        (:attr:`perception.runtime.Prediction.model`)."""
+        self.frames_by_model[model] += 1
+        if cameras:
+            missing = [name for name, state in cameras.items() if state != "ok"]
+            self.camera_missing.update(missing)
+            self.frames_without_cameras += len(missing) == len(cameras)
         t = {k: float(v) for k, v in timings.items()}
         t["predictor"] = sum(t.get(k, 0.0) for k in PREDICTOR)
         t["overhead"] = sum(t.get(k, 0.0) for k in OVERHEAD)
@@ -53,6 +64,9 @@ class ReplayStats:
             "frames_processed": len(self.frames),
             "frames_skipped": dict(sorted(self.skipped.items())),
             "input_errors": dict(sorted(self.input_errors.items())),
+            "camera_missing_frames": dict(sorted(self.camera_missing.items())),
+            "frames_without_cameras": self.frames_without_cameras,
+            "frames_by_model": dict(sorted(self.frames_by_model.items())),
             "stages_ms": stages,
             "overhead_fraction": (stages["overhead"]["mean"] / mean_total) if mean_total > 0 else None,
             "wall_s": self.wall_s,
@@ -75,6 +89,13 @@ class ReplayStats:
                    + (f", replay overhead {100 * frac:.1f} % of the frame time" if frac is not None else ""))
         if self.skipped:
             out.append("skipped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
+        if self.camera_missing:
+            out.append("frames missing a camera (no image within max_camera_lidar_delay): "
+                       + ", ".join(f"{k} {v}" for k, v in sorted(self.camera_missing.items()))
+                       + f"; {self.frames_without_cameras} of {len(self.frames)} frames had no camera at all")
+        if set(self.frames_by_model) - {"main"}:
+            out.append("frames run by a fallback model: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.frames_by_model.items()) if k != "main"))
         if self.input_errors:
             out.append("bad input messages: " + ", ".join(f"{k} {v}" for k, v in sorted(self.input_errors.items())))
         return out

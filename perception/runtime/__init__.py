@@ -6,6 +6,6 @@ or ``perception.eval``.
 """
 
 from perception.runtime.frame import CameraFrame, Frame
-from perception.runtime.predictor import Prediction, Predictor
+from perception.runtime.predictor import FALLBACK_KINDS, Prediction, Predictor, add_fallback_models
 
-__all__ = ["CameraFrame", "Frame", "Prediction", "Predictor"]
+__all__ = ["FALLBACK_KINDS", "CameraFrame", "Frame", "Prediction", "Predictor", "add_fallback_models"]

@@ -11,6 +11,12 @@ naming it and the field; with neither LiDAR nor any camera the result is empty (
 probabilities, all-free occupancy). A frame without ``lidar2ego`` is an error when the model predicts
 ego-frame occupancy.
 
+Fallback models (:meth:`Predictor.set_fallback`): a frame without LiDAR points can be run by a camera-only model
+(``'no_lidar'``) and a frame without any usable camera by a LiDAR-only model (``'no_cameras'``) instead of by the
+fusion model with one input empty. The fusion model is trained with both inputs; with one of them gone it does
+far worse than a model trained on the other alone (docs/benchmarks.md, the withheld-sensor rows). The
+prediction's ``warnings`` say which model ran.
+
 Imports run one way: this module uses the data layer and the models, never ``perception.training`` or
 ``perception.eval`` (a deployed node does not load the trainer).
 """
@@ -19,6 +25,7 @@ import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +48,8 @@ class Prediction:
     """Model output for one frame. Boxes ``(K, 9)`` x, y, z, l, w, h, yaw, vx, vy in the LiDAR frame;
     ``bev_probs (6, 200, 200)`` on ``BEV_MAP_GRID`` (LiDAR frame) or None when 'map' is off;
     ``occ_labels (200, 200, 16)`` uint8 on the occupancy grid (Occ3D: ego frame) or None when 'occ' is off;
-    ``timings_ms``: ``preprocess``, ``model``, ``postprocess``; ``warnings``: what was degraded."""
+    ``timings_ms``: ``preprocess``, ``model``, ``postprocess``; ``warnings``: what was degraded; ``model``: which
+    model ran the frame: ``'main'`` or a fallback's kind (``'no_lidar'``, ``'no_cameras'``)."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -51,6 +59,7 @@ class Prediction:
     occ_labels: np.ndarray | None = None
     timings_ms: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    model: str = "main"
 
 
 @dataclass
@@ -112,6 +121,43 @@ class Predictor:
         self.point_cloud_range = tuple(self.cfg["model"]["point_cloud_range"])
         head = self.model.head
         self.needs_lidar2ego = "occ" in self.tasks and head.occ.frame == "ego"
+        self.fallbacks = {}  # 'no_lidar' | 'no_cameras' -> Predictor (set_fallback)
+
+    # ------------------------------------------------------------------ fallback models
+    def set_fallback(self, kind, predictor, name=None):
+        """Run ``predictor`` instead of this model on frames that lack a modality: ``kind`` ``'no_lidar'`` (no
+        LiDAR points; ``predictor`` must have a camera encoder) or ``'no_cameras'`` (no usable camera; it must
+        have a LiDAR encoder). Its outputs must be interchangeable with this model's: the same tasks, and the
+        same occupancy grid, frame and free class. ``name`` (e.g. its config file) goes into the notes.
+        ``ValueError`` names what does not fit."""
+        if kind not in FALLBACK_KINDS:
+            raise ValueError(f"fallback kind must be one of {FALLBACK_KINDS}, got {kind!r}")
+        if not isinstance(predictor, Predictor):
+            raise ValueError(f"fallback {kind}: expected a Predictor, got {type(predictor).__name__}")
+        needs = "camera_encoder" if kind == "no_lidar" else "lidar_encoder"
+        if getattr(predictor.model, needs) is None:
+            what = "cameras" if kind == "no_lidar" else "LiDAR"
+            raise ValueError(f"fallback {kind}: its model has no {needs} (it cannot run on {what} alone)")
+        if predictor.tasks != self.tasks:
+            raise ValueError(f"fallback {kind}: its tasks {list(predictor.tasks)} differ from this model's "
+                             f"{list(self.tasks)} (model.tasks)")
+        if "occ" in self.tasks:
+            mine, theirs = self.model.head.occ, predictor.model.head.occ
+            for field_name in ("grid", "frame", "free_index"):
+                if getattr(mine, field_name) != getattr(theirs, field_name):
+                    raise ValueError(f"fallback {kind}: its occupancy {field_name} {getattr(theirs, field_name)!r} "
+                                     f"differs from this model's {getattr(mine, field_name)!r} "
+                                     f"(model.head.occ.{field_name})")
+        self.fallbacks[kind] = (predictor, name or kind)
+
+    def _fallback(self, has_lidar, use_cams):
+        """``(kind, Predictor, name)`` of the fallback that runs a frame with ``has_lidar`` points and usable
+        cameras ``use_cams`` (for this model), or None: this model runs it."""
+        if not has_lidar and use_cams and "no_lidar" in self.fallbacks:
+            return ("no_lidar", *self.fallbacks["no_lidar"])
+        if has_lidar and not use_cams and "no_cameras" in self.fallbacks:
+            return ("no_cameras", *self.fallbacks["no_cameras"])
+        return None
 
     # ------------------------------------------------------------------ preprocessing
     def _frame_to_sample(self, frame: Frame, notes):
@@ -223,6 +269,13 @@ class Predictor:
         notes = []
         sample, has_lidar = self._frame_to_sample(frame, notes)
         use_lidar, use_cams = self._uses(sample, has_lidar)
+        fallback = self._fallback(has_lidar, use_cams)
+        if fallback is not None:
+            kind, predictor, name = fallback
+            pred = predictor.predict(frame)
+            pred.warnings.append(f"{kind.replace('_', ' ')}: fallback model {name} ran this frame")
+            pred.model = kind
+            return pred
         if not has_lidar:
             notes.append("no LiDAR points")
         if not use_cams:
@@ -246,7 +299,15 @@ class Predictor:
         if withhold - {"lidar"}:
             drop = set(CAMERA_NAMES) if "cameras" in withhold else withhold
             sample = dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})
-        if not any(self._uses(sample, "lidar" not in withhold)):
+        use_lidar, use_cams = self._uses(sample, "lidar" not in withhold)
+        fallback = self._fallback("lidar" not in withhold, use_cams)
+        if fallback is not None:
+            kind, predictor, name = fallback
+            pred = predictor.predict_sample(sample, withhold)
+            pred.warnings.append(f"{kind.replace('_', ' ')}: fallback model {name} ran this frame")
+            pred.model = kind
+            return pred
+        if not use_lidar and not use_cams:
             return self._empty(notes)
         batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
         if "lidar" in withhold:  # no points reach any branch (camera depth supervision, refiners, cues)
@@ -255,6 +316,23 @@ class Predictor:
         return self._run(batch, notes, t0)
 
 
+FALLBACK_KINDS = ("no_lidar", "no_cameras")  # Predictor.set_fallback
+
+
+def add_fallback_models(predictor, models, device="cpu", bf16=False):
+    """Load and set the fallback models ``models`` {kind: (config file, checkpoint file)} (kinds in
+    :data:`FALLBACK_KINDS`; empty paths skip the kind) on ``predictor``, on the same device and precision.
+    Returns ``predictor``. A missing file is a ``FileNotFoundError`` naming it; a model that cannot stand in
+    (:meth:`Predictor.set_fallback`) a ``ValueError``."""
+    for kind, (config, checkpoint) in models.items():
+        if not config and not checkpoint:
+            continue
+        for what, path in (("config", config), ("checkpoint", checkpoint)):
+            if not path or not Path(path).is_file():
+                raise FileNotFoundError(f"fallback {kind}: {what} file not found: {path!r}")
+        fallback = Predictor(config, checkpoint, device=device, bf16=bf16)
+        predictor.set_fallback(kind, fallback, name=f"{config} ({Path(checkpoint).name})")
+    return predictor
 WITHHOLD = ("lidar", "cameras") + tuple(CAMERA_NAMES)  # what Predictor.predict_sample(withhold=...) accepts
 
 

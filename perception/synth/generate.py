@@ -1,13 +1,16 @@
 """Orchestration: write a complete synthetic nuScenes-format dataroot.
 
 Layout written under ``out``: ``<version>/*.json`` (13 tables), ``samples/LIDAR_TOP/*.pcd.bin`` (keyframes),
-``sweeps/LIDAR_TOP/*.pcd.bin``, ``samples/CAM_*/*.jpg``, ``maps/expansion/<location>.json`` + the map mask
-PNG, and Occ3D labels ``gts/<scene_name>/<sample_token>/labels.npz``.
+``sweeps/LIDAR_TOP/*.pcd.bin``, ``samples/CAM_*/*.jpg`` (and ``sweeps/CAM_*/*.jpg`` with ``camera_sweeps``),
+``maps/expansion/<location>.json`` + the map mask PNG, and Occ3D labels ``gts/<scene_name>/<sample_token>/labels.npz``.
 
 Timing per scene: LiDAR keyframes at 2 Hz, ``sweeps_per_sample`` sweeps evenly spaced before each keyframe
 (so every keyframe, the first included, has that many earlier sweeps); the six cameras fire 0.5-45.5 ms
 before each keyframe (real nuScenes offsets, :data:`perception.synth.camera.CAMERA_OFFSET`) with their own
-ego poses. Timestamps are microseconds.
+ego poses, and with ``camera_sweeps`` also before each LiDAR sweep (non-keyframe camera sample_data, like
+nuScenes' 12 Hz camera sweeps), so that a node streaming the dataroot has images near every LiDAR sweep.
+Camera sweeps draw from their own random streams: the keyframe files are the same with or without them.
+Timestamps are microseconds.
 """
 
 import os
@@ -64,8 +67,9 @@ def _chain(records):
 class _Writer:
     """Collects table records and writes sensor files for one dataset."""
 
-    def __init__(self, out, seed, sweeps_per_sample, image_size, location, annotate=True, world="v1"):
-        self.out, self.seed, self.annotate = out, seed, annotate
+    def __init__(self, out, seed, sweeps_per_sample, image_size, location, annotate=True, world="v1",
+                 camera_sweeps=False):
+        self.out, self.seed, self.annotate, self.camera_sweeps = out, seed, annotate, camera_sweeps
         self.world = make_backend(world)
         self.sweeps, self.size, self.location = sweeps_per_sample, image_size, location
         self.tables = {n: [] for n in ("calibrated_sensor", "ego_pose", "instance", "log", "sample",
@@ -88,7 +92,8 @@ class _Writer:
             self.tables["calibrated_sensor"].append({"token": self.calib[ch], "sensor_token": sensor_tok,
                                                      "translation": list(tr), "rotation": list(rot),
                                                      "camera_intrinsic": K})
-        for folder in ["samples/LIDAR_TOP", "sweeps/LIDAR_TOP"] + [f"samples/{c}" for c in CAMERA_NAMES]:
+        cam_folders = [f"samples/{c}" for c in CAMERA_NAMES] + [f"sweeps/{c}" for c in CAMERA_NAMES if camera_sweeps]
+        for folder in ["samples/LIDAR_TOP", "sweeps/LIDAR_TOP"] + cam_folders:
             os.makedirs(os.path.join(out, folder), exist_ok=True)
 
     def sample_data(self, tok, sample_tok, ch, ts, T_ego, filename, key, width=0, height=0):
@@ -100,6 +105,24 @@ class _Writer:
                "height": height, "width": width, "filename": filename}
         self.tables["sample_data"].append(rec)
         return rec
+
+    def _camera_sweep(self, sc, index, k, j, t_sweep, base_ts, logfile, sample_tok, Ks, c2e):
+        """The six cameras before LiDAR sweep ``j`` of keyframe ``k`` (time ``t_sweep`` s): non-keyframe images
+        under ``sweeps/``, from a random stream of their own (the keyframes' stream stays untouched).
+        Returns ``{camera: its sample_data record}``."""
+        rng = np.random.default_rng([self.seed, index, k, j, 1])
+        w, h = self.size
+        records = {}
+        for c in CAMERA_NAMES:
+            t_c = float(t_sweep + camera.CAMERA_OFFSET[c] + rng.uniform(-0.0015, 0.0015))
+            ts_c = base_ts + int(round(t_c * 1e6))
+            ego_c = sc.ego_pose(t_c)
+            img, _ = self.world.render(sc, self.world.sensor_boxes(sc, t_c), ego_c @ c2e[c], Ks[c], w, h, rng)
+            fname = f"sweeps/{c}/{logfile}__{c}__{ts_c}.jpg"
+            Image.fromarray(img).save(os.path.join(self.out, fname), quality=92)
+            tok = token(self.seed, "cam_sweep", index, k, j, c)
+            records[c] = self.sample_data(tok, sample_tok, c, ts_c, ego_c, fname, False, w, h)
+        return records
 
     def scene(self, index, name, n_samples, origin):
         """Simulate and write one scene of ``n_samples`` keyframes; returns the :class:`Scene`."""
@@ -125,6 +148,7 @@ class _Writer:
         for k, t_key in enumerate(key_times):
             sample_tok = token(seed, "sample", index, k)
             # LiDAR: the sweeps before this keyframe, then the keyframe itself.
+            sweep_times = []  # (j, t s) of the LiDAR sweeps whose camera images follow the keyframe's
             for j in range(n_sw, -1, -1):
                 t = float(t_key - j * dt_sweep)
                 ts = base_ts + int(round(t * 1e6))
@@ -135,6 +159,8 @@ class _Writer:
                 points.tofile(os.path.join(out, fname))
                 sd_tok = token(seed, "lidar", index, k, j)
                 lidar_chain.append(self.sample_data(sd_tok, sample_tok, "LIDAR_TOP", ts, ego, fname, j == 0))
+                if j > 0 and self.camera_sweeps:
+                    sweep_times.append((j, t))
             key_ts, ego_key, boxes_key = ts, ego, sc.boxes_at(float(t_key))
             # Cameras: fire 0-50 ms before the LiDAR keyframe timestamp, each with its own ego pose and world state.
             cams_key, seen_in_image = [], np.zeros(len(sc.actors), dtype=bool)
@@ -149,6 +175,11 @@ class _Writer:
                 cam_tok = token(seed, "cam", index, k, c)
                 cam_chains[c].append(self.sample_data(cam_tok, sample_tok, c, ts_c, ego_c, fname, True, w, h))
                 cams_key.append((ego_key @ c2e[c], Ks[c], w, h))
+            # Camera sweeps after the keyframe's images: the first keyframe render draws the scene's pixel-noise
+            # buffer from the scene's stream, as it does without camera sweeps. In each chain they precede it.
+            for j, t in sweep_times:
+                for c, rec in self._camera_sweep(sc, index, k, j, t, base_ts, logfile, sample_tok, Ks, c2e).items():
+                    cam_chains[c].insert(len(cam_chains[c]) - 1, rec)
             samples.append({"token": sample_tok, "timestamp": key_ts, "scene_token": scene_tok})
             if not self.annotate:  # v1.0-test: no annotations, no Occ3D labels
                 continue
@@ -211,7 +242,8 @@ def _scene_job(job):
 
 
 def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-trainval", sweeps_per_sample=4,
-                     image_size=(640, 360), location="singapore-onenorth", workers=1, world="v2", split=None):
+                     image_size=(640, 360), location="singapore-onenorth", workers=1, world="v2", split=None,
+                     camera_sweeps=False):
     """Write a synthetic nuScenes-format dataroot to ``out`` and return a summary dict.
 
     Args:
@@ -230,6 +262,10 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
             with its knobs in ``<out>/synth_world.json``.
         split: ``None`` (~80 % train scenes, >= 1 val), ``"train"`` or ``"val"`` (every scene in that split:
             the learning benchmark's train / val / test datasets).
+        camera_sweeps: also render the six cameras before every LiDAR sweep (``sweeps/CAM_*``), for streaming
+            the dataroot to a node (``sensor_player``, ``perception replay``). Off by default: training and
+            scoring read keyframes only, and the sweeps multiply the camera rendering by ``sweeps_per_sample + 1``.
+            The keyframe files do not depend on it.
 
     Returns ``{"dataroot", "version", "scenes", "samples", "seconds"}``.
     """
@@ -253,7 +289,7 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
     names = scene_names(version, int(scenes), np.random.default_rng(seed), split)
     world_version, params = normalize_world(world)
     writer_args = (out, seed, int(sweeps_per_sample), (int(image_size[0]), int(image_size[1])), location,
-                   version not in UNANNOTATED_VERSIONS, params if world_version == "v2" else "v1")
+                   version not in UNANNOTATED_VERSIONS, params if world_version == "v2" else "v1", bool(camera_sweeps))
     writer = _Writer(*writer_args)
     spacing, cols, rows = scene_grid(scenes, samples_per_scene, world)
     jobs = [(i, name, int(samples_per_scene), (spacing * (i % cols + 0.5), spacing * (i // cols + 0.5)))
