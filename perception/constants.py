@@ -64,6 +64,11 @@ CAMERA_NAMES = (
     "CAM_BACK_RIGHT",
 )
 
+# s: the largest gap between a camera image and the LiDAR stamp it is paired with (FrameAssembler, the node,
+# replay); nuScenes cameras fire within ~50 ms of the LiDAR sweep passing them, and at 12 Hz a camera has an
+# image within ~42 ms of any instant, so 0.12 s pairs every real frame and leaves out a stopped camera.
+MAX_CAMERA_LIDAR_DELAY_S = 0.12
+
 # Devkit evaluation range per detection class (metres, ``detection_cvpr_2019``).
 CLASS_RANGE = {
     "car": 50.0,

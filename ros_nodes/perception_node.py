@@ -38,6 +38,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from perception.config import load_config
+from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.ros.bridge import InputErrors, PerceptionBridge, output_topic
 from perception.ros.calibration import calibration_from_tf, load_calibration_yaml
 from perception.ros.errors import MessageError
@@ -75,8 +76,8 @@ PARAMETERS = {
     "odom_topic": ("/odom", "nav_msgs/Odometry: ego poses for sweep and camera motion compensation"),
     "ego_frame": ("base_link", "frame of the ego-frame occupancy output (and of the tf lookup)"),
     "score_threshold": (0.3, "boxes below this score are not published"),
-    "max_camera_lidar_delay": (0.12, "s: a camera image further than this from the LiDAR stamp is missing for the "
-                                     "frame"),
+    "max_camera_lidar_delay": (MAX_CAMERA_LIDAR_DELAY_S, "s: a camera image further than this from the LiDAR stamp "
+                                                         "is missing for the frame"),
     "max_input_wait": (0.1, "s (wall): longest wait for an ego pose or camera image of the LiDAR stamp"),
     "lidar_timeout": (1.0, "s (wall): no LiDAR message for this long is reported as an error on diagnostics"),
     "diagnostics_period": (1.0, "s: diagnostics are published per frame and at least this often"),

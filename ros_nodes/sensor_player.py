@@ -40,6 +40,7 @@ from rclpy.duration import Duration
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.data.io import load_image, load_points
 from perception.data.scene_stream import SceneStream
 from perception.ros.calibration import RigCalibration, write_calibration_yaml
@@ -256,6 +257,12 @@ class SensorPlayer:
         if not self.plan:
             self.log.warning(f"scene {stream.scene_name}: nothing to publish")
             return True
+        lonely = stream.lidar_without_camera(MAX_CAMERA_LIDAR_DELAY_S)
+        if lonely:
+            self.log.warning(f"{lonely} of {n_lidar} LiDAR messages have no image of some camera within "
+                             f"{MAX_CAMERA_LIDAR_DELAY_S} s: a perception_node runs them without that camera (a "
+                             f"dataroot with camera images at keyframes only; `perception synth` writes camera "
+                             f"sweeps unless --no-camera-sweeps)")
         if not self._wait_for_subscribers(executor):
             return False
         if not self._sleep_until(executor, time.monotonic() + p["start_delay"]):

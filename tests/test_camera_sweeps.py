@@ -51,6 +51,19 @@ def test_keyframe_files_do_not_depend_on_camera_sweeps(roots):
     assert not (without / "sweeps" / "CAM_FRONT").exists()
 
 
+def test_the_scene_stream_counts_lidar_sweeps_without_a_camera_near_them(roots):
+    """What the sensor_player warns about at start: 2 of the 4 LiDAR messages (the sweeps) have no image within
+    the node's max_camera_lidar_delay when the dataroot has keyframe images only; none with camera sweeps."""
+    from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
+    from perception.data.scene_stream import SceneStream
+
+    with_, without = (SceneStream(root, VERSION) for root in roots)
+    assert len(with_.lidar_records()) == len(without.lidar_records()) == 4
+    assert with_.lidar_without_camera(MAX_CAMERA_LIDAR_DELAY_S) == 0
+    assert without.lidar_without_camera(MAX_CAMERA_LIDAR_DELAY_S) == 2
+    assert without.lidar_without_camera(0.5) == 0  # every sweep is within 0.25 s of a keyframe image
+
+
 def test_camera_chains_hold_a_sweep_before_each_keyframe(roots):
     from nuscenes.nuscenes import NuScenes
 

@@ -27,7 +27,7 @@ import sys
 
 from perception.cli.errors import CommandError
 from perception.cli.fallback_args import add_fallback_arguments, fallback_models
-from perception.constants import CAMERA_NAMES
+from perception.constants import CAMERA_NAMES, MAX_CAMERA_LIDAR_DELAY_S
 from perception.replay.topics import TopicError, TopicOptions, describe, resolve
 
 
@@ -61,7 +61,7 @@ def add_parser(subparsers):
     p.add_argument("--sample-topic", default="/nuscenes/sample", help="keyframe sample tokens (converted bags)")
     p.add_argument("--ego-frame", default="base_link")
     p.add_argument("--calibration", help="rig calibration YAML instead of the input's tf")
-    p.add_argument("--max-camera-lidar-delay", type=float, default=0.12,
+    p.add_argument("--max-camera-lidar-delay", type=float, default=MAX_CAMERA_LIDAR_DELAY_S,
                    help="s: a camera image further than this from the LiDAR stamp is missing for the frame")
     p.add_argument("--lookahead", type=float, default=0.3, help="s of input read past a LiDAR stamp before its frame "
                                                                 "is processed (>= --max-camera-lidar-delay)")

@@ -202,6 +202,25 @@ class SceneStream:
     def camera_records(self):
         return [r for r in self._records if not r.is_lidar]
 
+    def lidar_without_camera(self, max_delay_s):
+        """How many LiDAR records have no image of some camera within ``max_delay_s`` seconds of their stamp
+        (what a node pairing them, ``FrameAssembler``'s ``max_camera_lidar_delay``, will run without that
+        camera). A dataroot with camera images at keyframes only leaves every LiDAR sweep without one."""
+        by_camera = {}
+        for r in self.camera_records():
+            by_camera.setdefault(r.channel, []).append(r.timestamp_us)
+        stamps = {c: np.sort(np.asarray(t, np.int64)) for c, t in by_camera.items()}
+        limit = max_delay_s * 1e6
+        missing = 0
+        for r in self.lidar_records():
+            for t in stamps.values():
+                i = np.searchsorted(t, r.timestamp_us)
+                near = [abs(int(t[j]) - r.timestamp_us) for j in (i - 1, i) if 0 <= j < len(t)]
+                if min(near) > limit:
+                    missing += 1
+                    break
+        return missing
+
     def duration_s(self):
         """Seconds from the first to the last record (0 for an empty stream)."""
         if not self._records:

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 from tqdm import tqdm
 
+from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.replay import foxglove
 from perception.replay.copy_inputs import copy_input
 from perception.replay.summary import ReplayStats
@@ -38,7 +39,7 @@ from perception.ros.stamps import header_stamp_ns
 @dataclass
 class ReplayOptions:
     topics: TopicOptions = field(default_factory=TopicOptions)
-    max_camera_lidar_delay: float = 0.12
+    max_camera_lidar_delay: float = MAX_CAMERA_LIDAR_DELAY_S
     lookahead_s: float = 0.3
     score_threshold: float = 0.3
     ego_frame: str = "base_link"

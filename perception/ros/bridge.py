@@ -20,6 +20,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
+from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.ros.errors import MessageError
 from perception.ros.image import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
 from perception.ros.outputs import (
@@ -66,8 +67,8 @@ class PerceptionBridge:
     ``cameras``: names of the cameras fed (default: the model's, those the calibration knows).
     """
 
-    def __init__(self, predictor, calibration, cameras=None, max_camera_lidar_delay_s=0.12, score_threshold=0.3,
-                 ego_frame="base_link", occupancy_markers=True):
+    def __init__(self, predictor, calibration, cameras=None, max_camera_lidar_delay_s=MAX_CAMERA_LIDAR_DELAY_S,
+                 score_threshold=0.3, ego_frame="base_link", occupancy_markers=True):
         self.predictor = predictor
         model_cams = predictor.cameras if predictor.model.camera_encoder is not None else ()
         self.cameras = tuple(c for c in (cameras if cameras is not None else model_cams) if c in model_cams)

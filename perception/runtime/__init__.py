@@ -5,7 +5,8 @@ A live caller builds a :class:`Frame` (points, cameras with calibration, ``lidar
 or ``perception.eval``.
 """
 
+from perception.runtime.fallback import FALLBACK_KINDS, add_fallback_models
 from perception.runtime.frame import CameraFrame, Frame
-from perception.runtime.predictor import FALLBACK_KINDS, Prediction, Predictor, add_fallback_models
+from perception.runtime.predictor import Prediction, Predictor
 
 __all__ = ["FALLBACK_KINDS", "CameraFrame", "Frame", "Prediction", "Predictor", "add_fallback_models"]

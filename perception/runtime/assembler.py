@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.geometry import invert
 from perception.runtime.frame import CameraFrame, Frame, check_intrinsics, check_rigid
 from perception.runtime.poses import PoseBuffer
@@ -73,8 +74,8 @@ class FrameAssembler:
     ``max_sweep_age_s``: older sweeps are not merged (after a LiDAR gap).
     """
 
-    def __init__(self, calibration, cameras, num_sweeps, max_camera_lidar_delay_s=0.12, max_sweep_age_s=1.0,
-                 camera_history=8, poses=None):
+    def __init__(self, calibration, cameras, num_sweeps, max_camera_lidar_delay_s=MAX_CAMERA_LIDAR_DELAY_S,
+                 max_sweep_age_s=1.0, camera_history=8, poses=None):
         self.lidar2ego = None if calibration.lidar2ego is None else np.asarray(calibration.lidar2ego, np.float64)
         problem = None if self.lidar2ego is None else check_rigid(self.lidar2ego, "calibration lidar2ego")
         if problem:

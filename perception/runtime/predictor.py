@@ -11,11 +11,7 @@ naming it and the field; with neither LiDAR nor any camera the result is empty (
 probabilities, all-free occupancy). A frame without ``lidar2ego`` is an error when the model predicts
 ego-frame occupancy.
 
-Fallback models (:meth:`Predictor.set_fallback`): a frame without LiDAR points can be run by a camera-only model
-(``'no_lidar'``) and a frame without any usable camera by a LiDAR-only model (``'no_cameras'``) instead of by the
-fusion model with one input empty. The fusion model is trained with both inputs; with one of them gone it does
-far worse than a model trained on the other alone (docs/benchmarks.md, the withheld-sensor rows). The
-prediction's ``warnings`` say which model ran.
+A frame that lacks a sensor can be run by a fallback model instead (:mod:`perception.runtime.fallback`).
 
 Imports run one way: this module uses the data layer and the models, never ``perception.training`` or
 ``perception.eval`` (a deployed node does not load the trainer).
@@ -25,7 +21,6 @@ import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +35,7 @@ from perception.models import build_model
 from perception.models.precision import autocast_dtype
 from perception.models.weights import load_checkpoint, model_weights
 from perception.runtime.device import resolve_device
+from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
 from perception.runtime.frame import Frame, check_camera, check_rigid
 
 
@@ -121,43 +117,19 @@ class Predictor:
         self.point_cloud_range = tuple(self.cfg["model"]["point_cloud_range"])
         head = self.model.head
         self.needs_lidar2ego = "occ" in self.tasks and head.occ.frame == "ego"
-        self.fallbacks = {}  # 'no_lidar' | 'no_cameras' -> Predictor (set_fallback)
+        self.fallbacks = {}  # 'no_lidar' | 'no_cameras' -> (Predictor, name) (set_fallback)
 
     # ------------------------------------------------------------------ fallback models
     def set_fallback(self, kind, predictor, name=None):
-        """Run ``predictor`` instead of this model on frames that lack a modality: ``kind`` ``'no_lidar'`` (no
-        LiDAR points; ``predictor`` must have a camera encoder) or ``'no_cameras'`` (no usable camera; it must
-        have a LiDAR encoder). Its outputs must be interchangeable with this model's: the same tasks, and the
-        same occupancy grid, frame and free class. ``name`` (e.g. its config file) goes into the notes.
-        ``ValueError`` names what does not fit."""
-        if kind not in FALLBACK_KINDS:
-            raise ValueError(f"fallback kind must be one of {FALLBACK_KINDS}, got {kind!r}")
+        """Run the Predictor ``predictor`` instead of this model on the frames of ``kind``: ``'no_lidar'`` (no
+        LiDAR points) or ``'no_cameras'`` (no usable camera); ``name`` (e.g. its config file) goes into the
+        notes. ``ValueError`` says why a model cannot stand in (:func:`fallback.fallback_problem`)."""
         if not isinstance(predictor, Predictor):
             raise ValueError(f"fallback {kind}: expected a Predictor, got {type(predictor).__name__}")
-        needs = "camera_encoder" if kind == "no_lidar" else "lidar_encoder"
-        if getattr(predictor.model, needs) is None:
-            what = "cameras" if kind == "no_lidar" else "LiDAR"
-            raise ValueError(f"fallback {kind}: its model has no {needs} (it cannot run on {what} alone)")
-        if predictor.tasks != self.tasks:
-            raise ValueError(f"fallback {kind}: its tasks {list(predictor.tasks)} differ from this model's "
-                             f"{list(self.tasks)} (model.tasks)")
-        if "occ" in self.tasks:
-            mine, theirs = self.model.head.occ, predictor.model.head.occ
-            for field_name in ("grid", "frame", "free_index"):
-                if getattr(mine, field_name) != getattr(theirs, field_name):
-                    raise ValueError(f"fallback {kind}: its occupancy {field_name} {getattr(theirs, field_name)!r} "
-                                     f"differs from this model's {getattr(mine, field_name)!r} "
-                                     f"(model.head.occ.{field_name})")
+        problem = fallback_problem(self, kind, predictor)
+        if problem:
+            raise ValueError(problem)
         self.fallbacks[kind] = (predictor, name or kind)
-
-    def _fallback(self, has_lidar, use_cams):
-        """``(kind, Predictor, name)`` of the fallback that runs a frame with ``has_lidar`` points and usable
-        cameras ``use_cams`` (for this model), or None: this model runs it."""
-        if not has_lidar and use_cams and "no_lidar" in self.fallbacks:
-            return ("no_lidar", *self.fallbacks["no_lidar"])
-        if has_lidar and not use_cams and "no_cameras" in self.fallbacks:
-            return ("no_cameras", *self.fallbacks["no_cameras"])
-        return None
 
     # ------------------------------------------------------------------ preprocessing
     def _frame_to_sample(self, frame: Frame, notes):
@@ -269,13 +241,9 @@ class Predictor:
         notes = []
         sample, has_lidar = self._frame_to_sample(frame, notes)
         use_lidar, use_cams = self._uses(sample, has_lidar)
-        fallback = self._fallback(has_lidar, use_cams)
+        fallback = choose_fallback(self.fallbacks, has_lidar, use_cams)
         if fallback is not None:
-            kind, predictor, name = fallback
-            pred = predictor.predict(frame)
-            pred.warnings.append(f"{kind.replace('_', ' ')}: fallback model {name} ran this frame")
-            pred.model = kind
-            return pred
+            return run_fallback(fallback, lambda predictor: predictor.predict(frame))
         if not has_lidar:
             notes.append("no LiDAR points")
         if not use_cams:
@@ -300,13 +268,9 @@ class Predictor:
             drop = set(CAMERA_NAMES) if "cameras" in withhold else withhold
             sample = dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})
         use_lidar, use_cams = self._uses(sample, "lidar" not in withhold)
-        fallback = self._fallback("lidar" not in withhold, use_cams)
+        fallback = choose_fallback(self.fallbacks, "lidar" not in withhold, use_cams)
         if fallback is not None:
-            kind, predictor, name = fallback
-            pred = predictor.predict_sample(sample, withhold)
-            pred.warnings.append(f"{kind.replace('_', ' ')}: fallback model {name} ran this frame")
-            pred.model = kind
-            return pred
+            return run_fallback(fallback, lambda predictor: predictor.predict_sample(sample, withhold))
         if not use_lidar and not use_cams:
             return self._empty(notes)
         batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
@@ -316,23 +280,6 @@ class Predictor:
         return self._run(batch, notes, t0)
 
 
-FALLBACK_KINDS = ("no_lidar", "no_cameras")  # Predictor.set_fallback
-
-
-def add_fallback_models(predictor, models, device="cpu", bf16=False):
-    """Load and set the fallback models ``models`` {kind: (config file, checkpoint file)} (kinds in
-    :data:`FALLBACK_KINDS`; empty paths skip the kind) on ``predictor``, on the same device and precision.
-    Returns ``predictor``. A missing file is a ``FileNotFoundError`` naming it; a model that cannot stand in
-    (:meth:`Predictor.set_fallback`) a ``ValueError``."""
-    for kind, (config, checkpoint) in models.items():
-        if not config and not checkpoint:
-            continue
-        for what, path in (("config", config), ("checkpoint", checkpoint)):
-            if not path or not Path(path).is_file():
-                raise FileNotFoundError(f"fallback {kind}: {what} file not found: {path!r}")
-        fallback = Predictor(config, checkpoint, device=device, bf16=bf16)
-        predictor.set_fallback(kind, fallback, name=f"{config} ({Path(checkpoint).name})")
-    return predictor
 WITHHOLD = ("lidar", "cameras") + tuple(CAMERA_NAMES)  # what Predictor.predict_sample(withhold=...) accepts
 
 

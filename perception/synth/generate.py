@@ -8,9 +8,8 @@ Timing per scene: LiDAR keyframes at 2 Hz, ``sweeps_per_sample`` sweeps evenly s
 (so every keyframe, the first included, has that many earlier sweeps); the six cameras fire 0.5-45.5 ms
 before each keyframe (real nuScenes offsets, :data:`perception.synth.camera.CAMERA_OFFSET`) with their own
 ego poses, and with ``camera_sweeps`` also before each LiDAR sweep (non-keyframe camera sample_data, like
-nuScenes' 12 Hz camera sweeps), so that a node streaming the dataroot has images near every LiDAR sweep.
-Camera sweeps draw from their own random streams: the keyframe files are the same with or without them.
-Timestamps are microseconds.
+nuScenes' 12 Hz camera sweeps; the keyframe files do not change), so that a node streaming the dataroot has
+images near every LiDAR sweep. Timestamps are microseconds.
 """
 
 import os
@@ -20,12 +19,14 @@ import numpy as np
 from PIL import Image
 
 from perception.constants import CAMERA_NAMES
-from perception.geometry import rotmat_to_quat, yaw_to_quat
+from perception.geometry import yaw_to_quat
 from perception.synth import camera, lidar, occupancy
 from perception.synth.backends import make_backend
 from perception.synth.maps import build_map, write_map
 from perception.synth.scene_names import scene_names
 from perception.synth.tables import (
+    chain_records,
+    pose_record,
     token,
     visibility_token,
     vocabulary_tables,
@@ -50,18 +51,6 @@ def scene_grid(scenes, samples_per_scene, world="v1"):
     if version == "v2":
         spacing = max(SCENE_SPACING, 2 * (params.ego_speed_max * KEYFRAME_INTERVAL * samples_per_scene + 300.0))
     return spacing, cols, int(np.ceil(scenes / cols))
-
-
-def _pose_record(tok, ts, T):
-    return {"token": tok, "timestamp": ts, "rotation": rotmat_to_quat(T[:3, :3]).tolist(),
-            "translation": T[:3, 3].tolist()}
-
-
-def _chain(records):
-    """Set ``prev``/``next`` tokens of consecutive ``records`` (a scene-ordered list)."""
-    for i, r in enumerate(records):
-        r["prev"] = records[i - 1]["token"] if i > 0 else ""
-        r["next"] = records[i + 1]["token"] if i + 1 < len(records) else ""
 
 
 class _Writer:
@@ -98,7 +87,7 @@ class _Writer:
 
     def sample_data(self, tok, sample_tok, ch, ts, T_ego, filename, key, width=0, height=0):
         """Add a sample_data record and its ego_pose (same token, as in nuScenes)."""
-        self.tables["ego_pose"].append(_pose_record(tok, ts, T_ego))
+        self.tables["ego_pose"].append(pose_record(tok, ts, T_ego))
         rec = {"token": tok, "sample_token": sample_tok, "ego_pose_token": tok,
                "calibrated_sensor_token": self.calib[ch], "timestamp": ts,
                "fileformat": "pcd" if ch == "LIDAR_TOP" else "jpg", "is_key_frame": key,
@@ -106,23 +95,18 @@ class _Writer:
         self.tables["sample_data"].append(rec)
         return rec
 
-    def _camera_sweep(self, sc, index, k, j, t_sweep, base_ts, logfile, sample_tok, Ks, c2e):
-        """The six cameras before LiDAR sweep ``j`` of keyframe ``k`` (time ``t_sweep`` s): non-keyframe images
-        under ``sweeps/``, from a random stream of their own (the keyframes' stream stays untouched).
-        Returns ``{camera: its sample_data record}``."""
-        rng = np.random.default_rng([self.seed, index, k, j, 1])
+    def _image(self, sc, c, t_lidar, base_ts, logfile, tok, sample_tok, key, K, cam2ego, rng):
+        """Camera ``c`` firing just before the LiDAR at ``t_lidar`` s (its real nuScenes offset, +-1.5 ms), with its
+        own ego pose and world state: the JPEG (``samples/`` for a keyframe, else ``sweeps/``) and its
+        sample_data record. Returns ``(record, actor id per pixel)``."""
         w, h = self.size
-        records = {}
-        for c in CAMERA_NAMES:
-            t_c = float(t_sweep + camera.CAMERA_OFFSET[c] + rng.uniform(-0.0015, 0.0015))
-            ts_c = base_ts + int(round(t_c * 1e6))
-            ego_c = sc.ego_pose(t_c)
-            img, _ = self.world.render(sc, self.world.sensor_boxes(sc, t_c), ego_c @ c2e[c], Ks[c], w, h, rng)
-            fname = f"sweeps/{c}/{logfile}__{c}__{ts_c}.jpg"
-            Image.fromarray(img).save(os.path.join(self.out, fname), quality=92)
-            tok = token(self.seed, "cam_sweep", index, k, j, c)
-            records[c] = self.sample_data(tok, sample_tok, c, ts_c, ego_c, fname, False, w, h)
-        return records
+        t_c = float(t_lidar + camera.CAMERA_OFFSET[c] + rng.uniform(-0.0015, 0.0015))
+        ts_c = base_ts + int(round(t_c * 1e6))
+        ego_c = sc.ego_pose(t_c)
+        img, ids = self.world.render(sc, self.world.sensor_boxes(sc, t_c), ego_c @ cam2ego, K, w, h, rng)
+        fname = f"{'samples' if key else 'sweeps'}/{c}/{logfile}__{c}__{ts_c}.jpg"
+        Image.fromarray(img).save(os.path.join(self.out, fname), quality=92)
+        return self.sample_data(tok, sample_tok, c, ts_c, ego_c, fname, key, w, h), ids
 
     def scene(self, index, name, n_samples, origin):
         """Simulate and write one scene of ``n_samples`` keyframes; returns the :class:`Scene`."""
@@ -162,23 +146,22 @@ class _Writer:
                 if j > 0 and self.camera_sweeps:
                     sweep_times.append((j, t))
             key_ts, ego_key, boxes_key = ts, ego, sc.boxes_at(float(t_key))
-            # Cameras: fire 0-50 ms before the LiDAR keyframe timestamp, each with its own ego pose and world state.
+            # Cameras: fire 0-50 ms before the LiDAR keyframe timestamp.
             cams_key, seen_in_image = [], np.zeros(len(sc.actors), dtype=bool)
             for c in CAMERA_NAMES:
-                t_c = float(t_key + camera.CAMERA_OFFSET[c] + rng.uniform(-0.0015, 0.0015))
-                ts_c = base_ts + int(round(t_c * 1e6))
-                ego_c = sc.ego_pose(t_c)
-                img, ids = W.render(sc, W.sensor_boxes(sc, t_c), ego_c @ c2e[c], Ks[c], w, h, rng)
-                seen_in_image[ids[ids >= 0]] = True
-                fname = f"samples/{c}/{logfile}__{c}__{ts_c}.jpg"
-                Image.fromarray(img).save(os.path.join(out, fname), quality=92)
                 cam_tok = token(seed, "cam", index, k, c)
-                cam_chains[c].append(self.sample_data(cam_tok, sample_tok, c, ts_c, ego_c, fname, True, w, h))
+                rec, ids = self._image(sc, c, t_key, base_ts, logfile, cam_tok, sample_tok, True, Ks[c], c2e[c], rng)
+                seen_in_image[ids[ids >= 0]] = True
+                cam_chains[c].append(rec)
                 cams_key.append((ego_key @ c2e[c], Ks[c], w, h))
-            # Camera sweeps after the keyframe's images: the first keyframe render draws the scene's pixel-noise
-            # buffer from the scene's stream, as it does without camera sweeps. In each chain they precede it.
+            # Camera sweeps after the keyframe's images (in each chain they precede it), each from a random stream
+            # of its own: the first keyframe render draws the scene's pixel-noise buffer from the scene's stream,
+            # so the keyframe files are the same as without camera sweeps.
             for j, t in sweep_times:
-                for c, rec in self._camera_sweep(sc, index, k, j, t, base_ts, logfile, sample_tok, Ks, c2e).items():
+                sweep_rng = np.random.default_rng([seed, index, k, j, 1])
+                for c in CAMERA_NAMES:
+                    tok = token(seed, "cam_sweep", index, k, j, c)
+                    rec, _ = self._image(sc, c, t, base_ts, logfile, tok, sample_tok, False, Ks[c], c2e[c], sweep_rng)
                     cam_chains[c].insert(len(cam_chains[c]) - 1, rec)
             samples.append({"token": sample_tok, "timestamp": key_ts, "scene_token": scene_tok})
             if not self.annotate:  # v1.0-test: no annotations, no Occ3D labels
@@ -212,13 +195,13 @@ class _Writer:
             os.makedirs(occ_dir, exist_ok=True)
             occupancy.save_labels(os.path.join(occ_dir, "labels.npz"), sem, m_lidar, m_cam)
 
-        _chain(samples)
-        _chain(lidar_chain)
+        chain_records(samples)
+        chain_records(lidar_chain)
         for c in CAMERA_NAMES:
-            _chain(cam_chains[c])
+            chain_records(cam_chains[c])
         self.tables["sample"] += samples
         for i, anns in sorted(tracks.items()):
-            _chain(anns)
+            chain_records(anns)
             a = sc.actors[i]
             self.tables["instance"].append({"token": anns[0]["instance_token"],
                                             "category_token": self.cat_token[a.category],

@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 
+from perception.geometry import rotmat_to_quat
+
 # All 23 nuScenes v1.0 categories (real names; short descriptions).
 CATEGORIES = (
     ("human.pedestrian.adult", "Adult subcategory."),
@@ -88,3 +90,16 @@ def write_tables(dataroot, version, tables):
     for name in TABLE_NAMES:
         with open(os.path.join(folder, f"{name}.json"), "w") as f:
             json.dump(tables[name], f, indent=1)
+
+
+def pose_record(tok, ts, T):
+    """An ego_pose record: token ``tok``, timestamp ``ts`` (us), pose ``T`` (4x4 ego -> global)."""
+    return {"token": tok, "timestamp": ts, "rotation": rotmat_to_quat(T[:3, :3]).tolist(),
+            "translation": T[:3, 3].tolist()}
+
+
+def chain_records(records):
+    """Set ``prev``/``next`` tokens of consecutive ``records`` (a scene-ordered list)."""
+    for i, r in enumerate(records):
+        r["prev"] = records[i - 1]["token"] if i > 0 else ""
+        r["next"] = records[i + 1]["token"] if i + 1 < len(records) else ""
