@@ -145,6 +145,11 @@ def test_player_publishes_the_scene(synth_root, tmp_path, ros):
         out = _stop(proc)
     assert "Traceback" not in out, out
     assert stream.scene_name in out and "finished" in out, out
+    # this dataroot has camera images at keyframes only: the player says how many LiDAR messages lack one (all
+    # but the keyframe and the sweep 0.1 s before it, whose images fired <= 45.5 ms before the keyframe)
+    lonely = stream.lidar_without_camera(0.12)
+    assert lonely == len(lidar) - 2 * len(stream.keyframe_tokens()) > 0
+    assert f"{lonely} of {len(lidar)} LiDAR messages have no image of some camera within 0.12 s" in out, out
 
     # LiDAR: every keyframe and sweep, in order, dataset stamps, the file's x, y, z, intensity
     assert len(got["lidar"]) == len(lidar), out
