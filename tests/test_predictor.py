@@ -343,6 +343,8 @@ def test_a_fallback_model_that_cannot_stand_in_is_refused(predictor):
         fused.set_fallback("no_cameras", _random_predictor("tiny_det.py", 0))
     with pytest.raises(ValueError, match="occupancy frame 'lidar' differs"):
         fused.set_fallback("no_cameras", _random_predictor("tiny_lidar.py", 0, ["model.head.occ.frame='lidar'"]))
+    with pytest.raises(ValueError, match="this model has no camera_encoder: a fallback"):
+        _random_predictor("tiny_lidar.py", 0).set_fallback("no_cameras", _random_predictor("tiny_lidar.py", 1))
     with pytest.raises(ValueError, match="fallback kind must be one of"):
         fused.set_fallback("no_radar", _random_predictor("tiny_lidar.py", 0))
     from perception.runtime import add_fallback_models

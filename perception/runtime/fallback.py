@@ -18,6 +18,9 @@ def fallback_problem(main, kind, fallback):
     class (so the output messages do not depend on which model ran)."""
     if kind not in FALLBACK_KINDS:
         return f"fallback kind must be one of {FALLBACK_KINDS}, got {kind!r}"
+    lost = "lidar_encoder" if kind == "no_lidar" else "camera_encoder"
+    if getattr(main.model, lost) is None:
+        return f"fallback {kind}: this model has no {lost}: a fallback for that sensor's absence would run every frame"
     needs = "camera_encoder" if kind == "no_lidar" else "lidar_encoder"
     if getattr(fallback.model, needs) is None:
         what = "cameras" if kind == "no_lidar" else "LiDAR"
