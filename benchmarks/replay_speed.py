@@ -21,7 +21,7 @@ import torch
 from perception.config import load_config
 from perception.models import build_model
 from perception.replay.convert import convert_scene
-from perception.replay.replay import ReplayOptions
+from perception.replay.options import ReplayOptions
 from perception.replay.run import replay
 from perception.replay.sources import open_source
 from perception.runtime import Predictor

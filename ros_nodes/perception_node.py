@@ -11,7 +11,8 @@ Subscribes (defaults; topic names are parameters):
   ``/LIDAR_TOP`` PointCloud2 (sensor-data QoS; triggers inference), ``/<CAM>/image_rect_compressed``
   CompressedImage (or ``/<CAM>/image_rect`` Image for cameras listed in ``raw_cameras``) and
   ``/<CAM>/camera_info`` CameraInfo for each camera of the model, ``/odom`` Odometry (ego poses).
-Publishes (relative names, stamped with the LiDAR stamp):
+Publishes (relative names, stamped with the LiDAR stamp; while the LiDAR is silent for ``lidar_timeout`` s,
+frames triggered by ``lidar_down_camera``'s images carry that image's stamp, :mod:`perception.ros.camera_trigger`):
   ``perception/markers`` MarkerArray (boxes, LiDAR frame), ``perception/detections`` Detection3DArray (when
   vision_msgs is installed), ``perception/bev/<class>`` OccupancyGrid x 6 (0-100, LiDAR frame),
   ``perception/occupancy`` PointCloud2 x, y, z, label (Occ3D: ``ego_frame``), ``perception/occupancy_markers``,
@@ -41,9 +42,11 @@ from perception.config import load_config
 from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.ros.bridge import InputErrors, PerceptionBridge, output_topic
 from perception.ros.calibration import calibration_from_tf, load_calibration_yaml
+from perception.ros.camera_trigger import LIDAR_TIMEOUT_S, CameraTrigger, trigger_camera
 from perception.ros.errors import MessageError
 from perception.ros.node_status import node_statuses
 from perception.ros.outputs import diagnostics_message
+from perception.ros.stamps import header_stamp_ns
 from perception.runtime import Predictor, add_fallback_models
 from ros_nodes.common import BadParameter, declare_parameters, run_node
 
@@ -79,7 +82,12 @@ PARAMETERS = {
     "max_camera_lidar_delay": (MAX_CAMERA_LIDAR_DELAY_S, "s: a camera image further than this from the LiDAR stamp "
                                                          "is missing for the frame"),
     "max_input_wait": (0.1, "s (wall): longest wait for an ego pose or camera image of the LiDAR stamp"),
-    "lidar_timeout": (1.0, "s (wall): no LiDAR message for this long is reported as an error on diagnostics"),
+    "lidar_timeout": (LIDAR_TIMEOUT_S, "s (wall): no LiDAR message for this long is reported as an error on "
+                                       "diagnostics; (message stamps) after this long without one, lidar_down_camera "
+                                       "triggers the frames"),
+    "lidar_down_camera": ("auto", "while the LiDAR is silent (lidar_timeout), each image of this camera triggers a "
+                                  "frame without LiDAR points (run by the no_lidar fallback model when set); 'auto': "
+                                  "the first subscribed camera; 'none': outputs stop with the LiDAR"),
     "diagnostics_period": (1.0, "s: diagnostics are published per frame and at least this often"),
     "publish_occupancy_markers": (False, "also publish the occupancy as a CUBE_LIST MarkerArray for RViz (~0.1 s per "
                                           "frame for a full scene: off by default, the PointCloud2 carries the same)"),
@@ -172,6 +180,10 @@ class PerceptionNode:
         if unknown:
             raise BadParameter(f"parameter cameras: {unknown} are not cameras of the model {list(model_cams)}")
         self.cameras = tuple(p["cameras"].split()) or tuple(model_cams)
+        try:
+            self.trigger = CameraTrigger(trigger_camera(p["lidar_down_camera"], self.cameras), p["lidar_timeout"])
+        except ValueError as e:
+            raise BadParameter(f"parameter {e}") from e
         self.bridge, self.tf = None, None
         self.errors = InputErrors()
         if p["calibration"]:
@@ -185,7 +197,7 @@ class PerceptionNode:
             self.lidar_frame = None  # learnt from the first cloud
             node.create_timer(0.5, self._try_tf)
         self.slot = FrameSlot()
-        self.stats = {"received": 0, "processed": 0, "failed": 0}
+        self.stats = {"received": 0, "processed": 0, "failed": 0, "camera_triggered": 0}
         self.last_lidar_wall = None
         self.last = {}  # the newest frame's status, timings and notes, for diagnostics
         self._publishers = {}
@@ -200,7 +212,7 @@ class PerceptionNode:
             compressed = cam not in raw
             node.create_subscription(CompressedImage if compressed else Image,
                                      base + ("/image_rect_compressed" if compressed else "/image_rect"),
-                                     self._guard(cam, lambda b, m, c=cam, z=compressed: b.on_image(c, m, z)),
+                                     self._guard(cam, lambda b, m, c=cam, z=compressed: self._on_image(b, c, m, z)),
                                      sensor_qos)
             node.create_subscription(CameraInfo, base + "/camera_info",
                                      self._guard(cam, lambda b, m, c=cam: b.on_camera_info(c, m)), reliable)
@@ -272,7 +284,16 @@ class PerceptionNode:
         except (MessageError, ValueError) as e:
             self._bad_input("lidar", getattr(e, "kind", "invalid"), str(e))
             return
+        self.trigger.on_lidar(stamp)
         self.slot.put((stamp, points, frame_id, time.monotonic()))
+
+    def _on_image(self, bridge, camera, msg, compressed):
+        """An image into the bridge; while the LiDAR is silent, the trigger camera's images trigger frames."""
+        bridge.on_image(camera, msg, compressed)
+        stamp = header_stamp_ns(msg)
+        if self.trigger.fires(camera, stamp):
+            self.stats["camera_triggered"] += 1
+            self.slot.put((stamp, None, None, time.monotonic()))  # points None: a frame without LiDAR
 
     # ------------------------------------------------------------------ worker thread: infer and publish
     def _work(self):
@@ -285,7 +306,8 @@ class PerceptionNode:
             while self.bridge.assembler.waiting_on(stamp) and time.monotonic() < deadline:
                 time.sleep(0.002)
             try:
-                messages, pred, status, timings = self.bridge.process(stamp, points, frame_id)
+                messages, pred, status, timings = (self.bridge.process_without_lidar(stamp) if points is None
+                                                   else self.bridge.process(stamp, points, frame_id))
                 for key, msg in messages.items():
                     self._publisher(key, msg).publish(msg)
             except Exception as e:  # noqa: BLE001 - one bad frame never stops the node

@@ -99,7 +99,7 @@ def test_camera_chains_hold_a_sweep_before_each_keyframe(roots):
 def test_streamed_dataroot_gives_the_node_cameras_in_every_frame(roots, tiny_random_checkpoint, tmp_path,
                                                                  with_sweeps):
     from perception.config import load_config
-    from perception.replay.replay import ReplayOptions
+    from perception.replay.options import ReplayOptions
     from perception.replay.run import replay
     from perception.replay.sources import open_source
     from perception.runtime import Predictor

@@ -83,7 +83,7 @@ def output_raw(path):
 
 
 def run_replay(source, predictor, out, **kw):
-    from perception.replay.replay import ReplayOptions
+    from perception.replay.options import ReplayOptions
     from perception.replay.run import replay
 
     fields = ReplayOptions.__dataclass_fields__

@@ -39,6 +39,7 @@ from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
 
 CONFIG = str(REPO / "configs" / "tiny.py")
 LIDAR_CONFIG = str(REPO / "configs" / "tiny_lidar.py")
+CAMERA_CONFIG = str(REPO / "configs" / "tiny_camera.py")
 LIDAR = ("mmdetection3d/tests/data/nuscenes/samples/LIDAR_TOP/"
          "n015-2018-08-02-17-16-37+0800__LIDAR_TOP__1533201470948018.pcd.bin")
 IMAGE = ("mmdetection3d/tests/data/nuscenes/samples/CAM_BACK_LEFT/"
@@ -142,6 +143,16 @@ class Sensors:
         self.lidar.publish(cloud(t) if cloud else points_to_pointcloud2(self.points, make_header(t, "LIDAR_TOP")))
         return t
 
+    def cameras_only(self):
+        """One moment without LiDAR: odometry and both cameras. Returns CAM_FRONT's stamp."""
+        self.stamp += 100_000_000
+        t = self.stamp + 10**7
+        self.odom.publish(matrix_to_odometry(np.eye(4), self.stamp, "odom", "base_link"))
+        self.odom.publish(matrix_to_odometry(np.eye(4), t, "odom", "base_link"))
+        self.front.publish(jpeg_bytes_to_compressed(self.jpeg, make_header(t, "CAM_FRONT")))
+        self.left.publish(rgb_to_image(self.rgb, make_header(t, "CAM_FRONT_LEFT")))
+        return t
+
 
 @pytest.fixture(scope="module")
 def rig_yaml(tmp_path_factory):
@@ -161,6 +172,8 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
     save_checkpoint(checkpoint, {"model": build_model(load_config(CONFIG, FAST.split()).model).state_dict()})
     lidar_only = tmp_path / "lidar_only.pth"  # the fallback for frames without cameras
     save_checkpoint(lidar_only, {"model": build_model(load_config(LIDAR_CONFIG).model).state_dict()})
+    camera_only = tmp_path / "camera_only.pth"  # the fallback for frames without LiDAR
+    save_checkpoint(camera_only, {"model": build_model(load_config(CAMERA_CONFIG).model).state_dict()})
     for topic, kind in {"/perception/markers": MarkerArray, "/diagnostics": DiagnosticArray}.items():
         bus.subscribe(topic, kind)
     log = tmp_path / "node.log"
@@ -168,6 +181,7 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml),
         "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST, "bf16": True,
         "no_camera_config": LIDAR_CONFIG, "no_camera_checkpoint": str(lidar_only),
+        "no_lidar_config": CAMERA_CONFIG, "no_lidar_checkpoint": str(camera_only),
         **dict(RELIABLE_NODE, lidar_timeout=3.0)}, log)
     sensors = Sensors(bus, real_dir)
     try:
@@ -241,8 +255,23 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         # the LiDAR stops: diagnostics say so (ERROR); output resumes when it returns
         assert bus.wait_for(lambda: inputs()[-1]["lidar"].startswith("no message for"), 15)
         assert inputs()[-1]["_level"] == 2
-        assert answered(sensors.frame())
+        # ... meanwhile, once lidar_timeout (3 s) of camera stamps passed without LiDAR, CAM_FRONT (lidar_down_camera
+        # 'auto') triggers the frames, and the camera-only fallback runs them
+        for _ in range(28):
+            sensors.cameras_only()
+        quiet = sensors.cameras_only()  # 2.91 s after the last LiDAR stamp: not yet (the next is 3.01 s)
+        last = sensors.cameras_only()
+        assert answered(last), log.read_text()[-3000:]
+        assert latest(bus, "/perception/markers", quiet) is None
+        def newest(suffix):
+            return [d for d in (diagnostics_values(m, suffix) for m in bus.messages("/diagnostics")) if d][-1]
+
+        assert bus.wait_for(lambda: newest(": latency")["fallback"] == "no_lidar", 5), newest(": latency")
+        assert int(newest(": frames")["camera_triggered"]) >= 1
+        back = sensors.frame()
+        # (the diagnostics timer reports the LiDAR within lidar_timeout of its message, whatever the worker does)
         assert bus.wait_for(lambda: inputs()[-1]["lidar"] == "ok", 5)
+        assert answered(back)
         assert node.poll() is None
     finally:
         code = stop(node)
@@ -267,6 +296,8 @@ def test_bad_parameters_stop_the_node_with_one_line(tiny_random_checkpoint, rig_
         "unknown device": ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
         "config/checkpoint mismatch": ({"checkpoint": str(lidar_only)}, "does not fit the model of"),
         "no calibration": ({"calibration": ""}, "parameter calibration is required"),
+        "unknown trigger camera": ({"cameras": "CAM_FRONT", "lidar_down_camera": "CAM_BACK"},
+                                   "parameter lidar_down_camera: 'CAM_BACK' is not one of the cameras"),
         "fallback without checkpoint": ({"no_lidar_config": str(REPO / "configs" / "tiny_camera.py")},
                                         "no_lidar_config and no_lidar_checkpoint go together"),
         "fallback that cannot stand in": ({"no_lidar_config": LIDAR_CONFIG, "no_lidar_checkpoint": str(lidar_only)},

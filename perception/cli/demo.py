@@ -131,7 +131,7 @@ def replay_scene(dataroot, version, ckpt, config, out_dir, max_frames=20):
     from perception.data.nuscenes_index import VERSION_SPLITS
     from perception.data.scene_stream import SceneStream
     from perception.replay.convert import convert_scene
-    from perception.replay.replay import ReplayOptions
+    from perception.replay.options import ReplayOptions
     from perception.replay.run import replay
     from perception.replay.sources import open_source
     from perception.runtime import Predictor

@@ -29,6 +29,7 @@ from perception.cli.errors import CommandError
 from perception.cli.fallback_args import add_fallback_arguments, fallback_models
 from perception.constants import CAMERA_NAMES, MAX_CAMERA_LIDAR_DELAY_S
 from perception.replay.topics import TopicError, TopicOptions, describe, resolve
+from perception.ros.camera_trigger import LIDAR_TIMEOUT_S
 
 
 def add_parser(subparsers):
@@ -63,6 +64,11 @@ def add_parser(subparsers):
     p.add_argument("--calibration", help="rig calibration YAML instead of the input's tf")
     p.add_argument("--max-camera-lidar-delay", type=float, default=MAX_CAMERA_LIDAR_DELAY_S,
                    help="s: a camera image further than this from the LiDAR stamp is missing for the frame")
+    p.add_argument("--lidar-timeout", type=float, default=LIDAR_TIMEOUT_S,
+                   help="s of message time without LiDAR after which --lidar-down-camera triggers the frames")
+    p.add_argument("--lidar-down-camera", default="auto",
+                   help="while the LiDAR is silent, each image of this camera triggers a frame without LiDAR points, "
+                        "as in perception_node ('auto': the first model camera in the input; 'none': no frames)")
     p.add_argument("--lookahead", type=float, default=0.3, help="s of input read past a LiDAR stamp before its frame "
                                                                 "is processed (>= --max-camera-lidar-delay)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="boxes below this score are not written")
@@ -107,7 +113,7 @@ def run(args):
     if not (args.config and args.checkpoint and args.out):
         raise ValueError("give --config, --checkpoint and --out (or --list-topics)")
     predictor = _predictor(args)
-    from perception.replay.replay import ReplayOptions
+    from perception.replay.options import ReplayOptions
     from perception.replay.run import replay
 
     calibration = None
@@ -121,7 +127,8 @@ def run(args):
     options = ReplayOptions(topics=topics, max_camera_lidar_delay=args.max_camera_lidar_delay,
                             lookahead_s=args.lookahead, score_threshold=args.score_threshold, ego_frame=args.ego_frame,
                             occupancy_markers=args.occupancy_markers, copy_inputs=args.copy_inputs,
-                            max_frames=args.max_frames, calibration=calibration)
+                            max_frames=args.max_frames, calibration=calibration, lidar_timeout_s=args.lidar_timeout,
+                            lidar_down_camera=args.lidar_down_camera)
     try:
         result = replay(source, predictor, args.out, options, fmt=args.format, overwrite=args.overwrite,
                         render_dir=args.render, video=args.video, dataroot=args.dataroot, version=args.version,

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from perception.data.sample import CameraView, Sample
-from perception.replay.replay import FrameSink
+from perception.replay.options import FrameSink
 from perception.viz import render_bev, render_cameras
 from perception.viz.bev import BevLayers
 

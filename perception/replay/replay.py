@@ -6,7 +6,8 @@ images of a LiDAR stamp; replay does the deterministic equivalent: a LiDAR messa
 has moved ``lookahead_s`` (>= ``max_camera_lidar_delay``) past its stamp, so every message stamped up to
 ``stamp + max_camera_lidar_delay`` has been fed first, then the frame is processed. Later LiDAR messages
 wait in stamp order (they only matter to later frames), so out-of-order arrival within the window is
-harmless. Every LiDAR message is processed (no dropping offline); outputs carry the input stamps.
+harmless. Every LiDAR message is processed (no dropping offline); outputs carry the input stamps (while the
+LiDAR is silent, camera images trigger frames, as in the node: :mod:`perception.ros.camera_trigger`).
 
 Bad input never stops a replay: a message that cannot be converted is counted by ``topic: kind`` with one
 warning naming the topic and stamp; a LiDAR frame that cannot be processed is skipped and counted by reason
@@ -20,40 +21,26 @@ The rig calibration comes from ``--calibration`` or the input's tf (:mod:`percep
 import heapq
 import json
 import time
-from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import NamedTuple
 
+import numpy as np
 from tqdm import tqdm
 
-from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.replay import foxglove
 from perception.replay.copy_inputs import copy_input
+from perception.replay.options import ReplayOptions
 from perception.replay.summary import ReplayStats
 from perception.replay.tf_rig import TfTree, transforms_of
-from perception.replay.topics import TopicOptions, resolve
+from perception.replay.topics import resolve
 from perception.ros.bridge import PerceptionBridge, output_topic
+from perception.ros.camera_trigger import CameraTrigger, trigger_camera
 from perception.ros.errors import MessageError
 from perception.ros.stamps import header_stamp_ns
 
 
-@dataclass
-class ReplayOptions:
-    topics: TopicOptions = field(default_factory=TopicOptions)
-    max_camera_lidar_delay: float = MAX_CAMERA_LIDAR_DELAY_S
-    lookahead_s: float = 0.3
-    score_threshold: float = 0.3
-    ego_frame: str = "base_link"
-    occupancy_markers: bool = False
-    copy_inputs: bool = False
-    max_frames: int = None
-    calibration: object = None  # a RigCalibration (from --calibration); None: from the input's tf
-
-
-class FrameSink:
-    """What to do with each processed frame besides writing it (scoring, rendering): ``on_frame(info)``."""
-
-    def on_frame(self, info):  # pragma: no cover - interface
-        pass
+class _CameraTriggered(NamedTuple):  # pending-frame entry of a frame triggered by an image (LiDAR silent)
+    topic: str
 
 
 class Replayer:
@@ -73,19 +60,20 @@ class Replayer:
         for note in self.roles.notes:
             self._warn(note)
         self.uses_odometry = any(r == "odometry" for r, _ in self.roles.by_topic.values())
+        imaged = {cam for role, cam in self.roles.by_topic.values() if role in ("image", "raw_image")}
+        camera = trigger_camera(self.opts.lidar_down_camera, [c for c in self.model_cameras if c in imaged])
+        self.trigger = CameraTrigger(camera, self.opts.lidar_timeout_s)  # frames while the LiDAR is silent
         self.tf = TfTree(self.opts.ego_frame)  # static extrinsics of the input's tf messages
         self.camera_frames = {}  # camera -> frame_id of its images
         self.lidar_frame = None
         self.samples = {}  # LiDAR stamp ns -> sample info dict (from /nuscenes/sample)
         self._waiting = []  # converted inputs received before the bridge exists: (kind, camera, view, topic)
-        self._pending = []  # heap of (stamp, seq, InputMessage, message) LiDAR frames waiting for their window
-        self._pending_stamps = set()
-        self._done_stamps = set()
+        self._pending = []  # heap of (stamp, seq, InputMessage or _CameraTriggered, message) frames waiting
+        self._pending_stamps, self._done_stamps = set(), set()  # LiDAR / camera-triggered frame stamps
         self._last_done = None
         self._seq = 0
         self._lookahead_ns = int(max(self.opts.lookahead_s, self.opts.max_camera_lidar_delay) * 1e9)
-        self._read_ms = 0.0
-        self._feed_ms = 0.0
+        self._read_ms = self._feed_ms = 0.0
         self._copy_ms = 0.0  # --copy-inputs writing between two frames (counted in the frame's 'write')
         self._warned = set()
         self._stop = False
@@ -93,10 +81,9 @@ class Replayer:
     # ------------------------------------------------------------------ reporting
     def _warn(self, text, kind=None):
         """Print a warning (once per ``kind`` when given) and keep it for the summary."""
-        if kind is not None:
-            if kind in self._warned:
-                return
-            self._warned.add(kind)
+        if kind is not None and kind in self._warned:
+            return
+        self._warned.add(kind)
         self.stats.warnings.append(text)
         self.log(f"warning: {text}")
 
@@ -189,9 +176,20 @@ class Replayer:
             self._skip("out_of_order", item.topic, stamp, f"older than the frame already processed at "
                                                           f"{self._last_done} ns (beyond the look-ahead window)")
             return
+        self.trigger.on_lidar(stamp)
+        self._push(stamp, item, view)
+
+    def _push(self, stamp, item, view):
         self._pending_stamps.add(stamp)
         self._seq += 1
         heapq.heappush(self._pending, (stamp, self._seq, item, view))
+
+    def _add_camera_trigger(self, camera, view, topic):
+        """While the LiDAR is silent, the trigger camera's image becomes a frame of its own (no LiDAR message)."""
+        stamp = header_stamp_ns(view)
+        new = stamp not in self._pending_stamps and stamp not in self._done_stamps
+        if self.trigger.fires(camera, stamp) and new and (self._last_done is None or stamp > self._last_done):
+            self._push(stamp, _CameraTriggered(topic), None)
 
     def _add_transforms(self, item, message):
         for pose in self.tf.add(transforms_of(item, message)):
@@ -201,6 +199,8 @@ class Replayer:
     def _to_bridge(self, role, camera, view, topic):
         if role in ("image", "raw_image") and camera not in self.camera_frames:
             self.camera_frames[camera] = str(view.header.frame_id)
+        if role in ("image", "raw_image"):
+            self._add_camera_trigger(camera, view, topic)
         if self.bridge is None:
             self._waiting.append((role, camera, view, topic))
             del self._waiting[:-2000]  # bounded: only what precedes the first frame matters
@@ -257,14 +257,18 @@ class Replayer:
         if not self._ensure_bridge(item.topic, stamp):
             return
         t0 = time.perf_counter()
+        triggered = isinstance(item, _CameraTriggered)  # the LiDAR is silent: a frame of the cameras alone
         try:
-            stamp, points, frame_id = self.bridge.on_pointcloud(view)
+            stamp, points, frame_id = ((stamp, np.zeros((0, 4), np.float32), self.bridge.lidar_frame) if triggered
+                                       else self.bridge.on_pointcloud(view))
         except (MessageError, ValueError) as e:
             self._skip("bad_pointcloud", item.topic, stamp, str(e))
             return
+        self.stats.camera_triggered += triggered
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         try:
-            messages, pred, status, stage_ms = self.bridge.process(stamp, points, frame_id)
+            messages, pred, status, stage_ms = (self.bridge.process_without_lidar(stamp) if triggered
+                                                else self.bridge.process(stamp, points, frame_id))
         except Exception as e:  # noqa: BLE001 - one bad frame never stops a replay
             self._skip("inference_error", item.topic, stamp, f"{type(e).__name__}: {e}")
             return

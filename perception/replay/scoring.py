@@ -19,7 +19,7 @@ from perception.eval import report
 from perception.eval.dense import DenseScores, scene_lidar_poses
 from perception.eval.detection import evaluate_detection, lidar_boxes_to_submission, make_submission, write_submission
 from perception.eval.runner import load_split_samples
-from perception.replay.replay import FrameSink
+from perception.replay.options import FrameSink
 
 
 def samples_by_stamp(dataroot, version="v1.0-trainval"):

@@ -30,6 +30,7 @@ class ReplayStats:
         self.camera_missing = Counter()  # camera -> processed frames it was missing from (stale or no image yet)
         self.frames_without_cameras = 0  # processed frames that had none of the model's cameras (LiDAR only)
         self.frames_by_model = Counter()  # 'main' or a fallback's kind -> processed frames it ran
+        self.camera_triggered = 0  # frames triggered by a camera image while the LiDAR was silent (CameraTrigger)
         self.warnings = []  # the first lines of each kind (per-frame warnings name topic and stamp)
         self.wall_s = 0.0
 
@@ -67,6 +68,7 @@ class ReplayStats:
             "camera_missing_frames": dict(sorted(self.camera_missing.items())),
             "frames_without_cameras": self.frames_without_cameras,
             "frames_by_model": dict(sorted(self.frames_by_model.items())),
+            "frames_camera_triggered": self.camera_triggered,
             "stages_ms": stages,
             "overhead_fraction": (stages["overhead"]["mean"] / mean_total) if mean_total > 0 else None,
             "wall_s": self.wall_s,
@@ -93,6 +95,8 @@ class ReplayStats:
             out.append("frames missing a camera (no image within max_camera_lidar_delay): "
                        + ", ".join(f"{k} {v}" for k, v in sorted(self.camera_missing.items()))
                        + f"; {self.frames_without_cameras} of {len(self.frames)} frames had no camera at all")
+        if self.camera_triggered:
+            out.append(f"{self.camera_triggered} frames triggered by a camera while the LiDAR was silent")
         if set(self.frames_by_model) - {"main"}:
             out.append("frames run by a fallback model: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.frames_by_model.items()) if k != "main"))

@@ -20,6 +20,8 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from perception.constants import MAX_CAMERA_LIDAR_DELAY_S
 from perception.ros.errors import MessageError
 from perception.ros.image import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
@@ -82,6 +84,8 @@ class PerceptionBridge:
         self.assembler = FrameAssembler(calibration, self.cameras, predictor.num_sweeps, max_camera_lidar_delay_s)
         self.score_threshold = float(score_threshold)
         self.ego_frame = ego_frame
+        # frame of the outputs of frames without a LiDAR message (CameraTrigger): the newest cloud's frame_id
+        self.lidar_frame = getattr(calibration, "lidar_frame", None) or "LIDAR_TOP"
         self.occupancy_markers = bool(occupancy_markers)
         self.intrinsics = {}  # camera -> (K, (width, height)) of its latest CameraInfo
         self._pending_images = {}  # camera -> (stamp, image) received before any CameraInfo
@@ -95,6 +99,7 @@ class PerceptionBridge:
         points, dropped = pointcloud2_to_points_with_stats(msg)
         self.nan_points_dropped += dropped
         self.assembler.add_sweep(stamp, points)
+        self.lidar_frame = msg.header.frame_id or self.lidar_frame
         return stamp, points, msg.header.frame_id
 
     def on_camera_info(self, name, msg):
@@ -124,11 +129,12 @@ class PerceptionBridge:
         self.assembler.add_pose(stamp, ego2world)
 
     # ------------------------------------------------------------------ one frame
-    def process(self, stamp_ns, points, frame_id):
+    def process(self, stamp_ns, points, frame_id, past_sweeps=True):
         """Assemble, predict and convert one LiDAR frame. Returns ``(messages, prediction, status, timings_ms)``:
         ``messages`` maps output keys (:data:`OUTPUT_TOPICS`, ``bev/<class>``) to messages stamped ``stamp_ns``."""
         t0 = time.perf_counter()
-        frame, status = self.assembler.assemble(stamp_ns, points, token=f"{frame_id}@{stamp_ns}")
+        frame, status = self.assembler.assemble(stamp_ns, points, token=f"{frame_id}@{stamp_ns}",
+                                                past_sweeps=past_sweeps)
         self.last_frame = frame  # what the model saw (log replay renders it)
         t1 = time.perf_counter()
         with warnings.catch_warnings():  # the notes travel in Prediction.warnings / diagnostics instead
@@ -139,6 +145,12 @@ class PerceptionBridge:
         t3 = time.perf_counter()
         timings = {"assemble": (t1 - t0) * 1e3, **pred.timings_ms, "outputs": (t3 - t2) * 1e3}
         return messages, pred, status, timings
+
+    def process_without_lidar(self, stamp_ns):
+        """:meth:`process` for a frame triggered by a camera while the LiDAR is silent
+        (:class:`perception.ros.camera_trigger.CameraTrigger`): no points, no past sweep, the cameras nearest
+        ``stamp_ns``; outputs in :attr:`lidar_frame`."""
+        return self.process(stamp_ns, np.zeros((0, 4), np.float32), self.lidar_frame, past_sweeps=False)
 
     def prediction_messages(self, pred, stamp_ns, lidar_frame):
         """A :class:`Prediction` -> output messages (see module doc for frames)."""

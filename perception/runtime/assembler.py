@@ -153,14 +153,16 @@ class FrameAssembler:
             return out
 
     # ------------------------------------------------------------------ frame
-    def assemble(self, stamp_ns: int, points, token="live"):
+    def assemble(self, stamp_ns: int, points, token="live", past_sweeps=True):
         """The :class:`Frame` for the LiDAR sweep ``points`` (``(N, 4)``, its own frame) at ``stamp_ns``, and
         its :class:`FrameStatus`. The sweep itself must have been added with :meth:`add_sweep` or is
-        passed here only."""
+        passed here only. ``past_sweeps`` False: no earlier sweep is merged (a frame without a LiDAR message,
+        triggered by a camera while the LiDAR is silent, has no points at all)."""
         status = FrameStatus(stamp_ns=int(stamp_ns))
         with self._lock:
             key_pose = self.poses.at(stamp_ns)
-            merged = self._merge_sweeps(stamp_ns, np.asarray(points, np.float32)[:, :4], key_pose, status)
+            key_points = np.asarray(points, np.float32)[:, :4]
+            merged = self._merge_sweeps(stamp_ns, key_points, key_pose, status) if past_sweeps else key_points
             cameras = {name: self._camera(name, stamp_ns, key_pose, status) for name in self.cameras}
         cameras = {k: v for k, v in cameras.items() if v is not None}
         status.points = len(merged)
