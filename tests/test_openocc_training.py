@@ -202,7 +202,7 @@ def test_eval_defaults_openocc_root_to_the_config(tmp_path, monkeypatch):
             config=str(config), checkpoint="unused.pth", dataroot="unused", version="v1.0-trainval", split="val",
             out=str(tmp_path / "out"), results=None, bev_results=None, occ_results=None, allow_partial=False,
             no_rayiou=False, openocc_root=openocc_root, cfg_options=[], device="cpu", withhold=[],
-            region="all", bf16=False))
+            region="all", bf16=False, no_lidar_model=None, no_camera_model=None))
         return seen[-1]
 
     assert run(config) == "/labels/openocc"
