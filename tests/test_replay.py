@@ -122,6 +122,7 @@ def test_round_trip_equals_predict_sample(scene, predictor, round_trip):
         assert len(marker_stamps) == n_lidar == result["summary"]["frames_processed"] == 4
     # the two sweeps have no camera image (keyframe images only): they ran LiDAR-only, on the fusion model
     assert result["summary"]["frames_without_cameras"] == 2 and result["summary"]["frames_by_model"] == {"main": 4}
+    assert result["summary"]["frames_camera_triggered"] == 0  # the LiDAR never stops in this scene
     keyframes = [s for s in samples]
     assert {s.timestamp * 1000 for s in keyframes} <= set(marker_stamps)
     for s in keyframes:
