@@ -288,10 +288,13 @@ class PerceptionNode:
         self.slot.put((stamp, points, frame_id, time.monotonic()))
 
     def _on_image(self, bridge, camera, msg, compressed):
-        """An image into the bridge; while the LiDAR is silent, the trigger camera's images trigger frames."""
+        """An image into the bridge; while the LiDAR is silent, the trigger camera's images trigger frames. Silent
+        by the message stamps (as replay decides) and by the wall clock: a camera whose clock runs ahead of the
+        LiDAR's must not trigger frames while the LiDAR is fine."""
         bridge.on_image(camera, msg, compressed)
         stamp = header_stamp_ns(msg)
-        if self.trigger.fires(camera, stamp):
+        idle = None if self.last_lidar_wall is None else time.monotonic() - self.last_lidar_wall
+        if self.trigger.fires(camera, stamp) and (idle is None or idle > self.p["lidar_timeout"]):
             self.stats["camera_triggered"] += 1
             self.slot.put((stamp, None, None, time.monotonic()))  # points None: a frame without LiDAR
 

@@ -204,6 +204,12 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
         assert latency[-1]["precision"] == precision and float(latency[-1]["input_age"]) > 0, latency[-1]
         assert latency[-1]["fallback"] == "none"
+        # a CAM_FRONT image stamped 5 s ahead (a camera clock running ahead) while the LiDAR flows: no frame of its own
+        ahead = sensors.stamp + 5 * 10**9
+        sensors.front.publish(jpeg_bytes_to_compressed(sensors.jpeg, make_header(ahead, "CAM_FRONT")))
+        assert answered(sensors.frame())
+        frames = [d for d in (diagnostics_values(m, ": frames") for m in bus.messages("/diagnostics")) if d]
+        assert frames[-1]["camera_triggered"] == "0" and latest(bus, "/perception/markers", ahead) is None
 
         def cloud_without_xyz(t):
             return make_pointcloud2(make_header(t, "LIDAR_TOP"), {"a": np.zeros(10, np.float32)})
