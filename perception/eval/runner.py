@@ -167,8 +167,8 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
     (``Predictor.predict_sample``); ``region``: score only inside it (:mod:`perception.eval.region`).
     ``bf16``: the model under bf16 autocast on a CPU with native bf16 (``metrics['precision']`` says what ran).
     ``fallbacks``: {kind: (config, checkpoint)} models for the samples without LiDAR / cameras
-    (:func:`perception.runtime.add_fallback_models`; ``metrics['fallbacks']`` names them, and
-    ``degraded_samples`` counts the samples each ran).
+    (:func:`perception.runtime.add_fallback_models`; ``metrics['fallbacks']`` names them, and the reasons of
+    ``metrics['degraded']`` count the samples each ran).
     """
     check_region(region)
     device = resolve_device(device).type
