@@ -129,23 +129,22 @@ def load_predictor(p):
             raise BadParameter(f"parameter {key}: file not found: {p[key]}")
     if p["device"] not in ("cpu", "cuda"):
         raise BadParameter(f"parameter device must be 'cpu' or 'cuda', got {p['device']!r}")
-    try:
-        with warnings.catch_warnings():  # only the bf16 fallback's warning: PerceptionNode logs that one itself
-            warnings.filterwarnings("ignore", message="Predictor: bf16 requested")
+    with warnings.catch_warnings():  # only the bf16 fallback's warning: PerceptionNode logs that one itself
+        warnings.filterwarnings("ignore", message="Predictor: bf16 requested")
+        try:
             predictor = Predictor(load_config(p["config"], p["cfg_options"].split()), p["checkpoint"],
                                   device=p["device"], bf16=p["bf16"])
-    except Exception as e:  # noqa: BLE001 - any start-up failure is one clear line, never a traceback loop
-        raise BadParameter(f"{type(e).__name__}: {e}") from e
-    for kind, prefix in (("no_lidar", "no_lidar"), ("no_cameras", "no_camera")):
-        config, checkpoint = p[f"{prefix}_config"], p[f"{prefix}_checkpoint"]
-        if bool(config) != bool(checkpoint):
-            raise BadParameter(f"parameters {prefix}_config and {prefix}_checkpoint go together: give both or neither")
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Predictor: bf16 requested")
+        except Exception as e:  # noqa: BLE001 - any start-up failure is one clear line, never a traceback loop
+            raise BadParameter(f"{type(e).__name__}: {e}") from e
+        for kind, prefix in (("no_lidar", "no_lidar"), ("no_cameras", "no_camera")):
+            config, checkpoint = p[f"{prefix}_config"], p[f"{prefix}_checkpoint"]
+            if bool(config) != bool(checkpoint):
+                raise BadParameter(f"parameters {prefix}_config and {prefix}_checkpoint go together: give both or "
+                                   f"neither")
+            try:
                 add_fallback_models(predictor, {kind: (config, checkpoint)}, device=p["device"], bf16=p["bf16"])
-        except Exception as e:  # noqa: BLE001
-            raise BadParameter(f"parameters {prefix}_config / {prefix}_checkpoint: {type(e).__name__}: {e}") from e
+            except Exception as e:  # noqa: BLE001
+                raise BadParameter(f"parameters {prefix}_config / {prefix}_checkpoint: {type(e).__name__}: {e}") from e
     return predictor
 
 
