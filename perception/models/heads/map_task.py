@@ -12,6 +12,7 @@ import torch.nn as nn
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID
 from perception.models.heads.bev_sampling import map_grid_points, sample_bev
 from perception.models.heads.map_head import MapHead, map_seg_loss
+from perception.models.heads.map_lidar_cues import MapCueRefiner, map_cues
 from perception.models.queries.map_queries import MapQueryInit
 
 
@@ -21,23 +22,30 @@ class MapTask(nn.Module):
     - ``grid``: the output grid (a ``GridSpec``, LiDAR frame); ``num_strips``: strips along x (M3Net).
     - ``train_stride`` s: in training the logits and losses are computed on every s-th cell of ``grid`` in x and y,
       at a random offset per step (a CPU cost cut; 1 = all cells). Inference always predicts the full grid.
+    - ``lidar_cues``: a refiner corrects the logits from per-cell cues of the raw LiDAR points on ``grid``
+      (:mod:`perception.models.heads.map_lidar_cues`: point count, intensity, height at 0.5 m); needs
+      ``train_stride`` 1 (its convolutions must see the grid they see at inference).
 
-    Sub-modules (construction order = order of the random parameter init): ``queries``, ``head``.
+    Sub-modules (construction order = order of the random parameter init): ``queries``, ``head``[, ``refiner``].
     """
 
     name = "map"
 
-    def __init__(self, d_model, point_cloud_range, grid=BEV_MAP_GRID, num_strips=5, train_stride=1):
+    def __init__(self, d_model, point_cloud_range, grid=BEV_MAP_GRID, num_strips=5, train_stride=1,
+                 lidar_cues=False):
         super().__init__()
         if int(train_stride) < 1:
             raise ValueError(f"model.head.map.train_stride must be >= 1, got {train_stride}")
+        if lidar_cues and int(train_stride) != 1:
+            raise ValueError(f"model.head.map.lidar_cues needs model.head.map.train_stride=1, got {train_stride}")
         self.grid, self.pc_range, self.train_stride = grid, list(point_cloud_range), int(train_stride)
         self.queries = MapQueryInit(d_model, num_strips, len(BEV_MAP_CLASSES))
         self.head = MapHead(d_model, point_cloud_range, num_strips, len(BEV_MAP_CLASSES))
+        self.refiner = MapCueRefiner(len(BEV_MAP_CLASSES)) if lidar_cues else None
 
     def batch_keys(self):
         """Batch entries the task reads besides ``bev_aug``."""
-        return ()
+        return ("points", "lidar_mask") if self.refiner is not None else ()
 
     def dense_inputs(self, batch, device):
         """``{'map_points' (B, NX, NY, 3)}``: the centres of ``grid`` in the augmented LiDAR frame (metres)."""
@@ -53,10 +61,11 @@ class MapTask(nn.Module):
         return self.queries(bev)
 
     def outputs(self, query, init, bev, batch, dense):
-        """``{'logits' (B, K, NX, NY), 'aux_logits' (B, K, NX, NY)}`` on ``grid`` from the decoder output ``query
-        (B, S*K, d)`` and the TCS-gated map BEV ``bev (B, d, X, Y)``. ``dense``: :meth:`dense_inputs` (inference);
-        None in training: the grid points from ``batch['bev_aug']``, every ``train_stride``-th cell at a random
-        offset (one ``torch.randint``; then ``subgrid = (ox, oy, stride)`` is in the outputs and NX, NY shrink)."""
+        """``{'logits' (B, K, NX, NY), 'aux_logits' (B, K, NX, NY)[, 'base_logits']}`` on ``grid`` from the decoder
+        output ``query (B, S*K, d)`` and the TCS-gated map BEV ``bev (B, d, X, Y)``. ``dense``: :meth:`dense_inputs`
+        (inference); None in training: the grid points from ``batch['bev_aug']``, every ``train_stride``-th cell at
+        a random offset (one ``torch.randint``; then ``subgrid = (ox, oy, stride)`` is in the outputs and NX, NY
+        shrink). With the cue refiner ``logits`` are the refined ones and ``base_logits`` the BEV-only ones."""
         if dense is not None:
             pts, subgrid = dense["map_points"], None  # (B, NX, NY, 3)
         else:
@@ -70,14 +79,20 @@ class MapTask(nn.Module):
             "logits": self.head(query, bev, pts),  # (B, K, NX, NY)
             "aux_logits": self.queries.class_logits(aux_emb),  # (B, K, NX, NY)
         }
+        if self.refiner is not None:
+            cues = map_cues(batch["points"], batch["lidar_mask"], batch["bev_aug"].to(bev.device), self.grid)
+            out["base_logits"] = out["logits"]
+            out["logits"] = self.refiner(out["logits"], cues, batch["lidar_mask"])  # (B, K, NX, NY)
         if subgrid is not None:
             out["subgrid"] = subgrid
         return out
 
     def loss(self, outputs, batch, weights):
         """``loss_map`` / ``loss_map_aux`` (focal + Dice, weights ``map`` / ``map_aux``) against ``batch['gt_bev']
-        (B, 6, NX, NY)``; samples with ``gt_bev_valid`` False add nothing (zero losses when none is valid)."""
-        logits, aux = outputs["logits"], outputs["aux_logits"]  # (B, K, NX, NY)
+        (B, 6, NX, NY)`` (+ ``loss_map_refine``, weight ``map``, on the refined logits with the cue refiner:
+        ``loss_map`` then trains the BEV-only logits, which a frame without LiDAR uses as they are); samples with
+        ``gt_bev_valid`` False add nothing (zero losses when none is valid)."""
+        logits, aux = outputs.get("base_logits", outputs["logits"]), outputs["aux_logits"]  # (B, K, NX, NY)
         gt = batch["gt_bev"].to(logits.device, torch.float32)  # (B, K, 200, 200), original LiDAR frame
         if "subgrid" in outputs:
             ox, oy, stride = outputs["subgrid"]
@@ -85,10 +100,13 @@ class MapTask(nn.Module):
         if gt.shape != logits.shape:
             raise ValueError(f"gt_bev must be {tuple(logits.shape)} (map grid), got {tuple(gt.shape)}")
         valid = batch["gt_bev_valid"].to(logits.device).bool()  # (B,)
+        refined = {"loss_map_refine": outputs["logits"]} if "base_logits" in outputs else {}
         if valid.any():
             return {"loss_map": weights["map"] * map_seg_loss(logits[valid], gt[valid]),
-                    "loss_map_aux": weights["map_aux"] * map_seg_loss(aux[valid], gt[valid])}
-        return {"loss_map": logits.sum() * 0.0, "loss_map_aux": aux.sum() * 0.0}
+                    "loss_map_aux": weights["map_aux"] * map_seg_loss(aux[valid], gt[valid]),
+                    **{k: weights["map"] * map_seg_loss(v[valid], gt[valid]) for k, v in refined.items()}}
+        return {"loss_map": logits.sum() * 0.0, "loss_map_aux": aux.sum() * 0.0,
+                **{k: v.sum() * 0.0 for k, v in refined.items()}}
 
     def decode(self, outputs, score_threshold=0.0, max_boxes=500):
         """Per sample ``{'bev_probs' (K, NX, NY)}``: sigmoid of the logits (the detection settings are unused)."""
