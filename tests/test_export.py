@@ -27,20 +27,20 @@ from perception.runtime import Predictor  # noqa: E402
 from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
 
-OPTIONS = ["model.score_threshold=0.0"]
+OPTIONS = ["model.score_threshold=0.0", "model.head.map.lidar_cues=True"]  # the map's cue refiner too
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """tiny (all three tasks, cue refiner, box refiner) with random weights; a sharper heatmap so that the
-    detection peaks are not all equal."""
+    """tiny (all three tasks, the occupancy and the map cue refiners, box refiner) with random weights; a sharper
+    heatmap so that the detection peaks are not all equal."""
     d = tmp_path_factory.mktemp("onnx")
     cfg = load_config("configs/tiny.py", OPTIONS)
     torch.manual_seed(0)
     model = build_model(cfg.model)
     torch.nn.init.normal_(model.head.det.queries.heatmap_head[-1].weight, std=0.5)
-    for p in model.head.occ.head.cue_refiner[-1].parameters():  # a cue refiner that does something
-        torch.nn.init.normal_(p, std=0.1)
+    for p in [*model.head.occ.head.cue_refiner[-1].parameters(), *model.head.map.refiner.net[-1].parameters()]:
+        torch.nn.init.normal_(p, std=0.1)  # cue refiners that do something
     for p in model.refiner.out.parameters():  # and a box refiner that moves boxes
         torch.nn.init.normal_(p, std=0.05)
     ckpt = d / "model.pth"

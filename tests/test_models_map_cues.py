@@ -105,6 +105,10 @@ def test_refiner_wiring_no_lidar_and_errors():
     assert not torch.equal(out["logits"][0], out["base_logits"][0])
     cues = map_cues(points, batch["lidar_mask"], batch["bev_aug"], BEV_MAP_GRID)
     assert cues[0].abs().sum() > 0 and cues[1].abs().sum() == 0
+    dense = head.dense_inputs(batch, torch.device("cpu"))  # inference: the cues come as an input (ONNX too)
+    assert torch.equal(dense["map_cues"], cues)
+    with torch.no_grad():
+        assert torch.equal(head({"map": bev}, {}, dense=dense)["map"]["logits"], out["logits"])
     with pytest.raises(ValueError, match=r"model\.head\.map\.lidar_cues.*model\.lidar is None"):
         load_config(REPO / "configs" / "tiny_camera.py", ["model.head.map.lidar_cues=True"])
     with pytest.raises(ValueError, match=r"model\.head\.map\.lidar_cues needs model\.head\.map\.train_stride=1"):

@@ -1,5 +1,5 @@
 """The exportable network of :class:`perception.models.m3net.M3Net`: everything between the Python-side
-inputs (voxels, LiDAR depth map, pooling ranks, grid points, occupancy cues) and the decoding.
+inputs (voxels, LiDAR depth map, pooling ranks, grid points, map and occupancy cues) and the decoding.
 
 :class:`ExportGraph` runs the SAME modules as ``M3Net.predict`` (the model's own ``encode_pillars``,
 backbone, FPN, depth net, :func:`bev_pool_ranked`, neck and ``MultiTaskHead.forward(..., dense=...)``) with
@@ -30,6 +30,8 @@ def input_names(model):
         names += CAMERA_INPUTS
     if "map" in model.tasks:
         names.append("map_points")
+        if model.head.map.refiner is not None:
+            names.append("map_cues")
     if "occ" in model.tasks:
         names.append("occ_points")
         if model.head.occ.cues is not None:
@@ -104,7 +106,7 @@ class ExportGraph(nn.Module):
         if lidar_mask is None:
             lidar_mask = torch.zeros_like(like_mask)
         task_bevs = m.neck(lidar_bev, camera_bev, lidar_mask, camera_mask)
-        dense = {k: x[k] for k in ("map_points", "occ_points", "occ_cues") if k in x}
+        dense = {k: x[k] for k in ("map_points", "map_cues", "occ_points", "occ_cues") if k in x}
         out = m.head(task_bevs, {}, dense=dense)
         result = []
         if "det" in m.tasks:

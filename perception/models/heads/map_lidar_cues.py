@@ -11,8 +11,10 @@ cell gets (metres, intensity 0-255 as in the nuScenes ``.pcd.bin``):
 - the max and the mean intensity / 255;
 - the lowest z / 2 (clamped to [-2, 2]) and the height span ``(z_max - z_min) / 4`` (clamped to [0, 1]);
 
-empty cells read zeros. A sample without LiDAR (``lidar_mask`` False) reads zeros everywhere, and the refiner's
-correction is multiplied by the sample's LiDAR flag: without LiDAR the map is exactly the BEV-only map.
+empty cells read zeros. A sample without LiDAR (``lidar_mask`` False) reads zeros everywhere, and the refiner
+corrects only the samples with a point on the grid: without LiDAR the map is exactly the BEV-only map. The cues
+are computed outside the network (``MapTask.dense_inputs``: an input of the exported graph, as the occupancy
+cues).
 """
 
 import torch
@@ -57,10 +59,10 @@ def map_cues(points, lidar_mask, bev_aug, grid):
 
 
 class MapCueRefiner(nn.Module):
-    """``forward(logits (B, K, NX, NY), cues (B, 5, NX, NY), lidar_mask (B,)) -> refined logits (B, K, NX, NY)``:
-    ``logits + lidar_mask * f([logits, cues])`` with ``f`` two 3 x 3 convolutions (1.5 m of context on the 0.5 m
-    grid) and a 1 x 1 one. The last one starts at zero, so training starts from the BEV-only map; ``logits`` are
-    detached."""
+    """``forward(logits (B, K, NX, NY), cues (B, 5, NX, NY)) -> refined logits (B, K, NX, NY)``:
+    ``logits + present * f([logits, cues])`` (``present``: the sample has a point on the grid), ``f`` two 3 x 3
+    convolutions (1.5 m of context on the 0.5 m grid) and a 1 x 1 one. The last one starts at zero, so training
+    starts from the BEV-only map; ``logits`` are detached."""
 
     def __init__(self, num_classes, channels=16):
         super().__init__()
@@ -71,10 +73,11 @@ class MapCueRefiner(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, logits, cues, lidar_mask):
+    def forward(self, logits, cues):
         # detached: the refiner's loss trains the refiner alone, so the BEV-only map (what a frame without LiDAR
         # gets) and the shared features are trained as without it
         base = logits.detach()
-        x = torch.cat([base, cues.to(base.device, base.dtype)], dim=1)  # (B, K + 5, NX, NY)
-        present = lidar_mask.to(base.device, base.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+        cues = cues.to(base.device, base.dtype)
+        x = torch.cat([base, cues], dim=1)  # (B, K + 5, NX, NY)
+        present = (cues[:, :1].flatten(1).amax(1) > 0).to(base.dtype)[:, None, None, None]  # (B, 1, 1, 1)
         return base + present * self.net(x)  # (B, K, NX, NY)

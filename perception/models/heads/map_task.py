@@ -48,8 +48,16 @@ class MapTask(nn.Module):
         return ("points", "lidar_mask") if self.refiner is not None else ()
 
     def dense_inputs(self, batch, device):
-        """``{'map_points' (B, NX, NY, 3)}``: the centres of ``grid`` in the augmented LiDAR frame (metres)."""
-        return {"map_points": map_grid_points(self.grid, batch["bev_aug"].to(device))}
+        """``{'map_points' (B, NX, NY, 3)[, 'map_cues' (B, 5, NX, NY)]}``: the centres of ``grid`` in the augmented
+        LiDAR frame (metres) and, with the cue refiner, the LiDAR cues of its cells."""
+        out = {"map_points": map_grid_points(self.grid, batch["bev_aug"].to(device))}
+        if self.refiner is not None:
+            out["map_cues"] = self.cues(batch, device)
+        return out
+
+    def cues(self, batch, device):
+        """The LiDAR cues ``(B, 5, NX, NY)`` of the cells of ``grid`` (:func:`map_cues`)."""
+        return map_cues(batch["points"], batch["lidar_mask"], batch["bev_aug"].to(device), self.grid)
 
     def attention_mask(self, device):
         """``(S*K, S*K)`` bool self-attention mask of the map queries (True = not attended; :class:`MapQueryInit`)."""
@@ -67,8 +75,9 @@ class MapTask(nn.Module):
         a random offset (one ``torch.randint``; then ``subgrid = (ox, oy, stride)`` is in the outputs and NX, NY
         shrink). With the cue refiner ``logits`` are the refined ones and ``base_logits`` the BEV-only ones."""
         if dense is not None:
-            pts, subgrid = dense["map_points"], None  # (B, NX, NY, 3)
+            pts, subgrid, cues = dense["map_points"], None, dense.get("map_cues")  # (B, NX, NY, 3)
         else:
+            cues = self.cues(batch, bev.device) if self.refiner is not None else None  # (B, 5, NX, NY)
             pts, subgrid = map_grid_points(self.grid, batch["bev_aug"].to(bev.device)), None  # (B, NX, NY, 3)
             if self.training and self.train_stride > 1:
                 s = self.train_stride
@@ -80,9 +89,8 @@ class MapTask(nn.Module):
             "aux_logits": self.queries.class_logits(aux_emb),  # (B, K, NX, NY)
         }
         if self.refiner is not None:
-            cues = map_cues(batch["points"], batch["lidar_mask"], batch["bev_aug"].to(bev.device), self.grid)
             out["base_logits"] = out["logits"]
-            out["logits"] = self.refiner(out["logits"], cues, batch["lidar_mask"])  # (B, K, NX, NY)
+            out["logits"] = self.refiner(out["logits"], cues)  # (B, K, NX, NY)
         if subgrid is not None:
             out["subgrid"] = subgrid
         return out

@@ -93,7 +93,8 @@ class MultiTaskHead(nn.Module):
 
     def dense_inputs(self, batch, device):
         """What :meth:`forward` computes from the batch outside the network (inference, full grids): the
-        map-grid points ``map_points (B, NX, NY, 3)``, the occupancy-grid points ``occ_points (B, NX, NY, NZ,
+        map-grid points ``map_points (B, NX, NY, 3)`` (and their LiDAR cues ``map_cues (B, 5, NX, NY)`` with the
+        map's cue refiner), the occupancy-grid points ``occ_points (B, NX, NY, NZ,
         3)`` (augmented LiDAR frame) and the LiDAR cues there ``occ_cues (B, 6, NX, NY, NZ)`` (with the cue
         refiner). The ONNX export takes them as graph inputs (``perception.export``)."""
         out = {}
