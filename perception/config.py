@@ -260,10 +260,9 @@ def _check_model_rules(cfg: dict, filename):
     if model["refiner"] is not None and "det" not in model["tasks"]:
         raise ValueError(f"config key model.refiner in {filename}: the box refiner refines the detected boxes; "
                          "set model.refiner=None when model.tasks has no 'det'")
-    for task in ("occ", "map"):
-        if head_task_section(model, task).get("lidar_cues") and model["lidar"] is None:
-            raise ValueError(f"config key model.head.{task}.lidar_cues in {filename}: the {task} cues read LiDAR "
-                             "points; set it False when model.lidar is None")
+    for task in (t for t in ("occ", "map") if head_task_section(model, t).get("lidar_cues") and model["lidar"] is None):
+        raise ValueError(f"config key model.head.{task}.lidar_cues in {filename}: the {task} cues read LiDAR "
+                         "points; set it False when model.lidar is None")
     dropout = {k: v for k, v in cfg["data"]["modality_dropout"].items() if v}
     if dropout and (model["lidar"] is None or model["camera"] is None):  # the sample would keep no input it reads
         raise ValueError(f"config key data.modality_dropout in {filename}: {dropout} drops a modality of a model "
