@@ -52,10 +52,10 @@ class MapTask(nn.Module):
         LiDAR frame (metres) and, with the cue refiner, the LiDAR cues of its cells."""
         out = {"map_points": map_grid_points(self.grid, batch["bev_aug"].to(device))}
         if self.refiner is not None:
-            out["map_cues"] = self.cues(batch, device)
+            out["map_cues"] = self.lidar_cues(batch, device)
         return out
 
-    def cues(self, batch, device):
+    def lidar_cues(self, batch, device):
         """The LiDAR cues ``(B, 5, NX, NY)`` of the cells of ``grid`` (:func:`map_cues`)."""
         return map_cues(batch["points"], batch["lidar_mask"], batch["bev_aug"].to(device), self.grid)
 
@@ -77,7 +77,7 @@ class MapTask(nn.Module):
         if dense is not None:
             pts, subgrid, cues = dense["map_points"], None, dense.get("map_cues")  # (B, NX, NY, 3)
         else:
-            cues = self.cues(batch, bev.device) if self.refiner is not None else None  # (B, 5, NX, NY)
+            cues = self.lidar_cues(batch, bev.device) if self.refiner is not None else None  # (B, 5, NX, NY)
             pts, subgrid = map_grid_points(self.grid, batch["bev_aug"].to(bev.device)), None  # (B, NX, NY, 3)
             if self.training and self.train_stride > 1:
                 s = self.train_stride
@@ -108,13 +108,12 @@ class MapTask(nn.Module):
         if gt.shape != logits.shape:
             raise ValueError(f"gt_bev must be {tuple(logits.shape)} (map grid), got {tuple(gt.shape)}")
         valid = batch["gt_bev_valid"].to(logits.device).bool()  # (B,)
-        refined = {"loss_map_refine": outputs["logits"]} if "base_logits" in outputs else {}
+        terms = {"loss_map": (logits, "map"), "loss_map_aux": (aux, "map_aux")}  # name -> (logits, weight key)
+        if "base_logits" in outputs:
+            terms["loss_map_refine"] = (outputs["logits"], "map")
         if valid.any():
-            return {"loss_map": weights["map"] * map_seg_loss(logits[valid], gt[valid]),
-                    "loss_map_aux": weights["map_aux"] * map_seg_loss(aux[valid], gt[valid]),
-                    **{k: weights["map"] * map_seg_loss(v[valid], gt[valid]) for k, v in refined.items()}}
-        return {"loss_map": logits.sum() * 0.0, "loss_map_aux": aux.sum() * 0.0,
-                **{k: v.sum() * 0.0 for k, v in refined.items()}}
+            return {k: weights[w] * map_seg_loss(t[valid], gt[valid]) for k, (t, w) in terms.items()}
+        return {k: t.sum() * 0.0 for k, (t, _) in terms.items()}
 
     def decode(self, outputs, score_threshold=0.0, max_boxes=500):
         """Per sample ``{'bev_probs' (K, NX, NY)}``: sigmoid of the logits (the detection settings are unused)."""
