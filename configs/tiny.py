@@ -29,6 +29,10 @@ model = dict(
     # down to 0.01 reach the refiner (a well-placed box the first stage scored low is rescored from its points).
     refiner=dict(margin=1.0, max_points=128, det_proposals=32, score_weight=0.7, iterations=3),
     score_threshold=0.01,
+    # Inference only: the BEV map is the running mean over the frames so far, moved with the ego pose, with a time
+    # constant of 8 s (perception/runtime/map_memory.py; chosen on val with benchmarks/choose_map_memory.py:
+    # BEV mIoU 0.282 -> 0.310, docs/benchmarks.md "BEV map memory"). Needs ego poses (odometry in the node).
+    map_memory_s=8.0,
 )
 data = dict(
     image_size=(96, 256),

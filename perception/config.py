@@ -44,6 +44,7 @@ SCHEMA = {
         "refiner": KWARGS,  # PointBoxRefiner kwargs (second-stage box refinement from LiDAR points) or None
         "score_threshold": 0.05,  # detection decoding in predict
         "max_boxes": 500,  # per sample (nuScenes submission limit)
+        "map_memory_s": 0.0,  # BEV map: time constant (s) of the running mean over past frames (runtime/map_memory.py)
         "depth_loss_weight": 1.0,  # camera LiDAR-supervised depth loss
     },
     "data": {
@@ -285,8 +286,7 @@ def load_config(path, overrides=None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    raw = MMConfig.fromfile(str(path)).to_dict()
-    filename = str(path)
+    raw, filename = MMConfig.fromfile(str(path)).to_dict(), str(path)
     apply_overrides(raw, overrides, filename)
     unknown = sorted(set(raw) - set(SCHEMA))
     if unknown:

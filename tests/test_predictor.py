@@ -32,7 +32,8 @@ IDENTITY = np.eye(4)  # default lidar2ego of frame()
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    cfg = load_config(CONFIG, ["model.score_threshold=0.0"])
+    # map memory off: these tests are about one frame at a time (the memory: tests/test_map_memory.py)
+    cfg = load_config(CONFIG, ["model.score_threshold=0.0", "model.map_memory_s=0"])
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.pth"
     save_checkpoint(path, {"model": build_model(cfg.model).state_dict()})

@@ -33,7 +33,9 @@ def checkpoint(tiny_random_checkpoint):
 
 @pytest.fixture(scope="module")
 def predictor(checkpoint):
-    return Predictor(load_config(REPO_CONFIG), checkpoint)
+    # map memory off: the replayed frames are compared one by one with predict_sample (the memory would fuse
+    # the two LiDAR sweeps between keyframes in; its own tests: tests/test_map_memory.py)
+    return Predictor(load_config(REPO_CONFIG, ["model.map_memory_s=0"]), checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,9 @@ def test_node_output_equals_predict_sample(bus, scene, tiny_random_checkpoint, t
     for topic, kind in topics.items():
         bus.subscribe(topic, kind)
     # max_input_wait 10 s: under CI load the keyframe's images may come late; the node must wait for them here
+    # map memory off: the keyframe is compared with predict_sample alone (the memory: tests/test_map_memory.py)
     node = start_node("ros_nodes.perception_node", {"config": CONFIG, "checkpoint": str(checkpoint),
+                      "cfg_options": "model.map_memory_s=0",
                       "calibration": str(root / "rig.yaml"), **dict(RELIABLE_NODE, max_input_wait=10.0)},
                       tmp_path / "node.log",
                       params_file=REPO / "configs" / "ros" / "perception.yaml")  # the shipped parameter file
@@ -107,7 +109,7 @@ def test_node_output_equals_predict_sample(bus, scene, tiny_random_checkpoint, t
     inputs = [diagnostics_values(m, ": inputs") for m in bus.messages("/diagnostics")]
     seen = next(v for v in reversed(inputs) if v and "sweeps_merged" in v)
     assert seen["sweeps_merged"] == "1" and all(seen[f"camera {c}"] == "ok" for c in last.cameras), seen
-    expected = Predictor(load_config(CONFIG), checkpoint).predict_sample(last)
+    expected = Predictor(load_config(CONFIG, ["model.map_memory_s=0"]), checkpoint).predict_sample(last)
 
     check_outputs({t: latest(bus, t, stamp) for t in topics if t != "/diagnostics"}, expected)
 

@@ -59,6 +59,7 @@ def test_assembled_frames_equal_the_offline_samples(scene):
         assert frame.points.shape == expected.shape and status.sweeps_used == NUM_SWEEPS
         np.testing.assert_allclose(frame.points, expected, atol=1e-4)
         np.testing.assert_allclose(frame.lidar2ego, sample.lidar2ego, atol=1e-12)
+        np.testing.assert_allclose(frame.ego2world, sample.ego2global, atol=1e-9)  # the map memory's pose
         # Cameras: the keyframe's images, with the LiDAR(t_lidar) -> camera(t_cam) chain through both ego poses.
         assert set(frame.cameras) == set(sample.cameras) and status.cameras == {c: "ok" for c in cameras}
         for name, cam in frame.cameras.items():
@@ -98,6 +99,7 @@ def test_stale_cameras_and_missing_poses_degrade_with_notes(scene):
     frame, status = assembler.assemble(lidar[2].stamp_ns, pts)
     assert status.cameras == {"CAM_FRONT": "stale"} and frame.cameras == {}
     assert len(frame.points) == len(pts) and status.sweeps_used == 0  # current sweep only
+    assert frame.ego2world is None  # no pose known: the map memory starts over
     assert any("no ego pose" in n for n in frame.notes) and any("CAM_FRONT" in n for n in frame.notes)
     # a sensor that is flowing but behind the LiDAR stamp is what a caller may briefly wait for
     assembler.add_pose(lidar[1].stamp_ns, lidar[1].ego2global)

@@ -119,7 +119,8 @@ def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_l
 
     ``scene_poses``: :func:`scene_lidar_poses` of the WHOLE split (RayIoU origins), default from ``samples``.
     ``openocc_labels``: see :class:`DenseScores`. ``withhold``: sensors kept from the model on every sample
-    (``Predictor.predict_sample``).
+    (``Predictor.predict_sample``). ``samples`` come in time order within each scene (the map memory moves
+    from frame to frame); under torchrun a scene cut by a shard boundary starts its memory over there.
 
     Returns ``(det_results, dense)``: ``det_results`` {token: [submission boxes]} (global frame) and the
     :class:`DenseScores` of the BEV/occupancy predictions (``dense.degraded`` counts the samples that ran
@@ -127,7 +128,11 @@ def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_l
     """
     det, dense = {}, DenseScores(openocc_labels=openocc_labels, region=region)
     poses = scene_poses if scene_poses is not None else scene_lidar_poses(samples)
+    scene = None
     for s in tqdm(samples, desc="eval", disable=not progress):
+        if s.scene_name != scene:  # the BEV map memory (model.map_memory_s) starts over with each scene
+            predictor.reset_memory()
+            scene = s.scene_name
         pred = predictor.predict_sample(s, withhold)  # a perception.runtime.Prediction (numpy arrays)
         dense.count_degraded(pred.warnings)
         det[s.token] = lidar_boxes_to_submission(s.token, pred.boxes, pred.scores, pred.labels, s.lidar2global)

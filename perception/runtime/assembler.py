@@ -166,7 +166,8 @@ class FrameAssembler:
             cameras = {name: self._camera(name, stamp_ns, key_pose, status) for name in self.cameras}
         cameras = {k: v for k, v in cameras.items() if v is not None}
         status.points = len(merged)
-        frame = Frame(points=merged, cameras=cameras, lidar2ego=self.lidar2ego, timestamp=int(stamp_ns) // 1000,
+        frame = Frame(points=merged, cameras=cameras, lidar2ego=self.lidar2ego, ego2world=key_pose,
+                      timestamp=int(stamp_ns) // 1000,
                       token=str(token), notes=list(status.notes))
         return frame, status
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.constants import CAMERA_NAMES
+
 # Tolerances for "this is a rigid transform / a pinhole matrix" (float32 round trips stay far inside them).
 _ORTHO_TOL = 1e-3
 _MIN_FOCAL_PX = 1e-3
@@ -45,6 +47,9 @@ class Frame:
     - ``lidar2ego``: 4x4 LiDAR -> ego (``base_link``: x forward, y left, z up). Required when the model
       predicts ego-frame occupancy (Occ3D): without it the occupancy grid would turn with the LiDAR's
       mounting yaw (90 degrees on a nuScenes rig).
+    - ``ego2world``: 4x4 ego pose at the LiDAR stamp (ego -> a world frame that does not move: nuScenes global,
+      a robot's ``odom``), or None when no pose is known; the BEV map memory needs it
+      (:mod:`perception.runtime.map_memory`).
     - ``timestamp``: microseconds (LiDAR stamp); ``token``: a name for the frame in notes and results.
     - ``notes``: problems found upstream (message conversion, stale sensors), carried into the prediction.
     """
@@ -52,6 +57,7 @@ class Frame:
     points: np.ndarray | None = None
     cameras: dict[str, CameraFrame] = field(default_factory=dict)
     lidar2ego: np.ndarray | None = None
+    ego2world: np.ndarray | None = None
     timestamp: int = 0
     token: str = "live"
     notes: list[str] = field(default_factory=list)
@@ -97,3 +103,15 @@ def check_camera(name: str, cam) -> str | None:
         return f"camera {name}: image shape {image.shape} is not (H, W, 3)"
     return check_intrinsics(cam.intrinsics, f"camera {name}: intrinsics") or check_rigid(
         cam.lidar2cam, f"camera {name}: lidar2cam")
+
+
+WITHHOLD = ("lidar", "cameras") + tuple(CAMERA_NAMES)  # what Predictor.predict_sample(withhold=...) accepts
+
+
+def check_withhold(names) -> frozenset:
+    """``names`` (an iterable of sensor names) as a set, or ``ValueError`` naming the unknown one."""
+    names = frozenset(names)
+    unknown = sorted(names - set(WITHHOLD))
+    if unknown:
+        raise ValueError(f"withhold: unknown sensor {unknown[0]!r}; expected any of {list(WITHHOLD)}")
+    return names

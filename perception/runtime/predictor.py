@@ -13,6 +13,9 @@ ego-frame occupancy.
 
 A frame that lacks a sensor can be run by a fallback model instead (:mod:`perception.runtime.fallback`).
 
+With ``model.map_memory_s`` > 0 each BEV map is fused with the earlier ones (:mod:`perception.runtime.map_memory`):
+frames then come in time order, and :meth:`Predictor.reset_memory` starts a new scene or log.
+
 Imports run one way: this module uses the data layer and the models, never ``perception.training`` or
 ``perception.eval`` (a deployed node does not load the trainer).
 """
@@ -20,7 +23,7 @@ Imports run one way: this module uses the data layer and the models, never ``per
 import dataclasses
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,26 +39,9 @@ from perception.models.precision import autocast_dtype
 from perception.models.weights import load_checkpoint, model_weights
 from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
-from perception.runtime.frame import Frame, check_camera, check_rigid
-
-
-@dataclass
-class Prediction:
-    """Model output for one frame. Boxes ``(K, 9)`` x, y, z, l, w, h, yaw, vx, vy in the LiDAR frame;
-    ``bev_probs (6, 200, 200)`` on ``BEV_MAP_GRID`` (LiDAR frame) or None when 'map' is off;
-    ``occ_labels (200, 200, 16)`` uint8 on the occupancy grid (Occ3D: ego frame) or None when 'occ' is off;
-    ``timings_ms``: ``preprocess``, ``model``, ``postprocess``; ``warnings``: what was degraded; ``model``: which
-    model ran the frame: ``'main'`` or a fallback's kind (``'no_lidar'``, ``'no_cameras'``)."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    class_names: list
-    bev_probs: np.ndarray | None = None
-    occ_labels: np.ndarray | None = None
-    timings_ms: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
-    model: str = "main"
+from perception.runtime.frame import Frame, check_camera, check_rigid, check_withhold
+from perception.runtime.map_memory import MapMemory
+from perception.runtime.prediction import Prediction
 
 
 @dataclass
@@ -118,6 +104,22 @@ class Predictor:
         head = self.model.head
         self.needs_lidar2ego = "occ" in self.tasks and head.occ.frame == "ego"
         self.fallbacks = {}  # 'no_lidar' | 'no_cameras' -> (Predictor, name) (set_fallback)
+        memory_s = float(self.cfg["model"].get("map_memory_s") or 0.0)
+        self.map_memory = MapMemory(memory_s) if memory_s > 0 and "map" in self.tasks else None
+
+    def reset_memory(self):
+        """Forget the BEV map memory (a new scene or log); nothing to do without one."""
+        if self.map_memory is not None:
+            self.map_memory.reset()
+
+    def _remember(self, pred, lidar2world, stamp_us):
+        """Fuse ``pred.bev_probs`` with the map memory in place (timed as post-processing); returns ``pred``."""
+        if self.map_memory is not None and pred.bev_probs is not None:
+            t0 = time.perf_counter()
+            pred.bev_probs, note = self.map_memory.update(pred.bev_probs, lidar2world, stamp_us)
+            pred.warnings = list(pred.warnings) + ([note] if note else [])
+            pred.timings_ms["postprocess"] = pred.timings_ms.get("postprocess", 0.0) + (time.perf_counter() - t0) * 1e3
+        return pred
 
     # ------------------------------------------------------------------ fallback models
     def set_fallback(self, kind, predictor, name=None):
@@ -129,6 +131,7 @@ class Predictor:
         problem = fallback_problem(self, kind, predictor)
         if problem:
             raise ValueError(problem)
+        predictor.map_memory = None  # this Predictor's memory spans every frame, whichever model ran it
         self.fallbacks[kind] = (predictor, name or kind)
 
     # ------------------------------------------------------------------ preprocessing
@@ -176,8 +179,12 @@ class Predictor:
             if problem is not None:
                 raise ValueError(problem)
             lidar2ego = np.asarray(frame.lidar2ego, dtype=np.float64)
+        problem = None if frame.ego2world is None else check_rigid(frame.ego2world, "Frame.ego2world")
+        if problem is not None:
+            raise ValueError(problem)
+        ego2world = np.eye(4) if frame.ego2world is None else np.asarray(frame.ego2world, dtype=np.float64)
         sample = _LiveSample(
-            token=str(frame.token), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=np.eye(4),
+            token=str(frame.token), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=ego2world,
             timestamp=int(frame.timestamp), cameras=cameras, live_points=points, num_sweeps=0,
         )
         return sample, len(points) > 0
@@ -240,10 +247,12 @@ class Predictor:
         t0 = time.perf_counter()
         notes = []
         sample, has_lidar = self._frame_to_sample(frame, notes)
+        lidar2world = None if frame.ego2world is None else sample.lidar2global
         use_lidar, use_cams = self._uses(sample, has_lidar)
         fallback = choose_fallback(self.fallbacks, has_lidar, use_cams)
         if fallback is not None:
-            return run_fallback(fallback, lambda predictor: predictor.predict(frame))
+            pred = run_fallback(fallback, lambda predictor: predictor.predict(frame))
+            return self._remember(pred, lidar2world, sample.timestamp)
         if not has_lidar:
             notes.append("no LiDAR points")
         if not use_cams:
@@ -251,9 +260,9 @@ class Predictor:
         for note in notes:
             warnings.warn(f"Predictor: {note}", stacklevel=2)
         if not use_lidar and not use_cams:
-            return self._empty(notes)
+            return self._empty(notes)  # no map evidence: the memory is left as it is
         batch, _ = self.batch_for(sample, has_lidar)
-        return self._run(batch, notes, t0)
+        return self._remember(self._run(batch, notes, t0), lidar2world, sample.timestamp)
 
     def predict_sample(self, sample: Sample, withhold=()) -> Prediction:
         """Run on a dataset :class:`Sample` (evaluation), through the same test-time transform.
@@ -270,23 +279,12 @@ class Predictor:
         use_lidar, use_cams = self._uses(sample, "lidar" not in withhold)
         fallback = choose_fallback(self.fallbacks, "lidar" not in withhold, use_cams)
         if fallback is not None:
-            return run_fallback(fallback, lambda predictor: predictor.predict_sample(sample, withhold))
+            pred = run_fallback(fallback, lambda predictor: predictor.predict_sample(sample, withhold))
+            return self._remember(pred, sample.lidar2global, sample.timestamp)
         if not use_lidar and not use_cams:
-            return self._empty(notes)
+            return self._empty(notes)  # no map evidence: the memory is left as it is
         batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
         if "lidar" in withhold:  # no points reach any branch (camera depth supervision, refiners, cues)
             batch["points"] = [p[:0] for p in batch["points"]]
         notes += [message for kind, _, message in problems if kind != "camera_missing"]
-        return self._run(batch, notes, t0)
-
-
-WITHHOLD = ("lidar", "cameras") + tuple(CAMERA_NAMES)  # what Predictor.predict_sample(withhold=...) accepts
-
-
-def check_withhold(names) -> frozenset:
-    """``names`` (an iterable of sensor names) as a set, or ``ValueError`` naming the unknown one."""
-    names = frozenset(names)
-    unknown = sorted(names - set(WITHHOLD))
-    if unknown:
-        raise ValueError(f"withhold: unknown sensor {unknown[0]!r}; expected any of {list(WITHHOLD)}")
-    return names
+        return self._remember(self._run(batch, notes, t0), sample.lidar2global, sample.timestamp)
