@@ -112,6 +112,9 @@ def test_openocc_model_predictions_scored_by_predict_split(split, tmp_path):
     np.save(path, np.array([[3, 100, 200, 4]], np.int64))
 
     class Stub:
+        def reset_memory(self):  # predict_split starts each scene's map memory over
+            pass
+
         def predict_sample(self, sample, withhold=()):
             occ = np.zeros(OPENOCC_GRID.shape, np.uint8)
             occ[200, 100, 3] = 4

@@ -149,3 +149,16 @@ def test_global_lidar_round_trip_keeps_centre_size_yaw_velocity():
     assert abs(quat_yaw(back["rotation"]) - yaw) < 2e-3  # tilt of the LiDAR only
     assert np.allclose(back["velocity"], vel, atol=0.05)
     assert back["attribute_name"] == "vehicle.moving"
+
+
+def test_shard_by_scene_never_cuts_a_scene():
+    scenes = ["a"] * 3 + ["b"] * 5 + ["c"] * 2 + ["d"] * 6  # 16 samples
+    for world_size in (1, 2, 3, 4, 7):
+        parts = [distributed.shard(scenes, r, world_size, group=str) for r in range(world_size)]
+        assert sum(parts, []) == scenes  # contiguous, in order, every sample once
+        for part in parts:  # each scene whole on one rank
+            for name in set(part):
+                assert part.count(name) == scenes.count(name)
+    # cuts fall on the scene boundary nearest the even split: 16 / 2 = 8 is the a|b|c boundary after "b"
+    assert distributed.shard(scenes, 0, 2, group=str) == ["a"] * 3 + ["b"] * 5
+    assert distributed.shard(list(range(5)), 1, 2) == [2, 3, 4]  # without groups: sizes differ by at most one

@@ -26,13 +26,21 @@ def init_from_env():
     return world()
 
 
-def shard(items, rank, world_size):
-    """Contiguous shard ``rank`` of ``world_size`` (sizes differ by at most one; order kept)."""
+def shard(items, rank, world_size, group=None):
+    """Contiguous shard ``rank`` of ``world_size`` (order kept). Without ``group`` sizes differ by at most one.
+    ``group(item)`` (e.g. the scene name): runs of consecutive items with the same group are never cut, each cut
+    falls on the group boundary nearest the even one (the BEV map memory runs through a scene in order)."""
     if not 0 <= rank < world_size:
         raise ValueError(f"shard: rank {rank} not in [0, {world_size})")
     n = len(items)
-    lo, hi = rank * n // world_size, (rank + 1) * n // world_size
-    return items[lo:hi]
+    if group is None:
+        return items[rank * n // world_size:(rank + 1) * n // world_size]
+    starts = [i for i in range(n) if i == 0 or group(items[i]) != group(items[i - 1])] + [n]
+
+    def cut(r):
+        return min(starts, key=lambda s: abs(s * world_size - r * n))  # first of equally near boundaries
+
+    return items[cut(rank):cut(rank + 1)]
 
 
 def gather_to_rank0(obj):

@@ -120,7 +120,7 @@ def predict_split(predictor, samples, scene_poses=None, progress=True, openocc_l
     ``scene_poses``: :func:`scene_lidar_poses` of the WHOLE split (RayIoU origins), default from ``samples``.
     ``openocc_labels``: see :class:`DenseScores`. ``withhold``: sensors kept from the model on every sample
     (``Predictor.predict_sample``). ``samples`` come in time order within each scene (the map memory moves
-    from frame to frame); under torchrun a scene cut by a shard boundary starts its memory over there.
+    from frame to frame; ``predictor`` needs ``predict_sample`` and ``reset_memory``).
 
     Returns ``(det_results, dense)``: ``det_results`` {token: [submission boxes]} (global frame) and the
     :class:`DenseScores` of the BEV/occupancy predictions (``dense.degraded`` counts the samples that ran
@@ -199,7 +199,8 @@ def evaluate_checkpoint(config, checkpoint, dataroot, version, split, out_dir, p
         dist.barrier()
     if samples is None:
         samples = load_split_samples(nusc, split, tokens, work, build=False)
-    part = predict_split(predictor, distributed.shard(samples, rank, size), scene_lidar_poses(samples),
+    part = predict_split(predictor, distributed.shard(samples, rank, size, group=lambda s: s.scene_name),
+                         scene_lidar_poses(samples),
                          progress=progress and rank == 0, openocc_labels=labels, withhold=withhold,
                          region=region)
     parts = distributed.gather_to_rank0(part)
