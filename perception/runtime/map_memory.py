@@ -17,6 +17,7 @@ not move (nuScenes global; a robot's ``odom``): metres. Stamps in microseconds. 
 occupancy holds moving objects.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -26,12 +27,14 @@ import torch.nn.functional as F
 from perception.constants import BEV_MAP_GRID
 
 
+@functools.lru_cache(maxsize=4)
 def grid_centres(grid=BEV_MAP_GRID):
-    """``(NX, NY, 4)`` homogeneous centres ``[x, y, 0, 1]`` of the cells of ``grid`` (metres, its frame)."""
-    xs = grid.lower[0] + (np.arange(grid.shape[0]) + 0.5) * grid.size[0]
-    ys = grid.lower[1] + (np.arange(grid.shape[1]) + 0.5) * grid.size[1]
-    x, y = np.meshgrid(xs, ys, indexing="ij")
-    return np.stack([x, y, np.zeros_like(x), np.ones_like(x)], axis=-1)
+    """``(NX, NY, 4)`` homogeneous centres ``[x, y, 0, 1]`` of the cells of ``grid`` (metres, its frame);
+    computed once per grid (every frame warps the same centres), read-only."""
+    x, y = np.meshgrid(grid.centers(0), grid.centers(1), indexing="ij")
+    out = np.stack([x, y, np.zeros_like(x), np.ones_like(x)], axis=-1)
+    out.flags.writeable = False
+    return out
 
 
 def warp_bev(values, dst2src, grid=BEV_MAP_GRID):
@@ -88,8 +91,8 @@ class MapMemory:
             fused, weight = probs, np.ones(probs.shape[1:], np.float32)
         else:
             dst2src = np.linalg.inv(self.lidar2world) @ lidar2world  # this LiDAR frame -> the memory's
-            old, _ = warp_bev(np.concatenate([self.probs * self.weight, self.weight[None]]), dst2src,
-                                   self.grid)  # the weighted sum and the weight, moved together
+            moved = np.concatenate([self.probs * self.weight, self.weight[None]])  # weighted sum and weight together
+            old, _ = warp_bev(moved, dst2src, self.grid)
             decay = math.exp(-dt / self.time_constant_s)
             old_sum, old_weight = old[:-1] * decay, old[-1] * decay  # (C, NX, NY), (NX, NY)
             weight = old_weight + 1.0
