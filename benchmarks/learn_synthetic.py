@@ -29,6 +29,7 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
 
 import argparse
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -37,8 +38,11 @@ import sys
 import time
 from pathlib import Path
 
+from decode_sweep import TEST_MARKER  # benchmarks/ is on sys.path when run as a script
 from nuscenes.nuscenes import NuScenes
 
+from perception.bench.runner import machine_kind
+from perception.environment import read_environment
 from perception.eval.prior import fit_prior, write_prior_results
 from perception.eval.runner import load_split_samples, score_saved, split_sample_tokens
 from perception.synth.generate import generate_dataset
@@ -107,9 +111,25 @@ def make_data(args, cache):
             generate_dataset(root, scenes=scenes[role], samples_per_scene=args.samples_per_scene, seed=seeds[role],
                              workers=args.workers, world=args.world, split="train" if role == "train" else "val")
         if role == "test":  # benchmarks/decode_sweep.py refuses to choose settings on it
-            (root / "LEARNING_BENCHMARK_TEST_SET").write_text("reported by benchmarks/learn_synthetic.py only\n")
+            (root / TEST_MARKER).write_text("reported by benchmarks/learn_synthetic.py only\n")
         roots[role] = root
     return roots
+
+
+def data_digest(root):
+    """SHA-256 of a dataroot's data files (relative paths and bytes, in path order): two datasets with the same
+    digest are the same bytes. Left out: the index ``*.pkl`` (built by training, from the data) and the test-set
+    marker (written by this script)."""
+    digest = hashlib.sha256()
+    root = Path(root)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffix == ".pkl" or path.name == TEST_MARKER:
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def calibrate(config, dataroot, work, steps, cfg_options):
@@ -164,7 +184,9 @@ def train(config, root, vdir, args, options, variant):
     log = read_log(work / "log.jsonl")
     # train_min: this process's part only when resumed (the stopped part's minutes are not known)
     trained = {"steps": log[-1]["step"], "train_min": round((time.time() - t0) / 60, 2), "resumed": resume,
-               "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"], "train_commit": commit()}
+               "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"], "train_commit": commit(),
+               # the machine of each start (bf16 / fp32 CPU kernels round by instruction set: perception.environment)
+               "environment": read_environment(work / "environment.jsonl")}
     done.write_text(json.dumps(trained, indent=1))
     return trained
 
@@ -229,6 +251,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
     roots = make_data(args, args.cache)
+    digests = {role: data_digest(root) for role, root in roots.items()}
     scored = "val" if args.choose else "test"  # a run that chooses a setting never sees the test set
 
     def update_summary(change):
@@ -245,8 +268,10 @@ def main(argv=None):
         if summary.setdefault("scored_on", scored) != scored:
             raise SystemExit(f"{summary_path} holds rows scored on {summary['scored_on']}: use another --out")
         threads = os.environ.get("OMP_NUM_THREADS", "default")
+        if summary.setdefault("data_digest", digests) != digests:  # one summary, one set of datasets
+            raise SystemExit(f"{summary_path} holds rows of other datasets (data_digest differs): use another --out")
         summary.update(data={role: str(root) for role, root in roots.items()},
-                       machine=f"{os.cpu_count()} CPU cores, torch threads {threads}")
+                       machine=f"{machine_kind()}, torch threads {threads}")
         summary.setdefault("invocations", []).append(vars(args))
 
     def record(row, seed, values):

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from perception.config import load_config
+from perception.environment import read_environment
 from perception.training import Trainer, load_checkpoint
 from perception.training.distributed import DistContext, cleanup_distributed, init_distributed
 from perception.training.logger import read_log
@@ -254,6 +255,10 @@ def test_perception_train_cli_on_a_real_info_file(tmp_path, real_dir, capsys):
     assert main(args[:5] + ["3"] + args[6:] + ["--resume"]) == 0
     assert torch.load(tmp_path / "latest.pth", weights_only=True)["step"] == 3
     assert [r["step"] for r in read_log(tmp_path / "log.jsonl")] == [2, 3]
+    # each start writes the machine it trains on (CPU kernels round by instruction set): step 0, then the resume
+    environment = read_environment(tmp_path / "environment.jsonl")
+    assert [e["start_step"] for e in environment] == [0, 2]
+    assert environment[0]["packages"]["torch"] == torch.__version__.split("+")[0]
 
 
 def _one_sample_batch(cfg, real_dir):

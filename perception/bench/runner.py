@@ -10,7 +10,6 @@ is in :mod:`perception.bench.single_task`.
 """
 
 import os
-import platform
 import resource
 import statistics
 import time
@@ -21,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from perception.bench.frames import dataroot_samples, synthetic_samples
 from perception.config import load_config
+from perception.environment import cpu_info
 from perception.models.timing import StageTimer
 from perception.runtime import Predictor
 
@@ -52,16 +52,7 @@ STAGE_LABELS = {
 
 def machine_kind(device="cpu"):
     """A short name of this machine's kind for the baseline: CPU model and count (and the GPU on CUDA)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    kind = f"{cpu} x{os.cpu_count()}"
+    kind = f"{cpu_info()[0]} x{os.cpu_count()}"
     if str(device).startswith("cuda") and torch.cuda.is_available():
         kind += f" / {torch.cuda.get_device_name()}"
     return kind

@@ -10,6 +10,7 @@ from pathlib import Path
 from perception.config import load_config
 from perception.data.collate import collate
 from perception.data.nuscenes_index import VERSION_SPLITS
+from perception.environment import append_environment
 from perception.models import build_model
 from perception.training.data import load_split, make_dataset, modality_dropout_transform
 from perception.training.distributed import cleanup_distributed, init_distributed
@@ -60,6 +61,8 @@ def train_from_config(
             (work_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
         if resume and not trainer.resume():
             raise FileNotFoundError(f"--resume: no checkpoint {work_dir / 'latest.pth'}")
+        if ctx.is_main:  # the machine this part of the run trains on (CPU kernels round by instruction set)
+            append_environment(work_dir / "environment.jsonl", start_step=trainer.step)
         last = trainer.fit()
         return last if ctx.is_main else {}
     finally:
