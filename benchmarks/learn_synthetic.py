@@ -18,7 +18,8 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
    scored on the front half only: ``--region front``, what the three front cameras can see).
 4. The no-input prior (:mod:`perception.eval.prior`: mean training BEV rasters, per-voxel most frequent seen
    occupancy label, no boxes) is fitted on train and scored on test in the same table.
-5. ``OUT/summary.json`` (every run, its commit) and ``OUT/results.md`` (mean +- std over seeds).
+5. ``OUT/summary.json`` (every run, its commit and the machine it trained on; the SHA-256 of the three
+   dataroots, ``data_digest``: one summary never mixes datasets) and ``OUT/results.md`` (mean +- std over seeds).
 
     # calibrated to the wall clock (a loaded machine gives fewer steps)
     python benchmarks/learn_synthetic.py --out outputs/learn_v2 --seeds 0,1,2 --minutes 30
