@@ -34,6 +34,8 @@ def bad_run_args(tmp):
         ("demo", ["demo", "--config", f"{MISSING}.py", "--cache", f"{tmp}/demo"], f"{MISSING}.py"),
         ("bench", ["bench", TINY, "--frames", "0"], "--frames"),
         ("export", ["export", TINY, "--random-weights", "--onnx", f"{tmp}/o.onnx", "--opset", "11"], "--opset"),
+        ("calibrate-norms", ["calibrate-norms", TINY, f"{MISSING}.pth", "--dataroot", MISSING, "--out",
+                             f"{tmp}/c.pth"], MISSING),
     ]
 
 

@@ -182,3 +182,32 @@ def test_cue_refiner_wiring_config_switch_and_errors():
     head = OccHead(16, list(PCR), num_classes=3, cue_channels=NUM_CUES)
     with pytest.raises(ValueError, match="cues"):
         head(torch.randn(1, 4, 16), (2, 2), torch.randn(1, 16, 8, 8), torch.zeros(1, 2, 2, 2, 3))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_sample_without_lidar_keeps_its_bev_only_logits(training):
+    """The cue refiner corrects the samples with LiDAR only: a sample without it (all-zero cues the refiner
+    never learned on) gets its BEV-only logits, in training (sampled voxels) and at inference (the full grid),
+    and its refine loss sends no gradient back."""
+    from perception.models.heads.multitask import MultiTaskHead
+
+    torch.manual_seed(0)
+    head = MultiTaskHead(("occ",), 8, PCR, 6.4, num_layers=1, d_model=16, num_heads=2, ffn_dim=32,
+                         occ=dict(lidar_cues=True, train_voxels=512))
+    torch.nn.init.normal_(head.occ.head.cue_refiner[-1].weight)  # it starts at zero: make it correct something
+    head.train(training)
+    bev = torch.randn(2, 8, 16, 16, requires_grad=True)
+    labels = torch.randint(0, 18, (2, 200, 200, 16))
+    batch = {"bev_aug": torch.eye(4)[None].repeat(2, 1, 1), "lidar2ego": torch.eye(4)[None].repeat(2, 1, 1),
+             "points": [torch.randn(500, 5) * 10] * 2, "lidar_mask": torch.tensor([True, False]), "gt_occ": labels,
+             "gt_occ_mask": torch.ones_like(labels, dtype=torch.bool), "gt_occ_valid": torch.tensor([True, True])}
+    with torch.set_grad_enabled(training):
+        out = head({"occ": bev}, batch)["occ"]
+    logits, base = out["logits"], out["base_logits"]  # (2, 18, ...)
+    assert torch.equal(logits[1], base[1])
+    assert not torch.allclose(logits[0], base[0])
+    if training:
+        one = {"occ": {k: v[1:] if torch.is_tensor(v) else v for k, v in out.items()}}
+        batch1 = {k: v[1:] for k, v in batch.items()}
+        head.loss(one, batch1)["loss_occ_refine"].backward()
+        assert head.occ.head.cue_refiner[-1].weight.grad is None or not head.occ.head.cue_refiner[-1].weight.grad.any()

@@ -28,6 +28,7 @@ COMMANDS = {
     "demo": "perception.cli.demo",
     "bench": "perception.cli.bench",
     "export": "perception.cli.export",
+    "calibrate-norms": "perception.cli.calibrate_norms",
 }
 
 DEBUG_HELP = "on an error, show the traceback instead of one line"

@@ -6,14 +6,17 @@ z forward; metres, seconds, pixels. Transforms are 4x4 ``a2b`` matrices, ``p_b =
 
 :func:`check_camera` and :func:`check_rigid` validate calibration as it arrives from a live source (a ROS
 topic, a YAML file, a bag): a bad matrix never reaches the model as NaNs or a ``KeyError``; the camera is
-left out of that frame with a note that names it and the field.
+left out of that frame with a note that names it and the field. :class:`LiveSample` wraps a frame as the data
+layer's :class:`Sample`; :func:`without_cameras` withholds cameras from one (the degraded-sensor rows).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from perception.constants import CAMERA_NAMES
+from perception.data.sample import Sample
 
 # Tolerances for "this is a rigid transform / a pinhole matrix" (float32 round trips stay far inside them).
 _ORTHO_TOL = 1e-3
@@ -115,3 +118,22 @@ def check_withhold(names) -> frozenset:
     if unknown:
         raise ValueError(f"withhold: unknown sensor {unknown[0]!r}; expected any of {list(WITHHOLD)}")
     return names
+
+
+@dataclass
+class LiveSample(Sample):
+    """A :class:`Sample` whose points are in memory (a live frame) instead of in a ``.pcd.bin`` file."""
+
+    live_points: np.ndarray | None = None
+
+    @property
+    def points(self) -> np.ndarray:
+        return self.live_points
+
+
+def without_cameras(sample, withhold):
+    """``sample`` without the cameras named in ``withhold`` (all six for ``'cameras'``)."""
+    if not set(withhold) - {"lidar"}:
+        return sample
+    drop = set(CAMERA_NAMES) if "cameras" in withhold else set(withhold)
+    return dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})

@@ -11,7 +11,8 @@ naming it and the field; with neither LiDAR nor any camera the result is empty (
 probabilities, all-free occupancy). A frame without ``lidar2ego`` is an error when the model predicts
 ego-frame occupancy.
 
-A frame that lacks a sensor can be run by a fallback model instead (:mod:`perception.runtime.fallback`).
+A frame that lacks a sensor is normalized with that condition's BatchNorm statistics when the checkpoint has
+them (:mod:`perception.models.sensor_norms`), or run by a fallback model (:mod:`perception.runtime.fallback`).
 
 With ``model.map_memory_s`` > 0 each BEV map is fused with the earlier ones (:mod:`perception.runtime.map_memory`):
 frames then come in time order, and :meth:`Predictor.reset_memory` starts a new scene or log.
@@ -20,10 +21,8 @@ Imports run one way: this module uses the data layer and the models, never ``per
 ``perception.eval`` (a deployed node does not load the trainer).
 """
 
-import dataclasses
 import time
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,23 +35,18 @@ from perception.data.inputs import inference_item
 from perception.data.sample import CameraView, Sample
 from perception.models import build_model
 from perception.models.precision import autocast_dtype
+from perception.models.sensor_norms import SENSOR_NORMS_KEY, SensorNorms, sensor_condition
 from perception.models.weights import load_checkpoint, model_weights
 from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
-from perception.runtime.frame import Frame, check_camera, check_rigid, check_withhold
+from perception.runtime.frame import Frame, LiveSample, check_camera, check_rigid, check_withhold, without_cameras
 from perception.runtime.map_memory import MapMemory
 from perception.runtime.prediction import Prediction
 
 
-@dataclass
-class _LiveSample(Sample):
-    """A :class:`Sample` whose points are in memory (a live frame) instead of in a ``.pcd.bin`` file."""
-
-    live_points: np.ndarray | None = None
-
-    @property
-    def points(self) -> np.ndarray:
-        return self.live_points
+def where_of(checkpoint):
+    """How errors name ``checkpoint``: its path, or 'the checkpoint' for a loaded dict."""
+    return checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
 
 
 def _to_numpy(value):
@@ -69,7 +63,8 @@ class Predictor:
     runs fp32 there, for ``perception bench``). ``bf16``: bf16 autocast on a CPU with native bf16 (AVX512-BF16
     / AMX; :mod:`perception.models.precision`); a CPU without it runs fp32 and ``precision_note`` says so.
     Boxes, map probabilities and occupancy labels are decoded in fp32 either way.
-    A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both.
+    A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both. A checkpoint with
+    per-condition BatchNorm statistics (``sensor_norms``) uses them on the frames without LiDAR / cameras.
     """
 
     def __init__(self, config, checkpoint=None, device="cpu", use_ema=False, fp16=None, bf16=False):
@@ -89,12 +84,15 @@ class Predictor:
             try:
                 self.model.load_state_dict(model_weights(ckpt, use_ema))
             except RuntimeError as e:  # missing / unexpected keys or shape mismatches
-                where = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
+                where = where_of(checkpoint)
                 cfg_name = getattr(self.cfg, "filename", None) or "the config"
                 first = str(e).strip().splitlines()
                 raise ValueError(f"checkpoint {where} does not fit the model of {cfg_name}: "
                                  f"{' '.join(line.strip() for line in first[:3])[:400]}") from e
         self.model.to(self.device).eval()
+        self.sensor_norms = None  # frames without a sensor: that condition's BatchNorm statistics (sensor_norms)
+        if checkpoint is not None and ckpt.get(SENSOR_NORMS_KEY) is not None:
+            self.sensor_norms = SensorNorms(self.model, ckpt[SENSOR_NORMS_KEY], where=str(where_of(checkpoint)))
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
         data = self.cfg["data"]
         self.cameras = tuple(c for c in CAMERA_NAMES if c in data["cameras"])
@@ -136,7 +134,7 @@ class Predictor:
 
     # ------------------------------------------------------------------ preprocessing
     def _frame_to_sample(self, frame: Frame, notes):
-        """Validate a :class:`Frame` and wrap it as a :class:`_LiveSample` (degrading bad parts, see module doc)."""
+        """Validate a :class:`Frame` and wrap it as a :class:`LiveSample` (degrading bad parts, see module doc)."""
         if not isinstance(frame, Frame):
             raise ValueError(f"Predictor.predict takes a perception.runtime.Frame, got {type(frame).__name__}")
         notes.extend(frame.notes)
@@ -183,7 +181,7 @@ class Predictor:
         if problem is not None:
             raise ValueError(problem)
         ego2world = np.eye(4) if frame.ego2world is None else np.asarray(frame.ego2world, dtype=np.float64)
-        sample = _LiveSample(
+        sample = LiveSample(
             token=str(frame.token), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=ego2world,
             timestamp=int(frame.timestamp), cameras=cameras, live_points=points, num_sweeps=0,
         )
@@ -196,6 +194,17 @@ class Predictor:
         if not has_lidar:
             batch["lidar_mask"][:] = False
         return to_device(batch, self.device), problems
+
+    def withheld_batch(self, sample, withhold=()):
+        """:meth:`batch_for` with the sensors of ``withhold`` (checked names, see :meth:`predict_sample`) kept
+        from the model: the cameras dropped from ``sample``, and without LiDAR no point reaches any branch
+        (camera depth input, refiners, cues)."""
+        withhold = check_withhold(withhold)
+        sample = without_cameras(sample, withhold)
+        batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
+        if "lidar" in withhold:
+            batch["points"] = [p[:0] for p in batch["points"]]
+        return batch, problems
 
     # ------------------------------------------------------------------ inference
     def _uses(self, sample, has_lidar):
@@ -217,6 +226,11 @@ class Predictor:
         )
 
     def _run(self, batch, notes, t0):
+        if self.sensor_norms is not None:
+            condition = sensor_condition(batch, self.model.lidar_encoder is not None,
+                                         self.model.camera_encoder is not None)
+            if self.sensor_norms.use(condition) is not None:
+                notes = notes + [f"BatchNorm statistics of the {condition.replace('_', ' ')} condition"]
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(
             device_type=self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
@@ -273,9 +287,7 @@ class Predictor:
         t0 = time.perf_counter()
         withhold = check_withhold(withhold)
         notes = [f"{name} withheld" for name in withhold]
-        if withhold - {"lidar"}:
-            drop = set(CAMERA_NAMES) if "cameras" in withhold else withhold
-            sample = dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})
+        sample = without_cameras(sample, withhold)
         use_lidar, use_cams = self._uses(sample, "lidar" not in withhold)
         fallback = choose_fallback(self.fallbacks, "lidar" not in withhold, use_cams)
         if fallback is not None:
@@ -283,8 +295,6 @@ class Predictor:
             return self._remember(pred, sample.lidar2global, sample.timestamp)
         if not use_lidar and not use_cams:
             return self._empty(notes)  # no map evidence: the memory is left as it is
-        batch, problems = self.batch_for(sample, has_lidar="lidar" not in withhold)
-        if "lidar" in withhold:  # no points reach any branch (camera depth supervision, refiners, cues)
-            batch["points"] = [p[:0] for p in batch["points"]]
+        batch, problems = self.withheld_batch(sample, withhold)
         notes += [message for kind, _, message in problems if kind != "camera_missing"]
         return self._remember(self._run(batch, notes, t0), sample.lidar2global, sample.timestamp)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from perception.models.heads.bev_sampling import sample_volume
 
 NUM_CUES = 6
+PRESENT_CUE = 5  # the channel that is 1 for a sample with LiDAR points, 0 without
 FREE_RANGE_M = 4.0  # metres of free / occluded distance the cues resolve
 
 
@@ -73,7 +74,7 @@ class LidarOccCues(torch.nn.Module):
             out[i, 2] = d.clamp(0, FREE_RANGE_M) / FREE_RANGE_M
             out[i, 3] = (-d).clamp(0, FREE_RANGE_M) / FREE_RANGE_M
             out[i, 4] = no_return.to(xyz.dtype)
-            out[i, 5] = 1.0
+            out[i, PRESENT_CUE] = 1.0
         return out
 
     def hit_volume(self, pts, cell=1):

@@ -14,7 +14,7 @@ import torch.nn as nn
 from perception.constants import DEFAULT_OCC_GRID, OCC3D_FREE, OCC_GRIDS
 from perception.models.heads.bev_sampling import occ_grid_points
 from perception.models.heads.occ_head import OccHead, occ_losses
-from perception.models.heads.occ_lidar_cues import NUM_CUES, LidarOccCues
+from perception.models.heads.occ_lidar_cues import NUM_CUES, PRESENT_CUE, LidarOccCues
 from perception.models.heads.occ_sampling import OccVoxelSampler
 from perception.models.queries.occ_queries import OccQueryInit
 from perception.models.timing import stage
@@ -133,7 +133,15 @@ class OccTask(nn.Module):
         logits = self.head(query, init["shape"], bev, pts, cues)
         if logits.refined is None:
             return {"logits": logits.base}
-        return {"base_logits": logits.base, "logits": logits.refined}
+        # A sample without LiDAR points has no cues: its logits are the BEV-only ones, not a correction from all-zero
+        # cues the refiner never learned on (val without LiDAR: Occ3D mIoU 0.022 -> 0.041, docs/benchmarks.md).
+        present = cues[:, PRESENT_CUE].reshape(cues.shape[0], -1)[:, 0] > 0  # (B,): the cue is 1 or 0 per sample
+        refined = logits.refined  # (B, C, ...)
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()  # a traced graph takes no branch
+        if tracing or not bool(present.all()):  # (the copy costs ~50 MB per Occ3D frame: only when needed)
+            present = present.reshape(-1, *([1] * (refined.dim() - 1)))  # (B, 1, ..., 1)
+            refined = torch.where(present, refined, logits.base.detach())  # (B, C, ...)
+        return {"base_logits": logits.base, "logits": refined}
 
     def loss(self, outputs, batch, weights):
         """``loss_occ_ce``, ``loss_occ_lovasz``, ``loss_occ_affinity`` on the BEV-only logits (+ ``loss_occ_refine``,

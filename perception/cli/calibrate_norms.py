@@ -1,0 +1,80 @@
+"""``perception calibrate-norms``: add BatchNorm statistics per sensor condition to a trained checkpoint.
+
+    perception calibrate-norms CONFIG CHECKPOINT --dataroot D [--split train] [--samples 120] --out NEW.pth
+
+A model trained with LiDAR and cameras normalizes with statistics of inputs that had both; a frame without
+LiDAR (or without cameras) then leaves the range its layers learned. This re-estimates the statistics of
+the layers after the withheld sensor on training samples with it withheld (perception.models.sensor_norms);
+the weights are unchanged and a frame with every sensor runs exactly as before. The Predictor (eval, ROS 2
+node, replay) uses them on the frames that lack the sensor, and says so in the prediction's notes.
+
+Use the training split: statistics estimated on the set a result is reported on would be tuned on it.
+NEW.pth is the input checkpoint plus a 'sensor_norms' entry; the input file is not changed.
+"""
+
+import os
+
+# frames per condition: the number the val choice used (docs/benchmarks.md, "BatchNorm statistics per sensor condition")
+DEFAULT_SAMPLES = 120
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("calibrate-norms", help="add per-sensor-condition BatchNorm statistics to a checkpoint",
+                              description=__doc__)
+    p.add_argument("config", help="model config (.py), the one the checkpoint was trained with")
+    p.add_argument("checkpoint", help="trained checkpoint .pth (a fusion model: LiDAR and cameras)")
+    p.add_argument("--dataroot", required=True, help="nuScenes dataroot of the training data")
+    p.add_argument("--version", default="v1.0-trainval", help="nuScenes version folder (default v1.0-trainval)")
+    p.add_argument("--split", default="train", help="split the samples come from (default train)")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help=f"frames per condition, drawn at random from the split (default {DEFAULT_SAMPLES})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    p.add_argument("--conditions", nargs="+", default=["no_lidar", "no_cameras"], choices=["no_lidar", "no_cameras"],
+                   help="sensor conditions to estimate (default both)")
+    p.add_argument("--out", required=True, metavar="NEW.pth", help="checkpoint to write (not the input)")
+    p.add_argument("--overwrite", action="store_true", help="replace NEW.pth when it exists")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys (the same overrides the model was trained with)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
+    from nuscenes.nuscenes import NuScenes
+
+    from perception.config import load_config
+    from perception.eval.runner import load_split_samples, split_sample_tokens
+    from perception.models.sensor_norms import SENSOR_NORMS_KEY
+    from perception.models.weights import load_checkpoint
+    from perception.runtime import Predictor
+    from perception.runtime.sensor_calibration import calibrate_sensor_norms
+    from perception.training.checkpoint import save_checkpoint
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    if os.path.abspath(args.out) == os.path.abspath(args.checkpoint):
+        raise ValueError(f"--out {args.out} is the input checkpoint: write the calibrated one to another file")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise FileExistsError(f"--out {args.out} exists (pass --overwrite to replace it)")
+    if not os.path.isdir(os.path.join(args.dataroot, args.version)):  # the devkit would assert: a traceback
+        raise FileNotFoundError(f"--dataroot {args.dataroot}: no nuScenes tables folder {args.version}/ in it")
+    cfg = load_config(args.config, list(args.cfg_options))
+    if cfg.model.get("lidar") is None or cfg.model.get("camera") is None:
+        raise ValueError(f"{args.config}: the model reads one sensor only; the conditions are those of a fusion model "
+                         "(a single-sensor model without its sensor has nothing to run on)")
+    predictor = Predictor(cfg, args.checkpoint)  # errors name the file
+    ckpt = load_checkpoint(args.checkpoint)
+    nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
+    tokens = split_sample_tokens(nusc, args.split)
+    samples = load_split_samples(nusc, args.split, tokens, os.path.join(os.path.dirname(args.out) or ".", "index"))
+
+    def progress(condition, i, n):
+        if i == n or i % 20 == 0:
+            print(f"{condition}: {i}/{n} frames", flush=True)
+
+    entry = calibrate_sensor_norms(predictor, samples, args.conditions, args.samples, args.seed, progress)
+    entry.update(dataroot=os.path.abspath(args.dataroot), split=args.split)
+    save_checkpoint(args.out, {**ckpt, SENSOR_NORMS_KEY: entry})
+    layers = ", ".join(f"{c}: {len(s)} layers" for c, s in entry["conditions"].items())
+    print(f"wrote {args.out} ({layers}; {entry['samples']} frames of {args.split} each)")
+    return 0
