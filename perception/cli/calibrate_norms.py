@@ -9,7 +9,8 @@ the weights are unchanged and a frame with every sensor runs exactly as before. 
 node, replay) uses them on the frames that lack the sensor, and says so in the prediction's notes.
 
 Use the training split: statistics estimated on the set a result is reported on would be tuned on it.
-NEW.pth is the input checkpoint plus a 'sensor_norms' entry; the input file is not changed.
+NEW.pth is the input checkpoint plus a 'sensor_norms' entry; the input file is not changed. The statistics
+fit the checkpoint's 'model' weights (the ones a Predictor loads by default), not its EMA weights.
 """
 
 import os
