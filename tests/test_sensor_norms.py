@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from perception.config import load_config
-from perception.data.io import load_points
+from perception.data.io import load_image, load_points
 from perception.data.sample import CameraView, Sample
 from perception.models import build_model
 from perception.models.sensor_norms import (
@@ -113,8 +113,6 @@ def test_predictor_normalizes_each_frame_with_its_conditions_statistics(predicto
     by_hand = Predictor(predictor.cfg, {"model": weights})
 
     points = load_points(str(real_dir / LIDAR))[:, :4]
-    from perception.data.io import load_image
-
     image = load_image(str(real_dir / IMAGE))
     full, no_lidar, no_cams = frame(points, image), frame(np.zeros((0, 4), np.float32), image), frame(points)
     with warnings.catch_warnings():

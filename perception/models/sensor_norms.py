@@ -125,7 +125,6 @@ class SensorNorms:
 
     def __init__(self, model, entry, where="the checkpoint"):
         check_sensor_norms(entry, model, where)
-        self.model = model
         self.layers = batch_norms(model)
         self.conditions = {c: s for c, s in entry["conditions"].items() if s}
         names = {n for stats in self.conditions.values() for n in stats}
