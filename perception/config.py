@@ -76,6 +76,7 @@ SCHEMA = {
             "all_cameras": 0.0,  # probability all cameras are dropped
             "some_cameras": 0.0,  # probability a random proper subset of the cameras is dropped
         },
+        "modality_dropout_per": "sample",  # one draw per 'sample' or per 'batch' (one sensor condition per batch)
     },
     "train": {
         "epochs": REQUIRED,
@@ -228,16 +229,14 @@ def _check_values(cfg: dict, filename):
         raise ValueError(f"model.tasks must be a non-empty subset of {TASKS}, got {tasks!r} (file {filename})")
     if len(cfg["model"]["point_cloud_range"]) != 6:
         raise ValueError(f"model.point_cloud_range must have 6 numbers [x0, y0, z0, x1, y1, z1] (file {filename})")
-    if cfg["train"]["schedule"] not in SCHEDULES:
-        raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {cfg['train']['schedule']!r} "
-                         f"(file {filename})")
+    for section, key, allowed in (("train", "schedule", SCHEDULES), ("data", "occ_format", OCC_FORMATS),
+                                  ("data", "modality_dropout_per", ("sample", "batch"))):
+        if cfg[section][key] not in allowed:
+            raise ValueError(f"{section}.{key} must be one of {allowed}, got {cfg[section][key]!r} (file {filename})")
     for key, low in (("checkpoint_interval", 0), ("keep_checkpoints", -1)):
         value = cfg["train"][key]
         if not isinstance(value, int) or value < low:
             raise ValueError(f"train.{key} must be an integer >= {low}, got {value!r} (file {filename})")
-    if cfg["data"]["occ_format"] not in OCC_FORMATS:
-        raise ValueError(f"data.occ_format must be one of {OCC_FORMATS}, got {cfg['data']['occ_format']!r} "
-                         f"(file {filename})")
     if cfg["model"]["lidar"] is None and cfg["model"]["camera"] is None:
         raise ValueError(f"model.lidar and model.camera are both None: enable at least one (file {filename})")
     for key in ("fusion", "head"):

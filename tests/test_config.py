@@ -60,6 +60,8 @@ def test_base_inheritance_and_overrides(tmp_path):
         ("train = dict(epochs=1, lr=0.1)", ["data.augment.flipp=1"], r"data\.augment\.flipp"),
         ("train = dict(epochs=1)", [], r"missing required config key train\.lr"),
         ("train = dict(epochs=1, lr=0.1, schedule='step')", [], r"train\.schedule"),
+        ("train = dict(epochs=1, lr=0.1)", ["data.modality_dropout_per='frame'"],
+         r"data\.modality_dropout_per must be one of \('sample', 'batch'\)"),
         ("train = dict(epochs=1, lr=0.1)\nextra = 1", [], r"extra"),
     ],
 )

@@ -196,3 +196,22 @@ def test_modality_dropout_never_drops_everything():
     assert modality_dropout(no_lidar, 1.0, 0.0, 0.0, rng)["cam_mask"].all()
     with pytest.raises(ValueError, match="sum"):
         modality_dropout(batch, 0.6, 0.3, 0.3, rng)
+
+
+def test_modality_dropout_per_batch_puts_every_sample_in_one_condition():
+    """One draw per batch: over many batches each event happens, and within a batch every sample lost the same
+    sensor (the same cameras too), so BatchNorm's batch statistics are one condition's."""
+    rng = np.random.default_rng(1)
+    events = set()
+    for _ in range(60):
+        out = modality_dropout(fake_batch(B=4), 0.3, 0.3, 0.3, rng, per_batch=True)
+        assert (out["lidar_mask"] == out["lidar_mask"][0]).all()
+        assert (out["cam_mask"] == out["cam_mask"][0]).all()
+        lidar, cams = bool(out["lidar_mask"][0]), int(out["cam_mask"][0].sum())
+        events.add("lidar" if not lidar else "all" if cams == 0 else "some" if cams < 6 else "none")
+    assert events == {"lidar", "all", "some", "none"}
+    # a sample that cannot lose its LiDAR (no camera) keeps it while the others of its batch lose theirs
+    batch = fake_batch(B=3)
+    batch["cam_mask"][1] = False
+    out = modality_dropout(batch, 0.0, 0.0, 1.0, rng, per_batch=True)
+    assert out["lidar_mask"].tolist() == [False, True, False]

@@ -15,6 +15,7 @@ from perception.data.sample import CameraView, Sample
 from perception.models import build_model
 from perception.models.sensor_norms import (
     SENSOR_NORMS_KEY,
+    batch_norms,
     check_sensor_norms,
     condition_layers,
     estimate_condition_stats,
@@ -134,6 +135,38 @@ def test_predictor_normalizes_each_frame_with_its_conditions_statistics(predicto
     assert "BatchNorm statistics of the no lidar condition" in got_no_lidar.warnings
     assert not np.allclose(got_no_cams.bev_probs, plain["no_cams"].bev_probs)
     assert "BatchNorm statistics of the no cameras condition" in got_no_cams.warnings
+
+
+def test_a_training_batch_without_lidar_leaves_the_full_frame_statistics_alone(samples):
+    """Modality dropout in training: a batch without LiDAR changes no running statistic of a layer after the
+    LiDAR (those stay the full frames' ones the Predictor normalizes a full frame with), while the image
+    backbone's still learn from its images; a full batch, or one where a sample still has LiDAR, moves them."""
+    from perception.data.collate import collate
+    from perception.training.data import make_dataset
+
+    cfg = load_config(CONFIG, ["model.map_memory_s=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    dataset = make_dataset(cfg, samples, training=False, load_gt=False)
+    full = collate([dataset[0], dataset[1]])
+    no_lidar = dict(full, lidar_mask=torch.zeros_like(full["lidar_mask"]), points=[p[:0] for p in full["points"]])
+    mixed = dict(no_lidar, lidar_mask=torch.tensor([True, False]), points=[full["points"][0], no_lidar["points"][1]])
+    norms, after_lidar = batch_norms(model), condition_layers(model, "no_lidar")
+    momenta = {n: m.momentum for n, m in norms.items()}
+
+    def moved(run_batch):
+        before = {n: (m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked))
+                  for n, m in norms.items()}
+        model(run_batch)
+        return {n for n, m in norms.items() if not torch.equal(m.running_mean, before[n][0])
+                or not torch.equal(m.running_var, before[n][1]) or int(m.num_batches_tracked) != before[n][2]}
+
+    changed = moved(no_lidar)
+    assert not changed & set(after_lidar)
+    assert any(n.startswith("camera_encoder.backbone.") for n in changed)
+    assert {n: m.momentum for n, m in norms.items()} == momenta  # restored after the batch
+    for run_batch in (full, mixed):
+        assert len(moved(run_batch) & set(after_lidar)) > len(after_lidar) // 2
 
 
 def test_statistics_that_do_not_fit_the_model_are_refused_by_name(predictor):

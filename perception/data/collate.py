@@ -61,7 +61,7 @@ def to_device(batch, device):
     return batch
 
 
-def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lidar, rng):
+def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lidar, rng, per_batch=False):
     """Randomly mask modalities per sample, returning a new batch (the input is not modified).
 
     Per sample one draw ``u ~ U(0, 1)`` picks at most one event, in this order of probability mass:
@@ -69,7 +69,9 @@ def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lida
     (``p_drop_all_cameras``), drop a random non-empty proper subset of the valid cameras
     (``p_drop_some_cameras``). Dropped cameras get ``cam_mask`` False and zero images. A drop that would
     leave the sample with neither LiDAR nor any camera is skipped, so every sample keeps a modality.
-    ``rng``: ``numpy.random.Generator``.
+    ``per_batch``: one draw for the whole batch (the same event, and the same camera subset where the samples
+    have the same cameras), so that every sample of a batch is in one sensor condition and a BatchNorm layer's
+    batch statistics are that condition's. ``rng``: ``numpy.random.Generator``.
     """
     probs = {"p_drop_all_cameras": p_drop_all_cameras, "p_drop_some_cameras": p_drop_some_cameras,
              "p_drop_lidar": p_drop_lidar}
@@ -83,10 +85,13 @@ def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lida
     out["cam_mask"] = batch["cam_mask"].clone()
     out["images"] = batch["images"].clone()
     out["points"] = list(batch["points"])
+    # per batch: one u, and one seed for the camera subset, shared by every sample
+    batch_u, subset_seed = (rng.random(), int(rng.integers(2**31))) if per_batch else (None, None)
     for b in range(len(out["points"])):
         cams = torch.nonzero(out["cam_mask"][b]).flatten().tolist()
         has_lidar = bool(out["lidar_mask"][b])
-        u = rng.random()
+        u = batch_u if per_batch else rng.random()
+        subset_rng = np.random.default_rng(subset_seed) if per_batch else rng
         drop = []
         if u < p_drop_lidar:
             if cams:
@@ -95,8 +100,8 @@ def modality_dropout(batch, p_drop_all_cameras, p_drop_some_cameras, p_drop_lida
         elif u < p_drop_lidar + p_drop_all_cameras:
             drop = cams if has_lidar else []
         elif u < p_drop_lidar + p_drop_all_cameras + p_drop_some_cameras and len(cams) > 1:
-            k = int(rng.integers(1, len(cams)))  # 1 .. len(cams) - 1: at least one camera stays
-            drop = [int(c) for c in rng.choice(cams, size=k, replace=False)]
+            k = int(subset_rng.integers(1, len(cams)))  # 1 .. len(cams) - 1: at least one camera stays
+            drop = [int(c) for c in subset_rng.choice(cams, size=k, replace=False)]
         for c in drop:
             out["cam_mask"][b, c] = False
             out["images"][b, c] = 0.0

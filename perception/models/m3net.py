@@ -26,6 +26,7 @@ from perception.models.fusion.neck import FusedBEVNeck
 from perception.models.heads.multitask import TASK_MODULES, MultiTaskHead
 from perception.models.lidar.encoder import LidarEncoder
 from perception.models.roi_heads.point_refiner import PointBoxRefiner
+from perception.models.sensor_norms import condition_layers, running_stats_frozen, sensor_condition
 from perception.models.timing import stage
 
 
@@ -88,20 +89,25 @@ class M3Net(nn.Module):
         """Training: named, weighted loss tensors (the trainer sums them).
 
         Under AMP autocast the network runs in fp16 but the losses are computed in fp32 (autocast off,
-        outputs cast to float32): focal / BCE / Lovasz terms are not fp16-safe."""
-        task_bevs, aux = self.encode(batch)
-        outputs = self.head(task_bevs, batch)
-        with torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
-            losses = dict(self.head.loss(_float32(outputs), batch))
-            if self.camera_encoder is not None and self.depth_loss_weight > 0:
-                losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
-            if self.refiner is not None:
-                # The detector's own top boxes of this step (augmented LiDAR frame, detached): the errors the
-                # refiner meets at inference, and the false positives its quality score must rate low.
-                det = self.head.det.decode(_float32(outputs["det"]), 0.0, self.refiner.det_proposals)
-                refine = self.refiner.loss(self._lidar_points(batch), batch["gt_boxes"], batch["gt_labels"],
-                                           [d["boxes"] for d in det], [d["labels"] for d in det])
-                losses.update(loss_refine=refine["refine"], loss_refine_score=refine["refine_score"])
+        outputs cast to float32): focal / BCE / Lovasz terms are not fp16-safe.
+
+        A batch without a sensor (modality dropout) leaves the running BatchNorm statistics of the layers that
+        depend on that sensor as they were: they stay those of full frames (its own come from calibrate-norms)."""
+        condition = sensor_condition(batch, self.lidar_encoder is not None, self.camera_encoder is not None)
+        with running_stats_frozen(condition_layers(self, condition) if condition else {}):
+            task_bevs, aux = self.encode(batch)
+            outputs = self.head(task_bevs, batch)
+            with torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
+                losses = dict(self.head.loss(_float32(outputs), batch))
+                if self.camera_encoder is not None and self.depth_loss_weight > 0:
+                    losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
+                if self.refiner is not None:
+                    # The detector's own top boxes of this step (augmented LiDAR frame, detached): the errors the
+                    # refiner meets at inference, and the false positives its quality score must rate low.
+                    det = self.head.det.decode(_float32(outputs["det"]), 0.0, self.refiner.det_proposals)
+                    refine = self.refiner.loss(self._lidar_points(batch), batch["gt_boxes"], batch["gt_labels"],
+                                               [d["boxes"] for d in det], [d["labels"] for d in det])
+                    losses.update(loss_refine=refine["refine"], loss_refine_score=refine["refine_score"])
         return losses
 
     @staticmethod

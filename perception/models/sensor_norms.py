@@ -16,7 +16,13 @@ Conditions (:data:`CONDITIONS`): ``no_lidar`` (no point reaches any branch) and 
 Each names the module prefixes whose layers cannot depend on the withheld sensor and keep their statistics:
 the image backbone and FPN without LiDAR; the LiDAR encoder and the camera branch (not run) without cameras.
 A layer that ran on no sample of the condition keeps its trained statistics too.
+
+In training (modality dropout), a batch of a condition normalizes with its own batch statistics but leaves
+the running statistics of the condition's layers alone (:func:`running_stats_frozen`, ``M3Net.forward``): those
+stay the statistics of full frames, and the condition's own are estimated after training.
 """
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -46,15 +52,31 @@ def condition_layers(model, condition):
 
 
 def sensor_condition(batch, has_lidar_encoder, has_camera_encoder):
-    """The condition of a batch of one frame: ``'no_lidar'``, ``'no_cameras'`` or None (what the model was
-    trained on). ``batch['lidar_mask'] (B,)`` and ``batch['cam_mask'] (B, N_cam)`` say what the frame has; a
-    model without an encoder of a sensor has no condition for it."""
+    """The condition of a batch: ``'no_lidar'`` / ``'no_cameras'`` when no sample of it has that sensor, else
+    None (what the model was trained on; a batch mixing conditions too). ``batch['lidar_mask'] (B,)`` and
+    ``batch['cam_mask'] (B, N_cam)`` say what each sample has; a model without an encoder of a sensor has no
+    condition for it."""
     if has_lidar_encoder and has_camera_encoder:
         if not bool(batch["lidar_mask"].any()):
             return "no_lidar"
         if not bool(batch["cam_mask"].any()):
             return "no_cameras"
     return None
+
+
+@contextmanager
+def running_stats_frozen(layers):
+    """Within the block the BatchNorm ``layers`` (``{name: module}``) in training mode still normalize with
+    their batch statistics, but their running statistics and batch counts stay as they were (momentum 0)."""
+    saved = {n: (m.momentum, m.num_batches_tracked.clone()) for n, m in layers.items()}
+    try:
+        for m in layers.values():
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        yield
+    finally:
+        for n, m in layers.items():
+            m.momentum = saved[n][0]
+            m.num_batches_tracked.copy_(saved[n][1])
 
 
 @torch.no_grad()

@@ -76,11 +76,12 @@ def make_dataset(cfg, samples, training: bool, load_gt: bool = True):
     )
 
 
-def _apply_dropout(batch, rng, probs):
-    return modality_dropout(batch, probs["all_cameras"], probs["some_cameras"], probs["lidar"], rng)
+def _apply_dropout(batch, rng, probs, per_batch):
+    return modality_dropout(batch, probs["all_cameras"], probs["some_cameras"], probs["lidar"], rng, per_batch)
 
 
 def modality_dropout_transform(data_cfg):
     """``batch_transform(batch, numpy_rng)`` for :class:`Trainer`, or None when all probabilities are 0."""
     probs = {k: float(v) for k, v in data_cfg["modality_dropout"].items()}
-    return partial(_apply_dropout, probs=probs) if any(probs.values()) else None
+    per_batch = data_cfg["modality_dropout_per"] == "batch"
+    return partial(_apply_dropout, probs=probs, per_batch=per_batch) if any(probs.values()) else None
