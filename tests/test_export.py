@@ -23,6 +23,7 @@ from perception.export.onnx_export import (  # noqa: E402
 )
 from perception.export.onnx_runtime import OnnxPredictor  # noqa: E402
 from perception.models import build_model  # noqa: E402
+from perception.models.sensor_norms import SENSOR_NORMS_KEY, condition_layers  # noqa: E402
 from perception.runtime import Predictor  # noqa: E402
 from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
@@ -43,17 +44,24 @@ def exported(tmp_path_factory):
         torch.nn.init.normal_(p, std=0.1)  # cue refiners that do something
     for p in model.refiner.out.parameters():  # and a box refiner that moves boxes
         torch.nn.init.normal_(p, std=0.05)
-    ckpt = d / "model.pth"
-    save_checkpoint(ckpt, {"model": model.state_dict()})
+    # BatchNorm statistics of the no-LiDAR condition (as perception calibrate-norms writes them), unlike the
+    # trained ones, so that a frame without LiDAR must run the export's no-LiDAR graph to match PyTorch
+    norms = {name: {"running_mean": m.running_mean + 0.3 * torch.randn_like(m.running_mean),
+                    "running_var": m.running_var * (0.5 + torch.rand_like(m.running_var))}
+             for name, m in condition_layers(model, "no_lidar").items()}
+    ckpt, plain = d / "model.pth", d / "plain.pth"
+    save_checkpoint(ckpt, {"model": model.state_dict(), SENSOR_NORMS_KEY: {"conditions": {"no_lidar": norms}}})
+    save_checkpoint(plain, {"model": model.state_dict()})
     files = export_onnx("configs/tiny.py", ckpt, d / "tiny.onnx", cfg_options=OPTIONS)
-    return {"onnx": d / "tiny.onnx", "ckpt": ckpt, "files": files, "cfg": cfg}
+    return {"onnx": d / "tiny.onnx", "ckpt": ckpt, "plain": plain, "files": files, "cfg": cfg}
 
 
 def test_export_writes_the_network_and_the_refiner(exported):
     import onnx
 
     onnx_path = str(exported["onnx"])
-    assert [str(f) for f in exported["files"]] == [onnx_path, onnx_path.replace(".onnx", ".refiner.onnx")]
+    assert [str(f) for f in exported["files"]] == [onnx_path, onnx_path.replace(".onnx", ".no_lidar.onnx"),
+                                                   onnx_path.replace(".onnx", ".refiner.onnx")]
     proto = onnx.load(str(exported["onnx"]), load_external_data=False)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -77,15 +85,19 @@ def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported
     assert len(a.boxes) == 100 and same_boxes(a, b), (len(a.boxes), len(b.boxes))
     np.testing.assert_allclose(b.bev_probs, a.bev_probs, atol=1e-4)
     assert (a.occ_labels == b.occ_labels).mean() > 0.9999
-    # A frame without LiDAR (the graph gets a dummy pillar that the neck masks out). The random camera-only
-    # heatmap is nearly flat: a few of the 100 peaks are near-ties that float rounding orders differently,
-    # so most (not all) boxes must match; the dense outputs all.
+    # A frame without LiDAR (the graph gets a dummy pillar that the neck masks out), run by the no-LiDAR graph
+    # with that condition's statistics on both paths. The random camera-only heatmap is nearly flat: a few of
+    # the 100 peaks are near-ties that float rounding orders differently, so most (not all) boxes must match;
+    # the dense outputs all.
     frame.points = np.zeros((0, 4), np.float32)
     with pytest.warns(UserWarning):
         a, b = torch_pred.predict(frame), ort_pred.predict(frame)
+        trained = Predictor(exported["cfg"], exported["plain"]).predict(frame)
     assert len(a.boxes) == len(b.boxes) and matched_fraction(box_rows(a), box_rows(b)) > 0.9
     np.testing.assert_allclose(b.bev_probs, a.bev_probs, atol=1e-4)
     assert (a.occ_labels == b.occ_labels).mean() > 0.9999
+    assert np.abs(trained.bev_probs - a.bev_probs).max() > 1e-2  # the statistics matter: the main graph would fail
+    assert "BatchNorm statistics of the no lidar condition" in b.warnings
 
 
 def test_bench_runs_the_onnx_file(exported, tmp_path):

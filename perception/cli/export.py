@@ -11,6 +11,11 @@ depth map, the BEV pooling ranks of the rig, the map / occupancy grid points and
 detection decoding (score, sort, threshold), the occupancy argmax, and the refiner's point gathering and
 box update (docs/benchmarks.md, "ONNX export").
 
+A checkpoint with BatchNorm statistics per sensor condition (`perception calibrate-norms`) also gets one graph
+per condition, OUT.no_lidar.onnx / OUT.no_cameras.onnx: the same network with that condition's statistics.
+ONNX Runtime then runs a frame without a sensor with its condition's graph, as the PyTorch path swaps the
+statistics.
+
 The file's metadata holds the resolved config, so `perception bench --backend onnxruntime OUT.onnx` and
 perception.export.onnx_runtime.OnnxPredictor need nothing else. --check runs ONNX Runtime on one synthetic
 frame and compares every output with PyTorch (relative error < 1e-3, the same boxes after decoding).

@@ -5,7 +5,7 @@ frame; the number of pillars and of pooled frustum points (and the refiner's box
 Opset 20 by default: the occupancy head samples 3D volumes (``GridSample`` on 5D inputs needs opset 20);
 a config without occupancy also exports at 17. The metadata holds what the runtime needs besides the graph:
 the resolved config, the occupancy logit shift (the head's class-prior correction, computed from buffers of
-the checkpoint) and the refiner file name.
+the checkpoint), the refiner file name and the graphs per sensor condition (:func:`_export_conditions`).
 """
 
 import json
@@ -75,6 +75,8 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
         _export(graph, args, out_path, graph.inputs, graph.outputs,
                 {k: v for k, v in DYNAMIC.items() if k in graph.inputs}, opset)
     files = [out_path]
+    condition_files = _export_conditions(predictor, graph, args, out_path, opset)
+    files += [os.path.join(os.path.dirname(os.path.abspath(out_path)), f) for f in condition_files.values()]
     refiner_file = ""
     if model.refiner is not None:
         refiner_file = os.path.splitext(os.path.basename(out_path))[0] + ".refiner.onnx"
@@ -94,6 +96,7 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
         "m3_config": config_text(predictor.cfg),
         "m3_config_file": str(getattr(predictor.cfg, "filename", "") or ""),
         "m3_refiner_file": refiner_file,
+        "m3_condition_files": json.dumps(condition_files),
         "m3_inputs": json.dumps(graph.inputs),
         "m3_outputs": json.dumps(graph.outputs),
         "m3_torch": torch.__version__,
@@ -104,6 +107,27 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(proto, out_path)
+    return files
+
+
+def _export_conditions(predictor, graph, args, out_path, opset):
+    """One more graph per sensor condition the checkpoint has BatchNorm statistics for (``calibrate-norms``):
+    the same network with that condition's statistics, ``<stem>.<condition>.onnx``. Returns ``{condition: file
+    name}``; the model gets its trained statistics back."""
+    norms = predictor.sensor_norms
+    if norms is None:
+        return {}
+    stem = os.path.splitext(os.path.basename(out_path))[0]
+    files = {}
+    try:
+        for condition in norms.conditions:
+            norms.use(condition)
+            files[condition] = f"{stem}.{condition}.onnx"
+            with torch.no_grad():
+                _export(graph, args, os.path.join(os.path.dirname(os.path.abspath(out_path)), files[condition]),
+                        graph.inputs, graph.outputs, {k: v for k, v in DYNAMIC.items() if k in graph.inputs}, opset)
+    finally:
+        norms.use(None)
     return files
 
 

@@ -5,7 +5,8 @@ model is an :class:`OnnxModel`: the Python side (:func:`perception.export.inputs
 graph in an ``onnxruntime.InferenceSession``, then the PyTorch path's own decoding
 (``MultiTaskHead.decode``) and box refinement (``PointBoxRefiner.refine`` with the refiner's ONNX network).
 The non-learned parts come from a model built from the config stored in the file; its weights are never
-used (the occupancy head's class-prior shift, learned statistics, comes from the file's metadata).
+used (the occupancy head's class-prior shift, learned statistics, comes from the file's metadata). A frame
+without a sensor runs that condition's graph when the export wrote one (``OUT.<condition>.onnx``).
 """
 
 import ast
@@ -69,6 +70,11 @@ class OnnxModel:
             shift = torch.tensor(json.loads(meta["m3_occ_logit_shift"]), dtype=torch.float32)
             self.head.occ.logit_adjustment = lambda: shift
         self.session = _session(path, device)
+        # one graph per sensor condition with its own BatchNorm statistics; _ConditionGraphs picks one per frame
+        folder = os.path.dirname(os.path.abspath(str(path)))
+        self.condition_sessions = {c: _session(os.path.join(folder, f), device)
+                                   for c, f in json.loads(meta.get("m3_condition_files", "{}")).items()}
+        self.condition = None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = json.loads(meta["m3_outputs"])
         self.refiner_net = None
@@ -92,7 +98,8 @@ class OnnxModel:
             v = x[name].detach().cpu()
             feeds[name] = v.numpy() if v.dtype == torch.bool else v.numpy().astype(
                 np.float32 if v.is_floating_point() else np.int64)
-        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
+        session = self.condition_sessions.get(self.condition, self.session)
+        return dict(zip(self.outputs, session.run(self.outputs, feeds), strict=True))
 
     def predict(self, batch):
         x = prepare_inputs(self.torch_model, batch)
@@ -118,6 +125,19 @@ class OnnxModel:
         return results
 
 
+class _ConditionGraphs:
+    """Stands in for the Predictor's :class:`perception.models.sensor_norms.SensorNorms`: ``use(condition)``
+    selects that condition's graph (None, or a condition without one: the main graph) and returns it, so the
+    Predictor decides and notes the condition the same way for both paths."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def use(self, condition):
+        self.model.condition = condition if condition in self.model.condition_sessions else None
+        return self.model.condition
+
+
 class OnnxPredictor:
     """A :class:`perception.runtime.Predictor` running ``path`` (from ``perception export``) with ONNX Runtime.
     ``score_threshold``: override of the config's detection threshold."""
@@ -130,4 +150,6 @@ class OnnxPredictor:
         predictor.model = OnnxModel(path, cfg, meta, device, torch_model=predictor.model)
         predictor.onnx_path = str(path)
         predictor.torch_model = predictor.model.torch_model
+        if predictor.model.condition_sessions:
+            predictor.sensor_norms = _ConditionGraphs(predictor.model)
         return predictor
