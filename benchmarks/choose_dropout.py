@@ -55,8 +55,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="one learn_synthetic.py --choose output folder per candidate")
     p.add_argument("--keep", type=float, default=0.95, help="all-sensor S kept, as a fraction of the best")
+    p.add_argument("--seed", type=int, default=0, help="the training seed whose val rows are compared")
     args = p.parse_args(argv)
-    scores = {Path(r).name: candidate_scores(r) for r in args.runs}
+    scores = {Path(r).name: candidate_scores(r, args.seed) for r in args.runs}
     print("| candidate | S all sensors | " + " | ".join(f"S {c}" for c in DEGRADED) + " | mean S degraded |")
     print("|---" * (len(DEGRADED) + 3) + "|")
     for name, s in scores.items():
