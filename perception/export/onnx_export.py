@@ -62,6 +62,8 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
         cfg = load_config(config, list(cfg_options)) if isinstance(config, (str, os.PathLike)) else config
         predictor = Predictor(cfg, checkpoint, device="cpu")
     model = predictor.model.eval()
+    if predictor.sensor_norms is not None:
+        predictor.sensor_norms.use(None)  # the main graph holds the trained statistics, whatever ran before
     if "occ" in model.tasks and opset < 20:
         raise ValueError("the occupancy head samples 3D volumes: ONNX GridSample on 5D inputs needs opset >= 20")
     batch = example_batch(predictor)
