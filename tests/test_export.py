@@ -14,6 +14,7 @@ from perception.config import load_config  # noqa: E402
 from perception.export.inputs import prepare_inputs  # noqa: E402
 from perception.export.onnx_export import (  # noqa: E402
     box_rows,
+    check_export,
     compare_outputs,
     example_batch,
     export_onnx,
@@ -98,6 +99,9 @@ def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported
     assert (a.occ_labels == b.occ_labels).mean() > 0.9999
     assert np.abs(trained.bev_probs - a.bev_probs).max() > 1e-2  # the statistics matter: the main graph would fail
     assert "BatchNorm statistics of the no lidar condition" in b.warnings
+    # perception export --check runs the same comparison for every condition graph
+    report = check_export(exported["onnx"], checkpoint=exported["ckpt"])
+    assert report["ok"] and any(line.startswith("no_lidar graph: ") for line in report["lines"]), report["lines"]
 
 
 def test_bench_runs_the_onnx_file(exported, tmp_path):

@@ -18,7 +18,8 @@ statistics.
 
 The file's metadata holds the resolved config, so `perception bench --backend onnxruntime OUT.onnx` and
 perception.export.onnx_runtime.OnnxPredictor need nothing else. --check runs ONNX Runtime on one synthetic
-frame and compares every output with PyTorch (relative error < 1e-3, the same boxes after decoding).
+frame and compares every output with PyTorch (relative error < 1e-3, the same boxes after decoding), and each
+condition graph on that frame with its sensor withheld.
 """
 
 

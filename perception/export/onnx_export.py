@@ -8,6 +8,7 @@ the resolved config, the occupancy logit shift (the head's class-prior correctio
 the checkpoint), the refiner file name and the graphs per sensor condition (:func:`_export_conditions`).
 """
 
+import dataclasses
 import json
 import os
 import warnings
@@ -230,4 +231,25 @@ def check_export(onnx_path, config=None, checkpoint=None, cfg_options=(), frame=
         lines.append(f"decoded boxes: {len(a.boxes)} equal (1e-3)")
     if a.occ_labels is not None:
         lines.append(f"occupancy labels equal on {100 * float((a.occ_labels == b.occ_labels).mean()):.4f} % of voxels")
+    for condition in ort_pred.model.condition_sessions:
+        condition_ok, line = _check_condition(torch_pred, ort_pred, frame, condition, tolerance)
+        ok &= condition_ok
+        lines.append(line)
     return {"ok": ok, "errors": errors, "lines": lines}
+
+
+def _check_condition(torch_pred, ort_pred, frame, condition, tolerance):
+    """The frame with ``condition``'s sensor withheld through both paths (PyTorch with the condition's
+    statistics, ONNX Runtime with its graph): the BEV map within ``tolerance``, the occupancy labels, and at
+    least 90 % of the boxes (near-equal scores of a camera-only heatmap may trade places)."""
+    withheld = (dataclasses.replace(frame, points=np.zeros((0, 4), np.float32)) if condition == "no_lidar"
+                else dataclasses.replace(frame, cameras={}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Predictor warns of the withheld sensor
+        a, b = torch_pred.predict(withheld), ort_pred.predict(withheld)
+    bev = float(np.abs(a.bev_probs - b.bev_probs).max()) if a.bev_probs is not None else 0.0
+    occ = float((a.occ_labels == b.occ_labels).mean()) if a.occ_labels is not None else 1.0
+    boxes = matched_fraction(box_rows(a), box_rows(b)) if len(a.boxes) == len(b.boxes) else 0.0
+    ok = bev < tolerance and occ > 0.9999 and boxes > 0.9
+    return ok, (f"{condition} graph: BEV max difference {bev:.1e}, occupancy labels equal on {100 * occ:.4f} %, "
+                f"boxes matched {100 * boxes:.1f} %" + ("" if ok else "  <- differs"))
