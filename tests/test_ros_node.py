@@ -200,8 +200,16 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
             return [d for d in diags if d]
 
         assert answered(sensors.frame(), 60), log.read_text()[-3000:]
-        assert answered(sensors.frame())  # the cameras are flowing now: the node waits for their images
-        assert inputs()[-1]["camera CAM_FRONT"] == "ok" and inputs()[-1]["camera CAM_FRONT_LEFT"] == "ok"
+        def cameras_ok():
+            return inputs()[-1]["camera CAM_FRONT"] == "ok" and inputs()[-1]["camera CAM_FRONT_LEFT"] == "ok"
+
+        # The cameras flow once DDS has matched their publishers with the node (an image sent before is lost, and
+        # on a loaded machine that can take more than one frame): then the node waits for their images.
+        for _ in range(5):
+            assert answered(sensors.frame())
+            if cameras_ok():
+                break
+        assert cameras_ok(), inputs()[-1]
         # bf16:=true runs bf16 where this CPU has native bf16, fp32 (said once in the log) where it does not
         latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
         assert latency[-1]["precision"] == precision and float(latency[-1]["input_age"]) > 0, latency[-1]
