@@ -55,6 +55,13 @@ def _export(module, args, path, names, outputs, dynamic, opset):
                           dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
+def _export_graph(graph, args, path, opset):
+    """:class:`ExportGraph` ``graph`` traced on ``args`` into ``path`` (its inputs, outputs and dynamic axes)."""
+    with torch.no_grad():
+        _export(graph, args, path, graph.inputs, graph.outputs, {k: v for k, v in DYNAMIC.items() if k in graph.inputs},
+                opset)
+
+
 def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predictor=None):
     """Write ``out_path`` (and ``<stem>.refiner.onnx`` with a refiner). Returns the files written."""
     if opset < 17:
@@ -74,9 +81,7 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
     args = [x[n].clone() for n in graph.inputs]
     out_path = str(out_path)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with torch.no_grad():
-        _export(graph, args, out_path, graph.inputs, graph.outputs,
-                {k: v for k, v in DYNAMIC.items() if k in graph.inputs}, opset)
+    _export_graph(graph, args, out_path, opset)
     files = [out_path]
     condition_files = _export_conditions(predictor, graph, args, out_path, opset)
     files += [os.path.join(os.path.dirname(os.path.abspath(out_path)), f) for f in condition_files.values()]
@@ -120,15 +125,13 @@ def _export_conditions(predictor, graph, args, out_path, opset):
     norms = predictor.sensor_norms
     if norms is None:
         return {}
-    stem = os.path.splitext(os.path.basename(out_path))[0]
+    stem, folder = os.path.splitext(os.path.basename(out_path))[0], os.path.dirname(os.path.abspath(out_path))
     files = {}
     try:
         for condition in norms.conditions:
             norms.use(condition)
             files[condition] = f"{stem}.{condition}.onnx"
-            with torch.no_grad():
-                _export(graph, args, os.path.join(os.path.dirname(os.path.abspath(out_path)), files[condition]),
-                        graph.inputs, graph.outputs, {k: v for k, v in DYNAMIC.items() if k in graph.inputs}, opset)
+            _export_graph(graph, args, os.path.join(folder, files[condition]), opset)
     finally:
         norms.use(None)
     return files
