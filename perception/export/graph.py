@@ -61,8 +61,7 @@ def encode_all_cameras(cam, images, cam_mask, depth_map, plan):
     features = cam.fpn(cam.backbone(images.reshape(-1, 3, *cam.image_size)))
     if cam.use_lidar_depth:
         sparse = depth_map.reshape(-1, 1, h, w).to(features.dtype)
-        encoded = cam.depth_encoder(torch.cat([sparse / cam.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1))
-        features = torch.cat([features, encoded], 1)
+        features = torch.cat([features, cam.encode_depth(sparse)], 1)
     out = cam.depth_net(features)
     present = cam_mask.reshape(-1, 1, 1, 1).to(out.dtype)
     depth_logits = (out[:, :num_bins] * present).view(b, n, num_bins, h, w)

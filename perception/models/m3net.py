@@ -23,6 +23,7 @@ from perception.config import check_head_section, head_task_section, occupancy_g
 from perception.constants import OCC_GRIDS
 from perception.models.camera.encoder import CameraEncoder
 from perception.models.fusion.neck import FusedBEVNeck
+from perception.models.heads.camera_map_aux import CameraMapAux
 from perception.models.heads.multitask import TASK_MODULES, MultiTaskHead
 from perception.models.lidar.encoder import LidarEncoder
 from perception.models.roi_heads.point_refiner import PointBoxRefiner
@@ -53,6 +54,7 @@ class M3Net(nn.Module):
         max_boxes: int = 500,
         depth_loss_weight: float = 1.0,
         refiner: nn.Module | None = None,
+        camera_map: nn.Module | None = None,
     ):
         super().__init__()
         if lidar_encoder is None and camera_encoder is None:
@@ -66,6 +68,7 @@ class M3Net(nn.Module):
         self.max_boxes = int(max_boxes)
         self.depth_loss_weight = float(depth_loss_weight)
         self.refiner = refiner
+        self.camera_map = camera_map
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -78,6 +81,8 @@ class M3Net(nn.Module):
                 batch["images"], batch["cam_mask"], batch["intrinsics"], batch["lidar2cam"],
                 points=batch["points"], lidar_mask=lidar_mask,
             )
+            if self.camera_map is not None and self.training:
+                aux["camera_bev"] = camera_bev  # (B, C_c, X, Y), for the camera map loss in forward
         # A sample counts as having cameras when any of its cameras is valid.
         camera_mask = batch["cam_mask"].any(dim=1) if self.camera_encoder is not None else torch.zeros_like(lidar_mask)
         if self.lidar_encoder is None:
@@ -97,10 +102,15 @@ class M3Net(nn.Module):
         with running_stats_frozen(condition_layers(self, condition) if condition else {}):
             task_bevs, aux = self.encode(batch)
             outputs = self.head(task_bevs, batch)
+            camera_map = None
+            if self.camera_map is not None:  # (B, K, 200, 200) on BEV_MAP_GRID, from the camera BEV alone
+                camera_map = self.camera_map(aux.pop("camera_bev"), batch["bev_aug"])
             with torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
                 losses = dict(self.head.loss(_float32(outputs), batch))
                 if self.camera_encoder is not None and self.depth_loss_weight > 0:
                     losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
+                if camera_map is not None:
+                    losses["camera_map"] = self.camera_map.loss(camera_map.float(), batch)
                 if self.refiner is not None:
                     # The detector's own top boxes of this step (augmented LiDAR frame, detached): the errors the
                     # refiner meets at inference, and the false positives its quality score must rate low.
@@ -217,10 +227,17 @@ def build_model(model_cfg) -> M3Net:
     if model_cfg["refiner"] is not None:  # needs model.lidar and 'det' (perception.config checks it)
         refiner = _construct(PointBoxRefiner, dict(model_cfg["refiner"]), "refiner", filename,
                              point_channels=lidar.in_channels)
+    camera_map = None
+    if float(model_cfg["camera_map_weight"]) > 0:
+        if camera is None or "map" not in tasks:
+            raise ValueError(f"config key model.camera_map_weight in {filename}: needs model.camera and the "
+                             f"'map' task, got tasks {tasks} and camera {'on' if camera else 'None'}")
+        camera_map = CameraMapAux(camera.out_channels, pcr, model_cfg["camera_map_weight"])
     return M3Net(
         tasks, lidar, camera, neck, head,
         score_threshold=model_cfg["score_threshold"],
         max_boxes=model_cfg["max_boxes"],
         depth_loss_weight=model_cfg["depth_loss_weight"],
         refiner=refiner,
+        camera_map=camera_map,
     )

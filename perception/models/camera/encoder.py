@@ -3,6 +3,12 @@
 ResNet/timm backbone -> FPN (one level, stride ``feature_stride``) -> depth net (optionally fed a LiDAR
 depth map encoded by a small conv net) -> LSS lift (depth distribution x context) -> sum pooling onto the
 BEV grid (at ``bev_cell / bev_pool_factor``, then a strided conv down to ``bev_cell``).
+
+``lidar_depth_dropout`` p > 0 teaches the depth net to lift without LiDAR (a fusion model whose LiDAR drops out):
+in training each sample's LiDAR depth INPUT is withheld with probability p (its depth TARGET stays, so the depth
+head learns monocular depth there; the LiDAR encoder still gets the points), and a camera whose depth map holds no
+LiDAR return (withheld, or no LiDAR at all) gets a learned "no depth" feature instead of the depth encoder's
+output, so the depth encoder's BatchNorm statistics are those of real depth maps only.
 Inputs follow the training-batch table of ``docs/architecture.md``.
 """
 
@@ -46,6 +52,7 @@ class CameraEncoder(nn.Module):
         feature_stride=8,
         bev_pool_factor=1,
         depth_encoder_channels=32,
+        lidar_depth_dropout=0.0,
     ):
         super().__init__()
         height, width = image_size
@@ -65,6 +72,11 @@ class CameraEncoder(nn.Module):
         self.context_channels = context_channels
         self.out_channels = context_channels
         self.use_lidar_depth = use_lidar_depth
+        self.lidar_depth_dropout = float(lidar_depth_dropout)
+        if not 0.0 <= self.lidar_depth_dropout < 1.0:
+            raise ValueError(f"CameraEncoder: lidar_depth_dropout must be in [0, 1), got {lidar_depth_dropout}")
+        if self.lidar_depth_dropout and not use_lidar_depth:
+            raise ValueError("CameraEncoder: lidar_depth_dropout needs use_lidar_depth=True")
 
         self.backbone = ImageBackbone(backbone, pretrained=pretrained, weights_path=weights_path)
         self.fpn = ImageFPN(self.backbone.channels, fpn_channels, out_stride=self.feature_stride)
@@ -74,6 +86,11 @@ class CameraEncoder(nn.Module):
             half = depth_encoder_channels // 2
             self.depth_encoder = nn.Sequential(conv_bn_relu(2, half), conv_bn_relu(half, depth_encoder_channels))
             depth_in += depth_encoder_channels
+        # The depth encoder's output for a camera without LiDAR depth (only with lidar_depth_dropout: checkpoints
+        # trained without it keep running the encoder on the empty map).
+        self.missing_depth = None
+        if self.lidar_depth_dropout:
+            self.missing_depth = nn.Parameter(torch.zeros(1, depth_encoder_channels, 1, 1))
         self.depth_net = nn.Sequential(
             conv_bn_relu(depth_in, fpn_channels),
             nn.Conv2d(fpn_channels, self.depth_bins.num_bins + context_channels, 1),
@@ -170,6 +187,9 @@ class CameraEncoder(nn.Module):
             with stage("view_transform"):
                 depth_map = self.lidar_depth(points, lidar_mask, intrinsics, lidar2cam, cam_mask)
                 aux["depth_target"] = self.depth_bins.index(depth_map)
+                if self.training and self.lidar_depth_dropout:  # withhold the input, keep the target
+                    keep = torch.rand(batch, device=depth_map.device) >= self.lidar_depth_dropout  # (B,)
+                    depth_map = depth_map * keep[:, None, None, None].to(depth_map.dtype)  # (B, N, h, w)
 
         # Only present cameras go through the network; missing ones keep zero features and zero depth mass.
         selected = cam_mask.reshape(-1).nonzero().squeeze(1)
@@ -184,9 +204,7 @@ class CameraEncoder(nn.Module):
                         sparse = depth_map.reshape(-1, 1, h, w)[selected]
                     else:
                         sparse = features.new_zeros(len(selected), 1, h, w)
-                    flag = (sparse > 0).to(sparse.dtype)
-                    encoded = self.depth_encoder(torch.cat([sparse / self.depth_bins.stop, flag], 1))
-                    features = torch.cat([features, encoded], 1)
+                    features = torch.cat([features, self.encode_depth(sparse)], 1)
                 out = self.depth_net(features)
                 # under autocast ``out`` is fp16 while the zero buffers are fp32: copy in the buffers' dtype
                 out = out.to(depth_logits.dtype)
@@ -205,6 +223,22 @@ class CameraEncoder(nn.Module):
                 else:  # precomputed ranks, cached for the rig
                     bev = bev_pool_ranked(depth_probs, context, self.pool_plan(intrinsics, lidar2cam, cam_mask))
             return self.downsample(bev), aux
+
+    def encode_depth(self, sparse):
+        """``sparse (M, 1, h, w)`` LiDAR depth in metres (0 = none) -> ``(M, C_d, h, w)`` depth features. With
+        ``missing_depth``, a camera whose map has no return gets it instead; in training the encoder runs on the
+        other cameras only (BatchNorm batch statistics of real maps), in eval on all (per-row, the same result)."""
+        x = torch.cat([sparse / self.depth_bins.stop, (sparse > 0).to(sparse.dtype)], 1)  # (M, 2, h, w)
+        if self.missing_depth is None:
+            return self.depth_encoder(x)
+        has = (sparse > 0).flatten(1).any(1)  # (M,)
+        missing = self.missing_depth.to(sparse.dtype).expand(x.shape[0], -1, *x.shape[2:])  # (M, C_d, h, w)
+        if not self.training:
+            return torch.where(has[:, None, None, None], self.depth_encoder(x).to(missing.dtype), missing)
+        index = has.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return missing
+        return missing.index_copy(0, index, self.depth_encoder(x[index]).to(missing.dtype))
 
     def depth_loss(self, aux):
         """Cross-entropy of the depth distribution against the LiDAR depth bin, averaged over the feature

@@ -1,0 +1,118 @@
+"""What teaches the fusion model's camera branch to work without LiDAR (issue 17's no-LiDAR row):
+``CameraEncoder(lidar_depth_dropout=p)`` (the LiDAR depth input withheld, its target kept, a learned feature for
+a camera without depth) and ``model.camera_map_weight`` (:class:`CameraMapAux`, a training-only map loss on the
+camera BEV before the fusion)."""
+
+import pytest
+import torch
+from torch import nn
+
+from perception.config import load_config
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID
+from perception.models import build_model
+from perception.models.camera.encoder import CameraEncoder
+from perception.models.heads.camera_map_aux import CameraMapAux
+from test_models_camera import _tiny_setup
+from test_training import REPO, _one_sample_batch
+
+
+def _encoder(p):
+    _, images, K, lidar2cam, points = _tiny_setup()
+    torch.manual_seed(0)
+    enc = CameraEncoder((64, 128), [-16.0, -16.0, -5.0, 16.0, 16.0, 3.0], 1.0, fpn_channels=32, context_channels=16,
+                        depth_bins=(1.0, 25.0, 1.0), bev_pool_factor=2, lidar_depth_dropout=p)
+    return enc, images, K, lidar2cam, points
+
+
+def test_a_camera_without_lidar_depth_gets_the_learned_no_depth_feature():
+    enc, images, K, lidar2cam, points = _encoder(0.5)
+    cams, has_lidar = torch.ones(2, 2, dtype=torch.bool), torch.tensor([True, False])
+    enc.eval()
+    with torch.no_grad():
+        before, _ = enc(images, cams, K, lidar2cam, points, has_lidar)
+        enc.missing_depth.fill_(3.0)
+        after, _ = enc(images, cams, K, lidar2cam, points, has_lidar)
+    assert torch.equal(after[0], before[0])  # the sample with LiDAR depth: the encoder's output, as before
+    assert (after[1] - before[1]).abs().max() > 1e-3  # the one without: the learned feature
+    # The training path (encoder on the cameras with depth only) and the eval path (on all, then chosen) agree
+    # when the layers normalize alike.
+    sparse = torch.rand(4, 1, 8, 16) * 20 * (torch.rand(4, 1, 8, 16) > 0.7)
+    sparse[1] = 0
+    eval_out = enc.encode_depth(sparse)
+    enc.train()
+    enc.depth_encoder.eval()
+    torch.testing.assert_close(enc.encode_depth(sparse), eval_out)
+    assert torch.equal(eval_out[1], enc.missing_depth[0].expand_as(eval_out[1]))
+
+
+def test_the_depth_encoder_learns_its_statistics_from_real_depth_maps_only():
+    enc, images, K, lidar2cam, points = _encoder(1e-9)  # never drawn: only the sample without LiDAR lacks depth
+    enc.train()
+    first_bn = enc.depth_encoder[0][1]
+    enc(images[:1], torch.ones(1, 2, dtype=torch.bool), K[:1], lidar2cam[:1], points[:1], torch.tensor([True]))
+    alone = first_bn.running_mean.clone()
+    first_bn.reset_running_stats()
+    enc(images, torch.ones(2, 2, dtype=torch.bool), K, lidar2cam, points, torch.tensor([True, False]))
+    torch.testing.assert_close(first_bn.running_mean, alone)  # the empty maps of sample 1 left out
+
+
+def test_withheld_depth_input_keeps_its_depth_target():
+    enc, images, K, lidar2cam, points = _encoder(0.999)
+    enc.train()
+    torch.manual_seed(1)
+    bev, aux = enc(images, torch.ones(2, 2, dtype=torch.bool), K, lidar2cam, points, torch.tensor([True, True]))
+    assert (aux["depth_target"] >= 0).sum() > 10  # supervised by the LiDAR it did not read
+    (bev.mean() + enc.depth_loss(aux)).backward()
+    assert enc.depth_encoder[0][0].weight.grad is None  # the input was withheld from every camera
+    assert enc.missing_depth.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="lidar_depth_dropout"):
+        CameraEncoder((64, 128), [-16.0, -16.0, -5.0, 16.0, 16.0, 3.0], 1.0, lidar_depth_dropout=1.0)
+    with pytest.raises(ValueError, match="use_lidar_depth"):
+        CameraEncoder((64, 128), [-16.0, -16.0, -5.0, 16.0, 16.0, 3.0], 1.0, lidar_depth_dropout=0.2,
+                      use_lidar_depth=False)
+
+
+def test_camera_map_logits_follow_the_bev_augmentation():
+    """A camera BEV rotated by the augmentation (+90 deg about z) gives the same map logits on the original-frame
+    grid as the unrotated one with no augmentation."""
+    pcr = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
+    head = CameraMapAux(len(BEV_MAP_CLASSES), pcr, weight=1.0)
+    head.net = nn.Identity()  # logits = the BEV itself
+    n = 64
+    plain = torch.rand(1, len(BEV_MAP_CLASSES), n, n)  # (1, 6, X, Y), original LiDAR frame
+    ix, iy = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    rotated = torch.empty_like(plain)
+    rotated[:, :, n - 1 - iy, ix] = plain[:, :, ix, iy]  # (x, y) -> (-y, x)
+    rot = torch.eye(4)[None].clone()
+    rot[0, :2, :2] = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    want = head(plain, torch.eye(4)[None])
+    assert want.shape == (1, len(BEV_MAP_CLASSES), *BEV_MAP_GRID.shape)
+    torch.testing.assert_close(head(rotated, rot), want, atol=1e-5, rtol=0)
+    assert (head(rotated, torch.eye(4)[None]) - want).abs().max() > 0.1  # the augmentation matters
+
+
+def test_camera_map_loss_trains_the_camera_branch_and_leaves_inference_alone(real_dir):
+    cfg = load_config(REPO / "configs" / "tiny.py", ["model.camera_map_weight=10.0", "model.map_memory_s=0",
+                                                     "model.camera.lidar_depth_dropout=0.5"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    batch = _one_sample_batch(cfg, real_dir)
+    batch["gt_bev"] = torch.zeros_like(batch["gt_bev"])
+    batch["gt_bev"][:, 0, :100] = 1  # drivable area ahead of the LiDAR (+x)
+    batch["gt_bev_valid"] = torch.ones_like(batch["gt_bev_valid"])
+    losses = model(batch)
+    assert losses["camera_map"] > 0
+    losses["camera_map"].backward()
+    assert model.camera_map.net[0][0].weight.grad.abs().sum() > 0
+    assert model.camera_encoder.depth_net[0][0].weight.grad.abs().sum() > 0  # reaches the camera branch
+    assert all(p.grad is None for p in model.neck.parameters())  # and nothing after the fusion
+    no_cams = dict(batch, cam_mask=torch.zeros_like(batch["cam_mask"]))
+    assert model(no_cams)["camera_map"] == 0  # nothing to learn from a frame without cameras
+    model.eval()
+    before = model.predict(batch)[0]["bev_probs"]
+    with torch.no_grad():
+        for p in model.camera_map.parameters():
+            p.add_(1.0)
+    assert torch.equal(model.predict(batch)[0]["bev_probs"], before)  # not used at inference
+    with pytest.raises(ValueError, match="model.camera_map_weight"):
+        build_model(load_config(REPO / "configs" / "tiny_lidar.py", ["model.camera_map_weight=1.0"]).model)
