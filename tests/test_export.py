@@ -29,7 +29,10 @@ from perception.runtime import Predictor  # noqa: E402
 from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
 
-OPTIONS = ["model.score_threshold=0.0", "model.head.map.lidar_cues=True"]  # the map's cue refiner too
+# the map's cue refiner too, the camera's learned no-depth feature (a frame without LiDAR runs it) and the
+# training-only camera map head (not exported)
+OPTIONS = ["model.score_threshold=0.0", "model.head.map.lidar_cues=True", "model.camera.lidar_depth_dropout=0.5",
+           "model.camera_map_weight=10.0"]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +48,7 @@ def exported(tmp_path_factory):
         torch.nn.init.normal_(p, std=0.1)  # cue refiners that do something
     for p in model.refiner.out.parameters():  # and a box refiner that moves boxes
         torch.nn.init.normal_(p, std=0.05)
+    torch.nn.init.normal_(model.camera_encoder.missing_depth, std=1.0)
     # BatchNorm statistics of the no-LiDAR condition (as perception calibrate-norms writes them), unlike the
     # trained ones, so that a frame without LiDAR must run the export's no-LiDAR graph to match PyTorch
     norms = {name: {"running_mean": m.running_mean + 0.3 * torch.randn_like(m.running_mean),
