@@ -216,3 +216,36 @@ def test_calibrate_norms_command_writes_a_new_checkpoint(synth_root, tmp_path, c
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("perception calibrate-norms: error: ") and message in err, err
+
+
+def test_statistics_fit_the_weights_they_were_estimated_with(synth_root, tmp_path, capsys):
+    """A checkpoint with EMA weights: calibrate-norms --ema estimates with them (other statistics than the
+    'model' weights give), and a Predictor that runs the other set refuses the entry by name."""
+    from perception.cli.main import main
+
+    torch.manual_seed(0)
+    cfg = load_config(CONFIG)
+    state = build_model(cfg.model).state_dict()
+    shadow = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    src = tmp_path / "trained.pth"
+    save_checkpoint(src, {"model": state, "ema": {"updates": 3, "shadow": shadow}})
+    base = ["calibrate-norms", str(CONFIG), str(src), "--dataroot", str(synth_root), "--split", "val", "--samples",
+            "2", "--conditions", "no_lidar"]
+    outs = {w: tmp_path / f"{w}.pth" for w in ("model", "ema")}
+    assert main([*base, "--out", str(outs["model"])]) == 0
+    assert main([*base, "--ema", "--out", str(outs["ema"])]) == 0
+    entries = {w: torch.load(p, weights_only=True)[SENSOR_NORMS_KEY] for w, p in outs.items()}
+    assert {w: e["weights"] for w, e in entries.items()} == {"model": "model", "ema": "ema"}
+    ema, plain_stats = (entries[w]["conditions"]["no_lidar"] for w in ("ema", "model"))
+    differ = [n for n in ema if not torch.equal(ema[n]["running_mean"], plain_stats[n]["running_mean"])]
+    assert len(differ) > len(ema) // 2  # estimated through the EMA weights
+    assert Predictor(cfg, outs["ema"], use_ema=True).sensor_norms is not None
+    assert Predictor(cfg, outs["model"]).sensor_norms is not None
+    for path, use_ema, fitted in ((outs["ema"], False, "ema"), (outs["model"], True, "model")):
+        with pytest.raises(ValueError, match=f"estimated with its '{fitted}' weights"):
+            Predictor(cfg, path, use_ema=use_ema)
+    plain = tmp_path / "plain.pth"
+    save_checkpoint(plain, {"model": state})
+    capsys.readouterr()
+    assert main([*base[:2], str(plain), *base[3:], "--ema", "--out", str(tmp_path / "z.pth")]) == 2
+    assert "has no EMA weights" in capsys.readouterr().err

@@ -10,7 +10,8 @@ node, replay) uses them on the frames that lack the sensor, and says so in the p
 
 Use the training split: statistics estimated on the set a result is reported on would be tuned on it.
 NEW.pth is the input checkpoint plus a 'sensor_norms' entry; the input file is not changed. The statistics
-fit the checkpoint's 'model' weights (the ones a Predictor loads by default), not its EMA weights.
+fit the checkpoint's 'model' weights (the ones a Predictor loads by default), or with --ema its EMA weights;
+a Predictor that runs the other set refuses them.
 """
 
 import os
@@ -32,6 +33,8 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     p.add_argument("--conditions", nargs="+", default=["no_lidar", "no_cameras"], choices=["no_lidar", "no_cameras"],
                    help="sensor conditions to estimate (default both)")
+    p.add_argument("--ema", action="store_true",
+                   help="estimate for the checkpoint's EMA weights (Predictor use_ema=True), not its 'model' ones")
     p.add_argument("--out", required=True, metavar="NEW.pth", help="checkpoint to write (not the input)")
     p.add_argument("--overwrite", action="store_true", help="replace NEW.pth when it exists")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
@@ -63,8 +66,13 @@ def run(args):
     if cfg.model.get("lidar") is None or cfg.model.get("camera") is None:
         raise ValueError(f"{args.config}: the model reads one sensor only; the conditions are those of a fusion model "
                          "(a single-sensor model without its sensor has nothing to run on)")
-    predictor = Predictor(cfg, args.checkpoint)  # errors name the file
     ckpt = load_checkpoint(args.checkpoint)
+    if args.ema and ckpt.get("ema") is None:
+        raise ValueError(f"--ema: checkpoint {args.checkpoint} has no EMA weights (trained with train.ema=False)")
+    try:  # without an earlier entry: it is replaced, and it may fit the other weights
+        predictor = Predictor(cfg, {k: v for k, v in ckpt.items() if k != SENSOR_NORMS_KEY}, use_ema=args.ema)
+    except ValueError as e:
+        raise ValueError(f"{args.checkpoint}: {e}") from e
     nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
     tokens = split_sample_tokens(nusc, args.split)
     samples = load_split_samples(nusc, args.split, tokens, os.path.join(os.path.dirname(args.out) or ".", "index"))

@@ -141,12 +141,19 @@ def check_sensor_norms(entry, model, where="the checkpoint"):
 class SensorNorms:
     """The statistics of each condition, and the model's own (trained) ones for frames with every sensor.
 
+    ``weights``: which of the checkpoint's weights the model runs ('model' or 'ema'); the entry must have been
+    estimated with the same (its ``'weights'``, 'model' when absent), else a ``ValueError``.
     ``use(condition)`` copies a condition's statistics into the model's BatchNorm buffers (None: the trained
     ones back); it copies only when the condition changes, so a steady stream costs nothing.
     """
 
-    def __init__(self, model, entry, where="the checkpoint"):
+    def __init__(self, model, entry, where="the checkpoint", weights="model"):
         check_sensor_norms(entry, model, where)
+        fitted = entry.get("weights", "model")  # entries written before EMA calibration existed: 'model'
+        if fitted != weights:  # statistics of other weights would normalize these wrongly
+            raise ValueError(f"{where}: its '{SENSOR_NORMS_KEY}' were estimated with its '{fitted}' weights, the "
+                             f"model runs its '{weights}' weights; calibrate again (perception calibrate-norms"
+                             f"{' --ema' if weights == 'ema' else ''})")
         self.layers = batch_norms(model)
         self.conditions = {c: s for c, s in entry["conditions"].items() if s}
         names = {n for stats in self.conditions.values() for n in stats}

@@ -63,8 +63,8 @@ class Predictor:
     runs fp32 there, for ``perception bench``). ``bf16``: bf16 autocast on a CPU with native bf16 (AVX512-BF16
     / AMX; :mod:`perception.models.precision`); a CPU without it runs fp32 and ``precision_note`` says so.
     Boxes, map probabilities and occupancy labels are decoded in fp32 either way.
-    A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both. A checkpoint with
-    per-condition BatchNorm statistics (``sensor_norms``) uses them on the frames without LiDAR / cameras.
+    A checkpoint whose weights do not fit the config's model is a ``ValueError`` naming both. Per-condition
+    BatchNorm statistics (``sensor_norms``, estimated for the weights that run) serve frames without a sensor.
     """
 
     def __init__(self, config, checkpoint=None, device="cpu", use_ema=False, fp16=None, bf16=False):
@@ -79,28 +79,28 @@ class Predictor:
         self.precision = "fp16" if self.fp16 else "bf16" if self.bf16 else "fp32"  # what the model runs in
         self.tasks = tuple(self.cfg["model"]["tasks"])
         self.model = build_model(self.cfg["model"])
-        if checkpoint is not None:
-            ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+        ckpt = checkpoint if checkpoint is None or isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+        self.weights = "ema" if use_ema and (ckpt or {}).get("ema") is not None else "model"  # the set that runs
+        if ckpt is not None:
             try:
                 self.model.load_state_dict(model_weights(ckpt, use_ema))
             except RuntimeError as e:  # missing / unexpected keys or shape mismatches
-                where = where_of(checkpoint)
                 cfg_name = getattr(self.cfg, "filename", None) or "the config"
-                first = str(e).strip().splitlines()
-                raise ValueError(f"checkpoint {where} does not fit the model of {cfg_name}: "
-                                 f"{' '.join(line.strip() for line in first[:3])[:400]}") from e
+                first = " ".join(line.strip() for line in str(e).strip().splitlines()[:3])[:400]
+                raise ValueError(f"checkpoint {where_of(checkpoint)} does not fit the model of {cfg_name}: "
+                                 f"{first}") from e
         self.model.to(self.device).eval()
         self.sensor_norms = None  # frames without a sensor: that condition's BatchNorm statistics (sensor_norms)
-        if checkpoint is not None and ckpt.get(SENSOR_NORMS_KEY) is not None:
-            self.sensor_norms = SensorNorms(self.model, ckpt[SENSOR_NORMS_KEY], where=str(where_of(checkpoint)))
+        if ckpt is not None and ckpt.get(SENSOR_NORMS_KEY) is not None:
+            self.sensor_norms = SensorNorms(self.model, ckpt[SENSOR_NORMS_KEY], where=str(where_of(checkpoint)),
+                                            weights=self.weights)
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
         data = self.cfg["data"]
         self.cameras = tuple(c for c in CAMERA_NAMES if c in data["cameras"])
         self.image_aug = image_aug_params(data)
         self.num_sweeps = int(data["num_sweeps"])
         self.point_cloud_range = tuple(self.cfg["model"]["point_cloud_range"])
-        head = self.model.head
-        self.needs_lidar2ego = "occ" in self.tasks and head.occ.frame == "ego"
+        self.needs_lidar2ego = "occ" in self.tasks and self.model.head.occ.frame == "ego"
         self.fallbacks = {}  # 'no_lidar' | 'no_cameras' -> (Predictor, name) (set_fallback)
         memory_s = float(self.cfg["model"].get("map_memory_s") or 0.0)
         self.map_memory = MapMemory(memory_s) if memory_s > 0 and "map" in self.tasks else None

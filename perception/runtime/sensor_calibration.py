@@ -11,12 +11,13 @@ WITHHELD = {"no_lidar": ("lidar",), "no_cameras": ("cameras",)}
 
 
 def calibrate_sensor_norms(predictor, samples, conditions=tuple(WITHHELD), num_samples=120, seed=0, progress=None):
-    """``{'conditions': {condition: {layer: {'running_mean', 'running_var'}}}, 'samples', 'seed'}``, the
+    """``{'conditions': {condition: {layer: {'running_mean', 'running_var'}}}, 'samples', 'seed', 'weights'}``, the
     checkpoint entry ``sensor_norms``: for each condition, the statistics over ``num_samples`` of ``samples``
     (:class:`perception.data.sample.Sample`, training data: never the set a result is reported on) drawn
     without replacement with ``seed`` (all of them when fewer), the sensor withheld, one frame per batch, fp32.
 
-    ``predictor`` (a :class:`perception.runtime.Predictor`) keeps its trained statistics: the estimate starts
+    ``weights`` is the predictor's ``'model'`` or ``'ema'``: a Predictor that runs the other weights refuses the
+    entry. ``predictor`` (a :class:`perception.runtime.Predictor`) keeps its trained statistics: the estimate starts
     from them whatever condition it ran last. ``progress(condition, i, n)`` is called after each frame.
     """
     unknown = [c for c in conditions if c not in WITHHELD]
@@ -39,4 +40,4 @@ def calibrate_sensor_norms(predictor, samples, conditions=tuple(WITHHELD), num_s
                     progress(condition, i + 1, len(picked))
 
         out[condition] = estimate_condition_stats(model, condition, batches(), model.predict)
-    return {"conditions": out, "samples": len(picked), "seed": int(seed)}
+    return {"conditions": out, "samples": len(picked), "seed": int(seed), "weights": predictor.weights}
