@@ -56,12 +56,18 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def weight_set(checkpoint: dict, use_ema: bool = False) -> str:
+    """Which of a checkpoint's weights :func:`model_weights` returns: ``'ema'`` when ``use_ema`` and it has them,
+    else ``'model'``."""
+    return "ema" if use_ema and checkpoint.get("ema") is not None else "model"
+
+
 def model_weights(checkpoint: dict, use_ema: bool = False) -> dict:
     """The model state dict of a checkpoint (the EMA weights when ``use_ema`` and present), with today's key
     names (:func:`upgrade_state_dict`)."""
     if "model" not in checkpoint:
         raise ValueError("checkpoint has no 'model' entry")
-    if use_ema and checkpoint.get("ema") is not None:
+    if weight_set(checkpoint, use_ema) == "ema":
         ema = checkpoint["ema"]  # the trainer's ModelEMA.state_dict(): {'updates', 'shadow': state dict}
         return upgrade_state_dict(ema["shadow"] if "shadow" in ema else ema)
     return upgrade_state_dict(checkpoint["model"])

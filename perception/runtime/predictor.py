@@ -36,7 +36,7 @@ from perception.data.sample import CameraView, Sample
 from perception.models import build_model
 from perception.models.precision import autocast_dtype
 from perception.models.sensor_norms import SENSOR_NORMS_KEY, SensorNorms, sensor_condition
-from perception.models.weights import load_checkpoint, model_weights
+from perception.models.weights import load_checkpoint, model_weights, weight_set
 from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
 from perception.runtime.frame import Frame, LiveSample, check_camera, check_rigid, check_withhold, without_cameras
@@ -80,7 +80,7 @@ class Predictor:
         self.tasks = tuple(self.cfg["model"]["tasks"])
         self.model = build_model(self.cfg["model"])
         ckpt = checkpoint if checkpoint is None or isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-        self.weights = "ema" if use_ema and (ckpt or {}).get("ema") is not None else "model"  # the set that runs
+        self.weights = weight_set(ckpt or {}, use_ema)  # the set that runs: 'model' or 'ema'
         if ckpt is not None:
             try:
                 self.model.load_state_dict(model_weights(ckpt, use_ema))
