@@ -3,6 +3,9 @@
 # depth supervises the camera depth head (a training label, as in BEVDepth).
 _base_ = ["tiny.py"]
 # The refiner and the occupancy cues read LiDAR points.
-model = dict(lidar=None, refiner=None, camera=dict(use_lidar_depth=False), head=dict(occ=dict(lidar_cues=False)))
+# Without LiDAR there is no depth input to withhold, and the camera BEV is the fusion's only input (its map loss
+# would repeat the main one): tiny's camera-alone training options are off.
+model = dict(lidar=None, refiner=None, camera=dict(use_lidar_depth=False, lidar_depth_dropout=0.0),
+             camera_map_weight=0.0, head=dict(occ=dict(lidar_cues=False)))
 # No modality dropout: with one encoder, a dropped modality would leave nothing to read (config rule).
 data = dict(modality_dropout=dict(lidar=0.0, all_cameras=0.0, some_cameras=0.0))
