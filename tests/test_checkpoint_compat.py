@@ -34,6 +34,7 @@ NEW_OPTIONS = [
     "model.refiner.channels=(16, 32)", "model.score_threshold=0.0",
     "model.head.map.train_stride=2",  # tiny's value at eff7413 (tiny trains on the full grid since 19ceba5)
     "model.map_memory_s=0",  # the BEV map memory came later (tiny: 8 s); 0 predicts as the old code did
+    "model.camera_map_weight=0",  # the camera map loss came later (tiny: 10); this model has no camera
 ]
 # model keys added since eff7413, at the values that behave as before
 ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0}
