@@ -37,3 +37,31 @@ def test_a_checkpoint_cut_by_the_time_cap_is_reported(tmp_path):
     note = undertrained_note(trained_steps(tmp_path), planned=120, minutes=6.0)
     assert "20 of 120 steps" in note and "--retrain" in note
     assert undertrained_note(120, planned=120, minutes=6.0) is None
+
+
+def test_demo_runs_the_checkpoint_with_per_condition_statistics(synth_root, tiny_random_checkpoint, tmp_path, capsys):
+    """The fusion checkpoint the demo scores, replays and hands to the node carries its no-LiDAR / no-camera
+    statistics (estimated on the training frames); it is estimated again once the checkpoint is newer, and a
+    single-sensor model runs its checkpoint as it is."""
+    import os
+    import shutil
+
+    from perception.cli.demo import calibrated_checkpoint
+    from perception.models.sensor_norms import SENSOR_NORMS_KEY
+
+    config = REPO / "configs" / "tiny.py"
+    ckpt = tmp_path / "latest.pth"
+    shutil.copy(tiny_random_checkpoint, ckpt)
+    out = calibrated_checkpoint(str(config), ckpt, synth_root, "v1.0-trainval")
+    assert out == tmp_path / "calibrated.pth"
+    entry = torch.load(out, weights_only=True)[SENSOR_NORMS_KEY]
+    assert set(entry["conditions"]) == {"no_lidar", "no_cameras"} and entry["split"] == "train"
+    assert entry["samples"] > 0
+    written = out.stat().st_mtime_ns
+    assert calibrated_checkpoint(str(config), ckpt, synth_root, "v1.0-trainval") == out
+    assert out.stat().st_mtime_ns == written and "reusing" in capsys.readouterr().out
+    later = written / 1e9 + 10
+    os.utime(ckpt, (later, later))  # retrained: the statistics of the old weights no longer fit
+    calibrated_checkpoint(str(config), ckpt, synth_root, "v1.0-trainval")
+    assert out.stat().st_mtime_ns != written
+    assert calibrated_checkpoint(str(REPO / "configs" / "tiny_lidar.py"), ckpt, synth_root, "v1.0-trainval") == ckpt

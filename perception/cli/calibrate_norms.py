@@ -43,6 +43,28 @@ def add_parser(subparsers):
 
 
 def run(args):
+    if os.path.abspath(args.out) == os.path.abspath(args.checkpoint):
+        raise ValueError(f"--out {args.out} is the input checkpoint: write the calibrated one to another file")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise FileExistsError(f"--out {args.out} exists (pass --overwrite to replace it)")
+
+    def progress(condition, i, n):
+        if i == n or i % 20 == 0:
+            print(f"{condition}: {i}/{n} frames", flush=True)
+
+    entry = calibrate_checkpoint(args.config, args.checkpoint, args.dataroot, args.out, version=args.version,
+                                 split=args.split, samples=args.samples, seed=args.seed, conditions=args.conditions,
+                                 ema=args.ema, cfg_options=args.cfg_options, progress=progress)
+    layers = ", ".join(f"{c}: {len(s)} layers" for c, s in entry["conditions"].items())
+    print(f"wrote {args.out} ({layers}; {entry['samples']} frames of {args.split} each)")
+    return 0
+
+
+def calibrate_checkpoint(config, checkpoint, dataroot, out, version="v1.0-trainval", split="train",
+                         samples=DEFAULT_SAMPLES, seed=0, conditions=("no_lidar", "no_cameras"), ema=False,
+                         cfg_options=(), progress=None):
+    """Write ``out``: ``checkpoint`` plus its ``sensor_norms`` entry, estimated on ``samples`` frames of ``split``
+    per condition (the command above, and ``perception demo``). Returns the entry."""
     # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from nuscenes.nuscenes import NuScenes
 
@@ -54,36 +76,25 @@ def run(args):
     from perception.runtime.sensor_calibration import calibrate_sensor_norms
     from perception.training.checkpoint import save_checkpoint
 
-    if args.samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {args.samples}")
-    if os.path.abspath(args.out) == os.path.abspath(args.checkpoint):
-        raise ValueError(f"--out {args.out} is the input checkpoint: write the calibrated one to another file")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f"--out {args.out} exists (pass --overwrite to replace it)")
-    if not os.path.isdir(os.path.join(args.dataroot, args.version)):  # the devkit would assert: a traceback
-        raise FileNotFoundError(f"--dataroot {args.dataroot}: no nuScenes tables folder {args.version}/ in it")
-    cfg = load_config(args.config, list(args.cfg_options))
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    if not os.path.isdir(os.path.join(dataroot, version)):  # the devkit would assert: a traceback
+        raise FileNotFoundError(f"--dataroot {dataroot}: no nuScenes tables folder {version}/ in it")
+    cfg = load_config(config, list(cfg_options))
     if cfg.model.get("lidar") is None or cfg.model.get("camera") is None:
-        raise ValueError(f"{args.config}: the model reads one sensor only; the conditions are those of a fusion model "
+        raise ValueError(f"{config}: the model reads one sensor only; the conditions are those of a fusion model "
                          "(a single-sensor model without its sensor has nothing to run on)")
-    ckpt = load_checkpoint(args.checkpoint)
-    if args.ema and ckpt.get("ema") is None:
-        raise ValueError(f"--ema: checkpoint {args.checkpoint} has no EMA weights (trained with train.ema=False)")
+    ckpt = load_checkpoint(checkpoint)
+    if ema and ckpt.get("ema") is None:
+        raise ValueError(f"--ema: checkpoint {checkpoint} has no EMA weights (trained with train.ema=False)")
     try:  # without an earlier entry: it is replaced, and it may fit the other weights
-        predictor = Predictor(cfg, {k: v for k, v in ckpt.items() if k != SENSOR_NORMS_KEY}, use_ema=args.ema)
+        predictor = Predictor(cfg, {k: v for k, v in ckpt.items() if k != SENSOR_NORMS_KEY}, use_ema=ema)
     except ValueError as e:
-        raise ValueError(f"{args.checkpoint}: {e}") from e
-    nusc = NuScenes(version=args.version, dataroot=args.dataroot, verbose=False)
-    tokens = split_sample_tokens(nusc, args.split)
-    samples = load_split_samples(nusc, args.split, tokens, os.path.join(os.path.dirname(args.out) or ".", "index"))
-
-    def progress(condition, i, n):
-        if i == n or i % 20 == 0:
-            print(f"{condition}: {i}/{n} frames", flush=True)
-
-    entry = calibrate_sensor_norms(predictor, samples, args.conditions, args.samples, args.seed, progress)
-    entry.update(dataroot=os.path.abspath(args.dataroot), split=args.split)
-    save_checkpoint(args.out, {**ckpt, SENSOR_NORMS_KEY: entry})
-    layers = ", ".join(f"{c}: {len(s)} layers" for c, s in entry["conditions"].items())
-    print(f"wrote {args.out} ({layers}; {entry['samples']} frames of {args.split} each)")
-    return 0
+        raise ValueError(f"{checkpoint}: {e}") from e
+    nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+    tokens = split_sample_tokens(nusc, split)
+    frames = load_split_samples(nusc, split, tokens, os.path.join(os.path.dirname(str(out)) or ".", "index"))
+    entry = calibrate_sensor_norms(predictor, frames, conditions, samples, seed, progress)
+    entry.update(dataroot=os.path.abspath(dataroot), split=split)
+    save_checkpoint(out, {**ckpt, SENSOR_NORMS_KEY: entry})
+    return entry

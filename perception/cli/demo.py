@@ -1,7 +1,8 @@
 """``perception demo``: the README's main command, end to end on embedded synthetic data.
 
 1. synthesizes a small nuScenes-format dataset (cached under ``--cache``),
-2. trains the ``tiny`` config on it (reusing the cached checkpoint when one exists),
+2. trains the ``tiny`` config on it (reusing the cached checkpoint when one exists) and adds its BatchNorm
+   statistics per sensor condition (``calibrated.pth``, ``perception calibrate-norms``),
 3. evaluates it on the held-out synthetic scenes with the official protocols and prints the scores,
 4. renders one validation sample (BEV + cameras, with predictions) to PNG files,
 5. converts one validation scene into a ROS 2 bag and replays it through the perception node's code
@@ -84,6 +85,8 @@ def run(args):
     if note:
         print(f"[demo] warning: {note}")
 
+    ckpt = calibrated_checkpoint(args.config, ckpt, dataroot, version)
+
     from perception.eval.runner import evaluate_checkpoint
 
     out_dir = cache / "eval" / Path(args.config).stem
@@ -100,6 +103,26 @@ def run(args):
     replay_scene(dataroot, version, str(ckpt), args.config, cache / "replay", args.replay_frames)
     print(f"[demo] done in {time.time() - t0:.0f} s")
     return 0 if metrics is not None else 1
+
+
+def calibrated_checkpoint(config, ckpt, dataroot, version):
+    """A fusion model's checkpoint with its per-sensor-condition BatchNorm statistics (``calibrated.pth`` beside
+    ``ckpt``, estimated on the demo's training frames; ``perception calibrate-norms``): the one the demo scores and
+    replays and the README's node runs, so that a frame without LiDAR or cameras is normalized as it should be.
+    Reused while it is newer than ``ckpt``; a single-sensor model's ``ckpt`` is returned as it is."""
+    from perception.cli.calibrate_norms import calibrate_checkpoint
+    from perception.config import load_config
+
+    model = load_config(config).model
+    if model.get("lidar") is None or model.get("camera") is None:
+        return ckpt
+    out = Path(ckpt).with_name("calibrated.pth")
+    if out.exists() and out.stat().st_mtime >= Path(ckpt).stat().st_mtime:
+        print(f"[demo] reusing {out} (the checkpoint with per-sensor-condition statistics)")
+        return out
+    print(f"[demo] estimating BatchNorm statistics without LiDAR / without cameras on the training frames -> {out}")
+    calibrate_checkpoint(config, ckpt, dataroot, out, version=version, split="train")
+    return out
 
 
 def trained_steps(work_dir):
