@@ -1,14 +1,16 @@
 """What teaches the fusion model's camera branch to work without LiDAR (issue 17's no-LiDAR row):
 ``CameraEncoder(lidar_depth_dropout=p)`` (the LiDAR depth input withheld, its target kept, a learned feature for
-a camera without depth) and ``model.camera_map_weight`` (:class:`CameraMapAux`, a training-only map loss on the
-camera BEV before the fusion)."""
+a camera without depth), ``model.camera_map_weight`` (:class:`CameraMapAux`, a training-only map loss on the
+camera BEV before the fusion) and ``model.camera_occ_weight`` (:class:`CameraOccAux`, the same for occupancy)."""
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from perception.config import load_config
-from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, DEFAULT_OCC_GRID, OCC3D_FREE, OCC_GRIDS
 from perception.models import build_model
 from perception.models.camera.encoder import CameraEncoder
 from perception.models.heads.camera_map_aux import CameraMapAux
@@ -72,6 +74,24 @@ def test_withheld_depth_input_keeps_its_depth_target():
                       use_lidar_depth=False)
 
 
+def _check_camera_alone_loss(model, batch, losses, name, output):
+    """The training-only loss ``name`` (module ``model.<name>``) trains its head and the camera branch and nothing
+    after the fusion, adds nothing without cameras, and leaves the prediction ``output`` alone."""
+    losses[name].backward()
+    assert sum(p.grad.abs().sum() for p in getattr(model, name).parameters()) > 0
+    assert model.camera_encoder.depth_net[0][0].weight.grad.abs().sum() > 0  # reaches the camera branch
+    assert all(p.grad is None for p in model.neck.parameters())  # and nothing after the fusion
+    assert all(p.grad is None for p in model.head.parameters())
+    no_cams = dict(batch, cam_mask=torch.zeros_like(batch["cam_mask"]))
+    assert model(no_cams)[name] == 0  # nothing to learn from a frame without cameras
+    model.eval()
+    before = model.predict(batch)[0][output]
+    with torch.no_grad():
+        for p in getattr(model, name).parameters():
+            p.add_(1.0)
+    assert torch.equal(model.predict(batch)[0][output], before)  # not used at inference
+
+
 def test_camera_map_logits_follow_the_bev_augmentation():
     """A camera BEV rotated by the augmentation (+90 deg about z) gives the same map logits on the original-frame
     grid as the unrotated one with no augmentation."""
@@ -102,17 +122,82 @@ def test_camera_map_loss_trains_the_camera_branch_and_leaves_inference_alone(rea
     batch["gt_bev_valid"] = torch.ones_like(batch["gt_bev_valid"])
     losses = model(batch)
     assert losses["camera_map"] > 0
-    losses["camera_map"].backward()
-    assert model.camera_map.net[0][0].weight.grad.abs().sum() > 0
-    assert model.camera_encoder.depth_net[0][0].weight.grad.abs().sum() > 0  # reaches the camera branch
-    assert all(p.grad is None for p in model.neck.parameters())  # and nothing after the fusion
-    no_cams = dict(batch, cam_mask=torch.zeros_like(batch["cam_mask"]))
-    assert model(no_cams)["camera_map"] == 0  # nothing to learn from a frame without cameras
-    model.eval()
-    before = model.predict(batch)[0]["bev_probs"]
-    with torch.no_grad():
-        for p in model.camera_map.parameters():
-            p.add_(1.0)
-    assert torch.equal(model.predict(batch)[0]["bev_probs"], before)  # not used at inference
+    _check_camera_alone_loss(model, batch, losses, "camera_map", "bev_probs")
     with pytest.raises(ValueError, match="model.camera_map_weight"):
         build_model(load_config(REPO / "configs" / "tiny_lidar.py", ["model.camera_map_weight=1.0"]).model)
+
+
+def _yaw(deg, t=(0.0, 0.0, 0.0)):
+    m = torch.eye(4)
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    m[:2, :2] = torch.tensor([[c, -s], [s, c]])
+    m[:3, 3] = torch.tensor(t)
+    return m
+
+
+def _occ_batch(cfg, real_dir):
+    """A real LiDAR sweep + camera, with an Occ3D label volume (ego frame): the ground layer everywhere, a car
+    block at x in [8, 12) m, y in [-4, 0) m, z in [-0.2, 1.4) m; lidar2ego as nuScenes' (LiDAR yawed ~90 deg,
+    1 m forward, 1.8 m up) and a BEV augmentation (30 deg, 2 m shift): the loss must find each label where it is."""
+    batch = _one_sample_batch(cfg, real_dir)
+    grid = OCC_GRIDS[DEFAULT_OCC_GRID]
+    nx, ny, nz = grid.shape
+    labels = torch.full((1, nx, ny, nz), OCC3D_FREE, dtype=torch.int64)
+    labels[..., 2] = 11  # driveable surface at z in [-0.2, 0.2) m
+    ix = lambda v: int(round((v - grid.lower[0]) / grid.size[0]))  # noqa: E731
+    iy = lambda v: int(round((v - grid.lower[1]) / grid.size[1]))  # noqa: E731
+    labels[:, ix(8.0):ix(12.0), iy(-4.0):iy(0.0), 2:6] = 4  # car
+    batch.update(gt_occ=labels, gt_occ_mask=torch.ones_like(labels, dtype=torch.bool),
+                 gt_occ_valid=torch.tensor([True]), lidar2ego=_yaw(90.0, (1.0, 0.0, 1.8))[None],
+                 bev_aug=_yaw(30.0, (2.0, -1.0, 0.0))[None])
+    return batch
+
+
+def test_camera_occ_loss_sees_each_label_at_its_voxel(real_dir):
+    """The voxel centres the occupancy task hands the camera loss (augmented LiDAR frame), mapped back through the
+    augmentation and lidar2ego, land in the ego-frame voxel whose label they carry: labels and points stay paired
+    through the sampling and both frame changes."""
+    cfg = load_config(REPO / "configs" / "tiny.py", ["model.camera_occ_weight=5.0", "model.map_memory_s=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    batch = _occ_batch(cfg, real_dir)
+    seen = {}
+    original = model.camera_occ.forward
+
+    def spy(camera_bev, points):
+        seen["points"] = points
+        return original(camera_bev, points)
+
+    model.camera_occ.forward = spy
+    task_bevs, aux = model.encode(batch)
+    outputs = model.head(task_bevs, batch)
+    logits, labels, mask = model._camera_occ(aux["camera_bev"], outputs["occ"], batch)
+    pts = seen["points"].reshape(-1, 3).double()  # (K, 3) augmented LiDAR frame
+    k = pts.shape[0]
+    assert k == cfg.model.head.occ.train_voxels and logits.shape == (1, 18, k, 1, 1)
+    to_ego = batch["lidar2ego"][0].double() @ torch.linalg.inv(batch["bev_aug"][0].double())
+    ego = pts @ to_ego[:3, :3].T + to_ego[:3, 3]  # (K, 3) ego frame, metres
+    grid = OCC_GRIDS[DEFAULT_OCC_GRID]
+    idx = ((ego - torch.tensor(grid.lower, dtype=torch.float64)) / torch.tensor(grid.size, dtype=torch.float64))
+    idx = idx.floor().long()  # (K, 3) voxel of each centre
+    want = batch["gt_occ"][0][idx[:, 0], idx[:, 1], idx[:, 2]]  # (K,)
+    assert torch.equal(labels.reshape(-1), want)
+    assert (want == 4).sum() > 100  # half the draws are occupied voxels: the car block is among them
+    assert bool(mask.all())
+
+
+def test_camera_occ_loss_trains_the_camera_branch_and_leaves_inference_alone(real_dir):
+    cfg = load_config(REPO / "configs" / "tiny.py", ["model.camera_occ_weight=5.0", "model.map_memory_s=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    batch = _occ_batch(cfg, real_dir)
+    losses = model(batch)
+    assert "points" not in losses and losses["camera_occ"] > 0
+    assert set(losses) >= {"loss_occ_ce", "camera_map"}  # the occupancy task's own loss is still there
+    _check_camera_alone_loss(model, batch, losses, "camera_occ", "occ_labels")
+    off = build_model(load_config(REPO / "configs" / "tiny.py", ["model.map_memory_s=0"]).model)
+    assert off.camera_occ is None and not any(k.startswith("camera_occ") for k in off.state_dict())
+    with pytest.raises(ValueError, match="model.camera_occ_weight"):
+        build_model(load_config(REPO / "configs" / "tiny_lidar.py", ["model.camera_occ_weight=1.0"]).model)
+    with pytest.raises(ValueError, match="model.camera_occ_weight"):
+        build_model(load_config(REPO / "configs" / "tiny_det.py", ["model.camera_occ_weight=1.0"]).model)

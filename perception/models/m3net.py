@@ -24,6 +24,7 @@ from perception.constants import OCC_GRIDS
 from perception.models.camera.encoder import CameraEncoder
 from perception.models.fusion.neck import FusedBEVNeck
 from perception.models.heads.camera_map_aux import CameraMapAux
+from perception.models.heads.camera_occ_aux import CameraOccAux
 from perception.models.heads.multitask import TASK_MODULES, MultiTaskHead
 from perception.models.lidar.encoder import LidarEncoder
 from perception.models.roi_heads.point_refiner import PointBoxRefiner
@@ -55,6 +56,7 @@ class M3Net(nn.Module):
         depth_loss_weight: float = 1.0,
         refiner: nn.Module | None = None,
         camera_map: nn.Module | None = None,
+        camera_occ: nn.Module | None = None,
     ):
         super().__init__()
         if lidar_encoder is None and camera_encoder is None:
@@ -69,6 +71,7 @@ class M3Net(nn.Module):
         self.depth_loss_weight = float(depth_loss_weight)
         self.refiner = refiner
         self.camera_map = camera_map
+        self.camera_occ = camera_occ
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -81,8 +84,8 @@ class M3Net(nn.Module):
                 batch["images"], batch["cam_mask"], batch["intrinsics"], batch["lidar2cam"],
                 points=batch["points"], lidar_mask=lidar_mask,
             )
-            if self.camera_map is not None and self.training:
-                aux["camera_bev"] = camera_bev  # (B, C_c, X, Y), for the camera map loss in forward
+            if (self.camera_map is not None or self.camera_occ is not None) and self.training:
+                aux["camera_bev"] = camera_bev  # (B, C_c, X, Y), for the camera-alone losses in forward
         # A sample counts as having cameras when any of its cameras is valid.
         camera_mask = batch["cam_mask"].any(dim=1) if self.camera_encoder is not None else torch.zeros_like(lidar_mask)
         if self.lidar_encoder is None:
@@ -102,15 +105,21 @@ class M3Net(nn.Module):
         with running_stats_frozen(condition_layers(self, condition) if condition else {}):
             task_bevs, aux = self.encode(batch)
             outputs = self.head(task_bevs, batch)
-            camera_map = None
+            camera_bev = aux.pop("camera_bev", None) if aux is not None else None
+            camera_map = camera_occ = None
             if self.camera_map is not None:  # (B, K, 200, 200) on BEV_MAP_GRID, from the camera BEV alone
-                camera_map = self.camera_map(aux.pop("camera_bev"), batch["bev_aug"])
+                camera_map = self.camera_map(camera_bev, batch["bev_aug"])
+            if self.camera_occ is not None:  # (B, C, ...) at the occupancy task's voxels, camera BEV alone
+                camera_occ = self._camera_occ(camera_bev, outputs["occ"], batch)
             with torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
                 losses = dict(self.head.loss(_float32(outputs), batch))
                 if self.camera_encoder is not None and self.depth_loss_weight > 0:
                     losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
                 if camera_map is not None:
                     losses["camera_map"] = self.camera_map.loss(camera_map.float(), batch)
+                if camera_occ is not None:
+                    logits, labels, mask = camera_occ
+                    losses["camera_occ"] = self.camera_occ.loss(logits, labels, mask, batch["cam_mask"])
                 if self.refiner is not None:
                     # The detector's own top boxes of this step (augmented LiDAR frame, detached): the errors the
                     # refiner meets at inference, and the false positives its quality score must rate low.
@@ -119,6 +128,18 @@ class M3Net(nn.Module):
                                                [d["boxes"] for d in det], [d["labels"] for d in det])
                     losses.update(loss_refine=refine["refine"], loss_refine_score=refine["refine_score"])
         return losses
+
+    def _camera_occ(self, camera_bev, occ_outputs, batch):
+        """``(logits, labels, mask)`` of the camera occupancy loss: at the voxels the occupancy task sampled this
+        step (``occ_outputs['points']``, popped: the head's loss does not read it), else on the whole grid."""
+        device = camera_bev.device
+        points = occ_outputs.pop("points", None)
+        if points is None:  # no voxel sampling (train_voxels None): the whole grid
+            points = self.head.occ.grid_points(batch, device)  # (B, NX, NY, NZ, 3) augmented LiDAR frame
+            labels, mask = self.head.occ.targets(batch, device)  # (B, NX, NY, NZ)
+        else:
+            labels, mask = occ_outputs["labels"], occ_outputs["mask"]  # (B, K, 1, 1)
+        return self.camera_occ(camera_bev, points), labels, mask
 
     @staticmethod
     def _lidar_points(batch):
@@ -233,6 +254,15 @@ def build_model(model_cfg) -> M3Net:
             raise ValueError(f"config key model.camera_map_weight in {filename}: needs model.camera and the "
                              f"'map' task, got tasks {tasks} and camera {'on' if camera else 'None'}")
         camera_map = CameraMapAux(camera.out_channels, pcr, model_cfg["camera_map_weight"])
+    camera_occ = None
+    if float(model_cfg["camera_occ_weight"]) > 0:
+        if camera is None or "occ" not in tasks:
+            raise ValueError(f"config key model.camera_occ_weight in {filename}: needs model.camera and the "
+                             f"'occ' task, got tasks {tasks} and camera {'on' if camera else 'None'}")
+        occ = head.occ
+        camera_occ = CameraOccAux(camera.out_channels, pcr, model_cfg["camera_occ_weight"],
+                                  num_classes=occ.head.mlp[-1].out_channels, free_index=occ.free_index,
+                                  ignore_index=occ.ignore_index, class_weights=occ.class_weights)
     return M3Net(
         tasks, lidar, camera, neck, head,
         score_threshold=model_cfg["score_threshold"],
@@ -240,4 +270,5 @@ def build_model(model_cfg) -> M3Net:
         depth_loss_weight=model_cfg["depth_loss_weight"],
         refiner=refiner,
         camera_map=camera_map,
+        camera_occ=camera_occ,
     )

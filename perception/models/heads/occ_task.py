@@ -108,7 +108,7 @@ class OccTask(nn.Module):
         TCS-gated occupancy BEV ``bev (B, d, X, Y)``; with the cue refiner ``logits`` are the refined ones and
         ``base_logits`` the BEV-only ones. ``dense``: :meth:`dense_inputs` (inference). In training with
         ``train_voxels`` K and ``gt_occ`` in the batch: logits ``(B, C, K, 1, 1)`` at K sampled voxels, with their
-        ``labels`` and ``mask`` ``(B, K, 1, 1)``."""
+        ``labels`` and ``mask`` ``(B, K, 1, 1)`` and centres ``points`` ``(B, K, 1, 1, 3)`` (augmented LiDAR frame)."""
         if dense is not None:
             return self._logits(query, init, bev, batch, dense["occ_points"], dense.get("occ_cues"))
         pts = self.grid_points(batch, bev.device)  # (B, NX, NY, NZ, 3)
@@ -121,7 +121,8 @@ class OccTask(nn.Module):
             # (B, K, 1, 1, 3)
             pts = pts.reshape(b, -1, 3).gather(1, index[..., None].expand(-1, -1, 3))[:, :, None, None]
             out = self._logits(query, init, bev, batch, pts)  # logits (B, C, K, 1, 1)
-            out.update(labels=s_labels[:, :, None, None], mask=s_mask[:, :, None, None])
+            # points: the sampled voxel centres, for the camera occupancy loss (heads/camera_occ_aux.py)
+            out.update(labels=s_labels[:, :, None, None], mask=s_mask[:, :, None, None], points=pts)
             return out
         return self._logits(query, init, bev, batch, pts)
 
