@@ -215,3 +215,32 @@ def test_modality_dropout_per_batch_puts_every_sample_in_one_condition():
     batch["cam_mask"][1] = False
     out = modality_dropout(batch, 0.0, 0.0, 1.0, rng, per_batch=True)
     assert out["lidar_mask"].tolist() == [False, True, False]
+
+
+def test_cameras_in_threads_give_the_same_inference_item(tmp_path):
+    """The runtime's camera threads (``inference_item(pool=...)``) give the sequential item bit for bit, with
+    the problems of a missing and an unreadable camera in camera order; and the column-wise range crop keeps
+    exactly the points ``np.all`` keeps (edges, NaN)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from perception.data.inputs import crop_to_range, inference_item
+
+    cams = tuple(CAMERA_NAMES[:4])
+    # camera 5's file does not exist, camera 1's is no JPEG, camera 4 is not in the sample
+    sample = make_sample(tmp_path, "threads", n_points=500, cameras=cams, missing_cameras=(CAMERA_NAMES[5],))
+    (tmp_path / f"threads_{CAMERA_NAMES[1]}.jpg").write_bytes(b"not a jpeg")
+    args = (sample, CAMERA_NAMES, ImageAugParams(final_hw=FINAL_HW), 0, (-50, -50, -5, 50, 50, 3))
+    plain, plain_problems = inference_item(*args)
+    with ThreadPoolExecutor(3) as pool:
+        threaded, threaded_problems = inference_item(*args, pool=pool)
+    assert [p[0] for p in plain_problems] == ["camera_unreadable", "camera_missing", "camera_unreadable"]
+    assert threaded_problems == plain_problems
+    assert plain["cam_mask"].tolist() == [True, False, True, True, False, False]
+    for key in ("images", "cam_mask", "intrinsics", "lidar2cam", "lidar2img", "img_aug", "points"):
+        assert np.array_equal(threaded[key], plain[key]), key
+    assert np.abs(plain["images"][0]).sum() > 0
+    pcr = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
+    pts = np.array([[-1, 0, 0, 0], [1, 0, 0, 0], [0, 0.999, 0, 0], [np.nan, 0, 0, 0], [0, 0, -1.5, 0]], np.float32)
+    bounds = np.asarray(pcr, np.float32)
+    want = pts[np.all((pts[:, :3] >= bounds[:3]) & (pts[:, :3] < bounds[3:]), axis=1)]
+    assert np.array_equal(crop_to_range(pts, pcr), want) and len(want) == 2

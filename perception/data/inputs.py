@@ -35,19 +35,50 @@ def read_points(sample, num_sweeps):
         return np.zeros((0, 5), np.float32), False, problems
     if points.shape[1] == 4:  # keyframe only: time lag 0
         points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
-    finite = np.all(np.isfinite(points), axis=1)
+    finite = _all_columns(np.isfinite(points))
     if not finite.all():
         problems.append(("nan_points", int((~finite).sum()),
                          f"sample {sample.token}: {(~finite).sum()} NaN/inf points removed"))
     return points[finite], True, problems
 
 
-def camera_inputs(sample, cameras, image_aug, A, rng=None):
+def _all_columns(mask):
+    """``mask (N, C)`` bool -> ``(N,)``: all columns True. Column by column: ``np.all(axis=1)`` over a short
+    row reduces element by element (~10x slower on a 10-sweep cloud, docs/benchmarks.md)."""
+    out = mask[:, 0].copy()
+    for c in range(1, mask.shape[1]):
+        out &= mask[:, c]
+    return out
+
+
+def _one_camera(sample, name, image_aug, A, fhw, rng):
+    """``(fields, problem)`` of one camera: ``fields`` the normalised image ``(3, H, W)`` and its matrices (None
+    when the camera is missing or unreadable, ``problem`` then says why)."""
+    cam = sample.cameras.get(name)
+    if cam is None:
+        return None, ("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False")
+    try:
+        image = cam.image
+    except LOAD_ERRORS as e:
+        return None, ("camera_unreadable", 1, f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}")
+    hw = image.shape[:2]
+    P = augment.sample_image_aug(image_aug, hw, rng) if rng is not None else augment.eval_image_aug(image_aug, hw)
+    K = augment.augment_intrinsics(cam.intrinsics, P)
+    l2c = augment.augment_lidar2cam(cam.lidar2cam, A)
+    warped = augment.warp_image(image, P, fhw).astype(np.float32) / 255.0
+    return {"images": ((warped - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1), "intrinsics": K,
+            "lidar2cam": l2c, "lidar2img": augment.lidar2img_from(K, l2c), "img_aug": P}, None
+
+
+def camera_inputs(sample, cameras, image_aug, A, rng=None, pool=None):
     """Per-camera network inputs for ``cameras`` (``CAMERA_NAMES`` order): normalised augmented images
     ``(n, 3, H, W)``, ``cam_mask``, and the augmented ``intrinsics`` / ``lidar2cam`` / ``lidar2img`` /
     ``img_aug`` matrices; ``A`` is the BEV augmentation (original -> augmented LiDAR frame). ``rng`` draws a
     training image augmentation; ``None`` uses the deterministic test-time one. Returns ``(inputs, problems)``
-    with problems as in :func:`read_points`; a missing or unreadable camera has ``cam_mask`` False."""
+    with problems as in :func:`read_points`; a missing or unreadable camera has ``cam_mask`` False.
+
+    ``pool`` (a ``concurrent.futures`` executor, test time only): the cameras are decoded, warped and normalised
+    in its threads (PIL and numpy release the GIL), with the same result and problems in camera order."""
     fH, fW = image_aug.final_hw
     n = len(cameras)
     out = {
@@ -58,29 +89,19 @@ def camera_inputs(sample, cameras, image_aug, A, rng=None):
         "lidar2img": np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)),
         "img_aug": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
     }
+    def one(name):
+        return _one_camera(sample, name, image_aug, A, (fH, fW), rng)
+
+    # a training draw (rng) stays sequential: the cameras take their augmentations from one generator in order
+    results = list(pool.map(one, cameras)) if pool is not None and rng is None else [one(c) for c in cameras]
     problems = []
-    for i, name in enumerate(cameras):
-        cam = sample.cameras.get(name)
-        if cam is None:
-            problems.append(("camera_missing", 1, f"sample {sample.token}: camera {name} absent, cam_mask=False"))
+    for i, (fields, problem) in enumerate(results):
+        if fields is None:
+            problems.append(problem)
             continue
-        try:
-            image = cam.image
-        except LOAD_ERRORS as e:
-            problems.append(("camera_unreadable", 1,
-                             f"sample {sample.token}: camera {name} unreadable, cam_mask=False: {e}"))
-            continue
-        hw = image.shape[:2]
-        P = augment.sample_image_aug(image_aug, hw, rng) if rng is not None else augment.eval_image_aug(image_aug, hw)
-        K = augment.augment_intrinsics(cam.intrinsics, P)
-        l2c = augment.augment_lidar2cam(cam.lidar2cam, A)
-        warped = augment.warp_image(image, P, (fH, fW)).astype(np.float32) / 255.0
-        out["images"][i] = ((warped - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
         out["cam_mask"][i] = True
-        out["intrinsics"][i] = K
-        out["lidar2cam"][i] = l2c
-        out["lidar2img"][i] = augment.lidar2img_from(K, l2c)
-        out["img_aug"][i] = P
+        for key, value in fields.items():
+            out[key][i] = value
     return out, problems
 
 
@@ -88,19 +109,20 @@ def crop_to_range(points, point_cloud_range):
     """Points whose x, y, z lie in ``[lo, hi)`` of ``point_cloud_range`` (xmin, ymin, zmin, xmax, ymax, zmax)."""
     bounds = np.asarray(point_cloud_range, dtype=np.float32)  # float32 like the points: same cut at the edges
     lo, hi = bounds[:3], bounds[3:]
-    return points[np.all((points[:, :3] >= lo) & (points[:, :3] < hi), axis=1)]
+    return points[_all_columns((points[:, :3] >= lo) & (points[:, :3] < hi))]
 
 
-def inference_item(sample, cameras, image_aug, num_sweeps, point_cloud_range):
+def inference_item(sample, cameras, image_aug, num_sweeps, point_cloud_range, pool=None):
     """The inference item of ``sample``: what :class:`M3Dataset` (``training=False``) gives, without any ground
     truth (the model cannot see labels at test time). A plain function: the runtime calls it per frame.
 
     Returns ``(item, problems)``: the item has ``points``, ``lidar_mask``, the camera inputs of
     :func:`camera_inputs`, ``bev_aug`` (identity), ``lidar2ego`` and ``meta``; problems as in :func:`read_points`.
+    ``pool``: threads for the cameras (:func:`camera_inputs`).
     """
     A = augment.identity_bev_aug()
     points, lidar_ok, problems = read_points(sample, num_sweeps)
-    cams, cam_problems = camera_inputs(sample, cameras, image_aug, A)
+    cams, cam_problems = camera_inputs(sample, cameras, image_aug, A, pool=pool)
     item = {
         "points": crop_to_range(augment.augment_points(A, points), point_cloud_range).astype(np.float32),
         "lidar_mask": lidar_ok,

@@ -21,8 +21,10 @@ Imports run one way: this module uses the data layer and the models, never ``per
 ``perception.eval`` (a deployed node does not load the trainer).
 """
 
+import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -100,6 +102,9 @@ class Predictor:
         self.image_aug = image_aug_params(data)
         self.num_sweeps = int(data["num_sweeps"])
         self.point_cloud_range = tuple(self.cfg["model"]["point_cloud_range"])
+        # The cameras are decoded, warped and normalised in threads (the same item; docs/benchmarks.md, "On a GPU")
+        threads = min(len(self.cameras), os.cpu_count() or 1)
+        self.camera_pool = ThreadPoolExecutor(threads, thread_name_prefix="m3_cameras") if threads > 1 else None
         self.needs_lidar2ego = "occ" in self.tasks and self.model.head.occ.frame == "ego"
         self.fallbacks = {}  # 'no_lidar' | 'no_cameras' -> (Predictor, name) (set_fallback)
         memory_s = float(self.cfg["model"].get("map_memory_s") or 0.0)
@@ -189,7 +194,8 @@ class Predictor:
 
     def batch_for(self, sample, has_lidar=True):
         """The test-time batch of one ``sample`` on the device (no ground truth), and the problems found."""
-        item, problems = inference_item(sample, self.cameras, self.image_aug, self.num_sweeps, self.point_cloud_range)
+        item, problems = inference_item(sample, self.cameras, self.image_aug, self.num_sweeps, self.point_cloud_range,
+                                        pool=self.camera_pool)
         batch = collate([item])
         if not has_lidar:
             batch["lidar_mask"][:] = False
