@@ -58,6 +58,8 @@ PARAMETERS = {
     "device": ("cpu", "'cpu' or 'cuda' (fp16 autocast)"),
     "bf16": (False, "cpu: bf16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX): faster, outputs differ "
                     "slightly (docs/benchmarks.md); a CPU without it runs fp32, with a warning"),
+    "warm_up": (True, "run one synthetic frame through the model(s) at start, before subscribing: the first real "
+                      "frame then does not pay the one-off start-up costs (numba compilation, allocator, cuDNN)"),
     "no_lidar_config": ("", "fallback: a camera-only model config (e.g. configs/tiny_camera.py) that runs the frames "
                             "without LiDAR points instead of the main model; empty: none"),
     "no_lidar_checkpoint": ("", "checkpoint of no_lidar_config"),
@@ -145,6 +147,11 @@ def load_predictor(p):
                 add_fallback_models(predictor, {kind: (config, checkpoint)}, device=p["device"], bf16=p["bf16"])
             except Exception as e:  # noqa: BLE001
                 raise BadParameter(f"parameters {prefix}_config / {prefix}_checkpoint: {type(e).__name__}: {e}") from e
+    if p["warm_up"]:
+        try:
+            predictor.warm_up_s = predictor.warm_up()
+        except Exception as e:  # noqa: BLE001 - a model that cannot run one frame is a start-up failure
+            raise BadParameter(f"parameter warm_up: the warm-up frame failed: {type(e).__name__}: {e}") from e
     return predictor
 
 
@@ -241,7 +248,8 @@ class PerceptionNode:
             raise BadParameter(f"parameter calibration: {e}") from e
         self.log.info(f"model {p['config']} ({', '.join(self.predictor.tasks)}) with {p['checkpoint']} on "
                       f"{p['device']}; cameras {list(self.bridge.cameras) or 'none'}, "
-                      f"{self.predictor.num_sweeps} past sweeps per frame")
+                      f"{self.predictor.num_sweeps} past sweeps per frame"
+                      + (f"; warm-up frame {self.predictor.warm_up_s:.1f} s" if p["warm_up"] else ""))
 
     def _try_tf(self):
         if self.bridge is not None or self.lidar_frame is None:

@@ -119,7 +119,8 @@ def _live(points, pose, stamp_us):
 
 def test_predictor_fuses_live_frames_through_the_pose(real_dir, tmp_path):
     """Two live frames of a random-weight `tiny` with the memory on: the second map equals the memory's
-    arithmetic on the two single-frame maps (the memory-off Predictor's), moved through ``Frame.ego2world``."""
+    arithmetic on the two single-frame maps (the memory-off Predictor's), moved through ``Frame.ego2world``; the
+    warm-up frame before them leaves nothing behind."""
     from perception.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
@@ -134,6 +135,7 @@ def test_predictor_fuses_live_frames_through_the_pose(real_dir, tmp_path):
     frames = [_live(np.c_[pts0, np.zeros(len(pts0))], l2g0, 10**6),
               _live(np.c_[pts1, np.zeros(len(pts1))], l2g1, 10**6 + 500_000)]
     singles = [alone.predict(f).bev_probs for f in frames]
+    assert with_memory.warm_up() > 0  # a synthetic frame through the model (the node's start), then forgotten
     fused = [with_memory.predict(f).bev_probs for f in frames]
     np.testing.assert_allclose(fused[0], singles[0], atol=1e-6)
     reference = MapMemory(4.0)

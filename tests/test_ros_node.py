@@ -296,6 +296,7 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
         assert text.count(kind.split(": ")[1]) >= 1
     assert text.count("pointcloud_no_xyz") == 1, "each kind of bad input is logged once"
     assert text.count("native bf16") == (precision == "fp32"), "the bf16 fallback is logged once, or not at all"
+    assert text.count("warm-up frame") == 1  # the shipped default: one synthetic frame through the models at start
     assert "Traceback" not in text and code == 0
 
 

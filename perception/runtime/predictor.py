@@ -44,6 +44,7 @@ from perception.runtime.fallback import choose_fallback, fallback_problem, run_f
 from perception.runtime.frame import Frame, LiveSample, check_camera, check_rigid, check_withhold, without_cameras
 from perception.runtime.map_memory import MapMemory
 from perception.runtime.prediction import Prediction
+from perception.runtime.ring_frame import ring_frame
 
 
 def where_of(checkpoint):
@@ -114,6 +115,18 @@ class Predictor:
         """Forget the BEV map memory (a new scene or log); nothing to do without one."""
         if self.map_memory is not None:
             self.map_memory.reset()
+
+    def warm_up(self):
+        """Run one synthetic frame (:func:`ring_frame`: the config's cameras on a ring, points in the range) through
+        this model and its fallbacks, then forget it: the one-off costs of a first frame (numba compilation,
+        allocator growth, cuDNN's algorithm search) are paid here, not by the first real frame. The frame has no
+        ego pose, so the map memory does not keep it; the per-rig caches (BEV pooling plan, ray bins) are rebuilt
+        for the real rig as they would be. Returns the seconds it took."""
+        start = time.perf_counter()
+        self.predict(ring_frame(self.cfg))  # ego2world None: the map memory keeps nothing (MapMemory.update)
+        for predictor, _ in self.fallbacks.values():
+            predictor.warm_up()
+        return time.perf_counter() - start
 
     def _remember(self, pred, lidar2world, stamp_us):
         """Fuse ``pred.bev_probs`` with the map memory in place (timed as post-processing); returns ``pred``."""
