@@ -11,8 +11,7 @@ head / refiner constructors, checked against their signatures when the model is 
 before the head split are errors naming their new place (:data:`MOVED_HEAD_KEYS`). ``None`` disables an encoder.
 Rules across keys live here too (:func:`_check_model_rules`): what needs LiDAR, modality dropout only with both
 encoders, the occupancy grid name (:func:`occupancy_grid_name`) and that ``data.occ_format`` names the same grid.
-
-Units: metres for ranges and cells, pixels ``(H, W)`` for image sizes, seconds nowhere.
+Units: metres for ranges and cells, pixels ``(H, W)`` for image sizes, seconds for the ``*_s`` keys.
 """
 
 import ast

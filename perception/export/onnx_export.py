@@ -21,6 +21,7 @@ from perception.config import load_config
 from perception.export.graph import ExportGraph, RefinerGraph
 from perception.export.inputs import prepare_inputs
 from perception.runtime import Predictor
+from perception.runtime.frame import frame_to_sample
 from perception.runtime.ring_frame import ring_frame
 
 DYNAMIC = {"voxels": {0: "pillars"}, "num_points": {0: "pillars"}, "voxel_coords": {0: "pillars"},
@@ -43,7 +44,7 @@ def config_text(cfg):
 
 def example_batch(predictor, frame=None):
     frame = frame or ring_frame(predictor.cfg)
-    sample, has_lidar = predictor._frame_to_sample(frame, [])
+    sample, has_lidar = frame_to_sample(frame, [], predictor.needs_lidar2ego)
     batch, _ = predictor.batch_for(sample, has_lidar)
     return batch
 

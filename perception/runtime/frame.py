@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception.constants import CAMERA_NAMES
-from perception.data.sample import Sample
+from perception.data.sample import CameraView, Sample
 
 # Tolerances for "this is a rigid transform / a pinhole matrix" (float32 round trips stay far inside them).
 _ORTHO_TOL = 1e-3
@@ -137,3 +137,60 @@ def without_cameras(sample, withhold):
         return sample
     drop = set(CAMERA_NAMES) if "cameras" in withhold else set(withhold)
     return dataclasses.replace(sample, cameras={k: v for k, v in sample.cameras.items() if k not in drop})
+
+
+def frame_to_sample(frame, notes, needs_lidar2ego):
+    """Validate a :class:`Frame` and wrap it as a :class:`LiveSample`: ``(sample, has_lidar)``. Bad parts degrade
+    (NaN points removed, a bad camera treated as missing, each said in ``notes``); what cannot be degraded raises
+    ValueError naming the field. ``needs_lidar2ego``: the model predicts on an ego-frame grid (Occ3D)."""
+    if not isinstance(frame, Frame):
+        raise ValueError(f"Predictor.predict takes a perception.runtime.Frame, got {type(frame).__name__}")
+    notes.extend(frame.notes)
+    points = frame.points
+    points = np.zeros((0, 5), np.float32) if points is None else np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] not in (4, 5):
+        raise ValueError(f"Frame.points must be (N, 4) or (N, 5), got {points.shape}")
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} NaN/inf points removed")
+        points = points[finite]
+    if points.shape[1] == 4:  # no time lag channel: a single sweep
+        points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
+    cameras = {}
+    for name, cam in frame.cameras.items():
+        if name not in CAMERA_NAMES:
+            raise ValueError(f"Frame.cameras has unknown camera {name!r}; expected one of {CAMERA_NAMES}")
+        problem = check_camera(name, cam)
+        if problem is not None:
+            notes.append(f"{problem}; camera treated as missing")
+            continue
+        image = np.asarray(cam.image)
+        if image.dtype != np.uint8:
+            bad = ~np.isfinite(image.astype(np.float32))
+            if bad.any():
+                notes.append(f"camera {name}: {int(bad.any(axis=2).sum())} NaN/inf pixels set to 0")
+            image = np.clip(np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), 0, 255)
+            image = image.astype(np.uint8)
+        cameras[name] = CameraView(
+            name=name, path="<live>", intrinsics=np.asarray(cam.intrinsics, np.float64),
+            lidar2cam=np.asarray(cam.lidar2cam, np.float64), timestamp=int(cam.timestamp), _image=image,
+        )
+    if frame.lidar2ego is None:
+        if needs_lidar2ego:
+            raise ValueError("Frame.lidar2ego is required: the model predicts occupancy on an ego-frame grid "
+                             "(model.tasks has 'occ'); give the LiDAR -> ego (base_link) transform")
+        lidar2ego = np.eye(4)
+    else:
+        problem = check_rigid(frame.lidar2ego, "Frame.lidar2ego")
+        if problem is not None:
+            raise ValueError(problem)
+        lidar2ego = np.asarray(frame.lidar2ego, dtype=np.float64)
+    problem = None if frame.ego2world is None else check_rigid(frame.ego2world, "Frame.ego2world")
+    if problem is not None:
+        raise ValueError(problem)
+    ego2world = np.eye(4) if frame.ego2world is None else np.asarray(frame.ego2world, dtype=np.float64)
+    sample = LiveSample(
+        token=str(frame.token), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=ego2world,
+        timestamp=int(frame.timestamp), cameras=cameras, live_points=points, num_sweeps=0,
+    )
+    return sample, len(points) > 0

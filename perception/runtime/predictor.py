@@ -34,14 +34,14 @@ from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DE
 from perception.data.augment import image_aug_params
 from perception.data.collate import collate, to_device
 from perception.data.inputs import inference_item
-from perception.data.sample import CameraView, Sample
+from perception.data.sample import Sample
 from perception.models import build_model
 from perception.models.precision import autocast_dtype
 from perception.models.sensor_norms import SENSOR_NORMS_KEY, SensorNorms, sensor_condition
 from perception.models.weights import load_checkpoint, model_weights, weight_set
 from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
-from perception.runtime.frame import Frame, LiveSample, check_camera, check_rigid, check_withhold, without_cameras
+from perception.runtime.frame import Frame, check_withhold, frame_to_sample, without_cameras
 from perception.runtime.map_memory import MapMemory
 from perception.runtime.prediction import Prediction
 from perception.runtime.ring_frame import ring_frame
@@ -151,60 +151,6 @@ class Predictor:
         self.fallbacks[kind] = (predictor, name or kind)
 
     # ------------------------------------------------------------------ preprocessing
-    def _frame_to_sample(self, frame: Frame, notes):
-        """Validate a :class:`Frame` and wrap it as a :class:`LiveSample` (degrading bad parts, see module doc)."""
-        if not isinstance(frame, Frame):
-            raise ValueError(f"Predictor.predict takes a perception.runtime.Frame, got {type(frame).__name__}")
-        notes.extend(frame.notes)
-        points = frame.points
-        points = np.zeros((0, 5), np.float32) if points is None else np.asarray(points, dtype=np.float32)
-        if points.ndim != 2 or points.shape[1] not in (4, 5):
-            raise ValueError(f"Frame.points must be (N, 4) or (N, 5), got {points.shape}")
-        finite = np.isfinite(points).all(axis=1)
-        if not finite.all():
-            notes.append(f"{int((~finite).sum())} NaN/inf points removed")
-            points = points[finite]
-        if points.shape[1] == 4:  # no time lag channel: a single sweep
-            points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
-        cameras = {}
-        for name, cam in frame.cameras.items():
-            if name not in CAMERA_NAMES:
-                raise ValueError(f"Frame.cameras has unknown camera {name!r}; expected one of {CAMERA_NAMES}")
-            problem = check_camera(name, cam)
-            if problem is not None:
-                notes.append(f"{problem}; camera treated as missing")
-                continue
-            image = np.asarray(cam.image)
-            if image.dtype != np.uint8:
-                bad = ~np.isfinite(image.astype(np.float32))
-                if bad.any():
-                    notes.append(f"camera {name}: {int(bad.any(axis=2).sum())} NaN/inf pixels set to 0")
-                image = np.clip(np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), 0, 255)
-                image = image.astype(np.uint8)
-            cameras[name] = CameraView(
-                name=name, path="<live>", intrinsics=np.asarray(cam.intrinsics, np.float64),
-                lidar2cam=np.asarray(cam.lidar2cam, np.float64), timestamp=int(cam.timestamp), _image=image,
-            )
-        if frame.lidar2ego is None:
-            if self.needs_lidar2ego:
-                raise ValueError("Frame.lidar2ego is required: the model predicts occupancy on an ego-frame grid "
-                                 "(model.tasks has 'occ'); give the LiDAR -> ego (base_link) transform")
-            lidar2ego = np.eye(4)
-        else:
-            problem = check_rigid(frame.lidar2ego, "Frame.lidar2ego")
-            if problem is not None:
-                raise ValueError(problem)
-            lidar2ego = np.asarray(frame.lidar2ego, dtype=np.float64)
-        problem = None if frame.ego2world is None else check_rigid(frame.ego2world, "Frame.ego2world")
-        if problem is not None:
-            raise ValueError(problem)
-        ego2world = np.eye(4) if frame.ego2world is None else np.asarray(frame.ego2world, dtype=np.float64)
-        sample = LiveSample(
-            token=str(frame.token), lidar_path="<live>", lidar2ego=lidar2ego, ego2global=ego2world,
-            timestamp=int(frame.timestamp), cameras=cameras, live_points=points, num_sweeps=0,
-        )
-        return sample, len(points) > 0
-
     def batch_for(self, sample, has_lidar=True):
         """The test-time batch of one ``sample`` on the device (no ground truth), and the problems found."""
         item, problems = inference_item(sample, self.cameras, self.image_aug, self.num_sweeps, self.point_cloud_range,
@@ -279,7 +225,7 @@ class Predictor:
         """Run on a live :class:`Frame`."""
         t0 = time.perf_counter()
         notes = []
-        sample, has_lidar = self._frame_to_sample(frame, notes)
+        sample, has_lidar = frame_to_sample(frame, notes, self.needs_lidar2ego)
         lidar2world = None if frame.ego2world is None else sample.lidar2global
         use_lidar, use_cams = self._uses(sample, has_lidar)
         fallback = choose_fallback(self.fallbacks, has_lidar, use_cams)
