@@ -147,11 +147,6 @@ def load_predictor(p):
                 add_fallback_models(predictor, {kind: (config, checkpoint)}, device=p["device"], bf16=p["bf16"])
             except Exception as e:  # noqa: BLE001
                 raise BadParameter(f"parameters {prefix}_config / {prefix}_checkpoint: {type(e).__name__}: {e}") from e
-    if p["warm_up"]:
-        try:
-            predictor.warm_up_s = predictor.warm_up()
-        except Exception as e:  # noqa: BLE001 - a model that cannot run one frame is a start-up failure
-            raise BadParameter(f"parameter warm_up: the warm-up frame failed: {type(e).__name__}: {e}") from e
     return predictor
 
 
@@ -202,6 +197,8 @@ class PerceptionNode:
                                    "calibration_out)")
             self.lidar_frame = None  # learnt from the first cloud
             node.create_timer(0.5, self._try_tf)
+        if p["warm_up"]:  # after every parameter check, before the first subscription
+            self._warm_up()
         self.slot = FrameSlot()
         self.stats = {"received": 0, "processed": 0, "failed": 0, "camera_triggered": 0}
         self.last_lidar_wall = None
@@ -228,6 +225,13 @@ class PerceptionNode:
         self.worker = threading.Thread(target=self._work, name="perception_worker", daemon=True)
         self.worker.start()
 
+    def _warm_up(self):
+        try:
+            seconds = self.predictor.warm_up()
+        except Exception as e:  # noqa: BLE001 - a model that cannot run one frame is a start-up failure
+            raise BadParameter(f"parameter warm_up: the warm-up frame failed: {type(e).__name__}: {e}") from e
+        self.log.info(f"warm-up frame through the model(s): {seconds:.1f} s")
+
     # ------------------------------------------------------------------ calibration
     def _calibration_from_yaml(self):
         p = self.p
@@ -248,8 +252,7 @@ class PerceptionNode:
             raise BadParameter(f"parameter calibration: {e}") from e
         self.log.info(f"model {p['config']} ({', '.join(self.predictor.tasks)}) with {p['checkpoint']} on "
                       f"{p['device']}; cameras {list(self.bridge.cameras) or 'none'}, "
-                      f"{self.predictor.num_sweeps} past sweeps per frame"
-                      + (f"; warm-up frame {self.predictor.warm_up_s:.1f} s" if p["warm_up"] else ""))
+                      f"{self.predictor.num_sweeps} past sweeps per frame")
 
     def _try_tf(self):
         if self.bridge is not None or self.lidar_frame is None:

@@ -35,14 +35,14 @@ def read_points(sample, num_sweeps):
         return np.zeros((0, 5), np.float32), False, problems
     if points.shape[1] == 4:  # keyframe only: time lag 0
         points = np.concatenate([points, np.zeros((len(points), 1), np.float32)], axis=1)
-    finite = _all_columns(np.isfinite(points))
+    finite = all_columns(np.isfinite(points))
     if not finite.all():
         problems.append(("nan_points", int((~finite).sum()),
                          f"sample {sample.token}: {(~finite).sum()} NaN/inf points removed"))
     return points[finite], True, problems
 
 
-def _all_columns(mask):
+def all_columns(mask):
     """``mask (N, C)`` bool -> ``(N,)``: all columns True. Column by column: ``np.all(axis=1)`` over a short
     row reduces element by element (~10x slower on a 10-sweep cloud, docs/benchmarks.md)."""
     out = mask[:, 0].copy()
@@ -109,7 +109,7 @@ def crop_to_range(points, point_cloud_range):
     """Points whose x, y, z lie in ``[lo, hi)`` of ``point_cloud_range`` (xmin, ymin, zmin, xmax, ymax, zmax)."""
     bounds = np.asarray(point_cloud_range, dtype=np.float32)  # float32 like the points: same cut at the edges
     lo, hi = bounds[:3], bounds[3:]
-    return points[_all_columns((points[:, :3] >= lo) & (points[:, :3] < hi))]
+    return points[all_columns((points[:, :3] >= lo) & (points[:, :3] < hi))]
 
 
 def inference_item(sample, cameras, image_aug, num_sweeps, point_cloud_range, pool=None):

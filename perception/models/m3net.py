@@ -261,7 +261,7 @@ def build_model(model_cfg) -> M3Net:
                              f"'occ' task, got tasks {tasks} and camera {'on' if camera else 'None'}")
         occ = head.occ
         camera_occ = CameraOccAux(camera.out_channels, pcr, model_cfg["camera_occ_weight"],
-                                  num_classes=occ.head.mlp[-1].out_channels, free_index=occ.free_index,
+                                  num_classes=occ.num_classes, free_index=occ.free_index,
                                   ignore_index=occ.ignore_index, class_weights=occ.class_weights)
     return M3Net(
         tasks, lidar, camera, neck, head,

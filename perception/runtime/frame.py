@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception.constants import CAMERA_NAMES
+from perception.data.inputs import all_columns
 from perception.data.sample import CameraView, Sample
 
 # Tolerances for "this is a rigid transform / a pinhole matrix" (float32 round trips stay far inside them).
@@ -150,7 +151,7 @@ def frame_to_sample(frame, notes, needs_lidar2ego):
     points = np.zeros((0, 5), np.float32) if points is None else np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] not in (4, 5):
         raise ValueError(f"Frame.points must be (N, 4) or (N, 5), got {points.shape}")
-    finite = np.isfinite(points).all(axis=1)
+    finite = all_columns(np.isfinite(points))
     if not finite.all():
         notes.append(f"{int((~finite).sum())} NaN/inf points removed")
         points = points[finite]

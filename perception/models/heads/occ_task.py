@@ -53,6 +53,7 @@ class OccTask(nn.Module):
                 raise ValueError(f"model.head.occ.class_weights needs {num_classes} values, got {len(class_weights)}")
             class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
         self.grid, self.frame, self.free_index, self.ignore_index = grid, frame, free_index, ignore_index
+        self.num_classes = num_classes
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.sampler = OccVoxelSampler(num_classes, free_index, train_voxels, sample_balance, prior_correction)
         self.queries = OccQueryInit(d_model, query_stride)
