@@ -47,6 +47,7 @@ SCHEMA = {
         "depth_loss_weight": 1.0,  # camera LiDAR-supervised depth loss
         "camera_map_weight": 0.0,  # > 0: training-only map loss on the camera BEV alone (heads/camera_map_aux.py)
         "camera_occ_weight": 0.0,  # > 0: training-only occupancy loss on the camera BEV alone (heads/camera_occ_aux.py)
+        "occ_prior_fill": None,  # 'ground' / 'all': fill free voxels without LiDAR from a prior (runtime/occ_prior.py)
     },
     "data": {
         "dataroot": REQUIRED,  # nuScenes-format dataroot
@@ -130,9 +131,7 @@ class Config(dict):
 def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _wrap(value, filename):
@@ -140,9 +139,7 @@ def _wrap(value, filename):
         out = Config({k: _wrap(v, filename) for k, v in value.items()})
         out.filename = filename
         return out
-    if isinstance(value, list):
-        return [_wrap(v, filename) for v in value]
-    return value
+    return [_wrap(v, filename) for v in value] if isinstance(value, list) else value
 
 
 def parse_override(text):
@@ -175,8 +172,7 @@ def _validate(cfg: dict, schema: dict, prefix, filename):
     """Fill defaults and check keys against ``schema`` (recursively). Returns a new dict."""
     if not isinstance(cfg, dict):
         raise ValueError(f"config key {prefix!r} must be a dict, got {type(cfg).__name__} (file {filename})")
-    unknown = sorted(set(cfg) - set(schema))
-    if unknown:
+    if unknown := sorted(set(cfg) - set(schema)):
         names = ", ".join(f"{prefix}.{k}" for k in unknown)
         raise ValueError(f"unknown config key(s) {names} in {filename}; allowed: {sorted(schema)}")
     out = {}
@@ -231,7 +227,8 @@ def _check_values(cfg: dict, filename):
     if len(cfg["model"]["point_cloud_range"]) != 6:
         raise ValueError(f"model.point_cloud_range must have 6 numbers [x0, y0, z0, x1, y1, z1] (file {filename})")
     for section, key, allowed in (("train", "schedule", SCHEDULES), ("data", "occ_format", OCC_FORMATS),
-                                  ("data", "modality_dropout_per", ("sample", "batch"))):
+                                  ("data", "modality_dropout_per", ("sample", "batch")),
+                                  ("model", "occ_prior_fill", (None, "ground", "all"))):
         if cfg[section][key] not in allowed:
             raise ValueError(f"{section}.{key} must be one of {allowed}, got {cfg[section][key]!r} (file {filename})")
     for key, low in (("checkpoint_interval", 0), ("keep_checkpoints", -1)):
@@ -240,9 +237,8 @@ def _check_values(cfg: dict, filename):
             raise ValueError(f"train.{key} must be an integer >= {low}, got {value!r} (file {filename})")
     if cfg["model"]["lidar"] is None and cfg["model"]["camera"] is None:
         raise ValueError(f"model.lidar and model.camera are both None: enable at least one (file {filename})")
-    for key in ("fusion", "head"):
-        if cfg["model"][key] is None:
-            raise ValueError(f"missing required config key model.{key} in {filename}")
+    for key in (k for k in ("fusion", "head") if cfg["model"][k] is None):
+        raise ValueError(f"missing required config key model.{key} in {filename}")
     _check_model_rules(cfg, filename)
     camera = cfg["model"]["camera"]
     if camera is not None and "image_size" in camera:
@@ -268,6 +264,9 @@ def _check_model_rules(cfg: dict, filename):
     if dropout and (model["lidar"] is None or model["camera"] is None):  # the sample would keep no input it reads
         raise ValueError(f"config key data.modality_dropout in {filename}: {dropout} drops a modality of a model "
                          "with one encoder; set every rate to 0 when model.lidar or model.camera is None")
+    if model["occ_prior_fill"] is not None and (model["lidar"] is None or model["camera"] is None):
+        raise ValueError(f"config key model.occ_prior_fill in {filename}: it fills a fusion model's occupancy on "
+                         "frames without LiDAR; set it None when model.lidar or model.camera is None")
     grid = occupancy_grid_name(model, filename)
     if "occ" in model["tasks"] and cfg["data"]["occ_format"] != grid:
         raise ValueError(
@@ -288,8 +287,7 @@ def load_config(path, overrides=None) -> Config:
         raise FileNotFoundError(f"config file not found: {path}")
     raw, filename = MMConfig.fromfile(str(path)).to_dict(), str(path)
     apply_overrides(raw, overrides, filename)
-    unknown = sorted(set(raw) - set(SCHEMA))
-    if unknown:
+    if unknown := sorted(set(raw) - set(SCHEMA)):
         raise ValueError(f"unknown top-level config key(s) {unknown} in {filename}; allowed: {sorted(SCHEMA)}")
     cfg = {}
     for section, schema in SCHEMA.items():

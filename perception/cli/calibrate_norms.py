@@ -8,13 +8,18 @@ the layers after the withheld sensor on training samples with it withheld (perce
 the weights are unchanged and a frame with every sensor runs exactly as before. The Predictor (eval, ROS 2
 node, replay) uses them on the frames that lack the sensor, and says so in the prediction's notes.
 
+A model with an Occ3D occupancy head also gets the split's per-voxel most frequent label ('occ_prior', from
+all its frames with labels): with model.occ_prior_fill set, a frame without LiDAR fills the voxels the model
+calls free from it (perception.runtime.occ_prior).
+
 Use the training split: statistics estimated on the set a result is reported on would be tuned on it.
-NEW.pth is the input checkpoint plus a 'sensor_norms' entry; the input file is not changed. The statistics
-fit the checkpoint's 'model' weights (the ones a Predictor loads by default), or with --ema its EMA weights;
-a Predictor that runs the other set refuses them.
+NEW.pth is the input checkpoint plus a 'sensor_norms' entry (and 'occ_prior'); the input file is not changed.
+The statistics fit the checkpoint's 'model' weights (the ones a Predictor loads by default), or with --ema its
+EMA weights; a Predictor that runs the other set refuses them.
 """
 
 import os
+import warnings
 
 # frames per condition: the number the val choice used (docs/benchmarks.md, "BatchNorm statistics per sensor condition")
 DEFAULT_SAMPLES = 120
@@ -56,7 +61,8 @@ def run(args):
                                  split=args.split, samples=args.samples, seed=args.seed, conditions=args.conditions,
                                  ema=args.ema, cfg_options=args.cfg_options, progress=progress)
     layers = ", ".join(f"{c}: {len(s)} layers" for c, s in entry["conditions"].items())
-    print(f"wrote {args.out} ({layers}; {entry['samples']} frames of {args.split} each)")
+    prior = f"; occupancy prior of {entry['occ_prior_samples']} frames" if entry.get("occ_prior_samples") else ""
+    print(f"wrote {args.out} ({layers}; {entry['samples']} frames of {args.split} each{prior})")
     return 0
 
 
@@ -64,15 +70,17 @@ def calibrate_checkpoint(config, checkpoint, dataroot, out, version="v1.0-trainv
                          samples=DEFAULT_SAMPLES, seed=0, conditions=("no_lidar", "no_cameras"), ema=False,
                          cfg_options=(), progress=None):
     """Write ``out``: ``checkpoint`` plus its ``sensor_norms`` entry, estimated on ``samples`` frames of ``split``
-    per condition (the command above, and ``perception demo``). Returns the entry."""
+    per condition (the command above, and ``perception demo``), and the ``occ_prior`` entry of an Occ3D occupancy
+    head. Returns the ``sensor_norms`` entry (``occ_prior_samples``: the prior's frames, 0 without one)."""
     # heavy imports (torch, numpy, ...) stay in the functions: `perception --help` imports this module
     from nuscenes.nuscenes import NuScenes
 
-    from perception.config import load_config
+    from perception.config import load_config, occupancy_grid_name
     from perception.eval.runner import load_split_samples, split_sample_tokens
     from perception.models.sensor_norms import SENSOR_NORMS_KEY
     from perception.models.weights import load_checkpoint
     from perception.runtime import Predictor
+    from perception.runtime.occ_prior import OCC_PRIOR_KEY, fit_occ_prior
     from perception.runtime.sensor_calibration import calibrate_sensor_norms
     from perception.training.checkpoint import save_checkpoint
 
@@ -96,5 +104,12 @@ def calibrate_checkpoint(config, checkpoint, dataroot, out, version="v1.0-trainv
     frames = load_split_samples(nusc, split, tokens, os.path.join(os.path.dirname(str(out)) or ".", "index"))
     entry = calibrate_sensor_norms(predictor, frames, conditions, samples, seed, progress)
     entry.update(dataroot=os.path.abspath(dataroot), split=split)
-    save_checkpoint(out, {**ckpt, SENSOR_NORMS_KEY: entry})
+    extra = {}
+    if "occ" in cfg.model.tasks and occupancy_grid_name(cfg.model) == "occ3d":
+        try:
+            extra[OCC_PRIOR_KEY] = fit_occ_prior(frames, split)
+        except ValueError as e:  # the norms need no labels: they are still written
+            warnings.warn(f"--dataroot {dataroot}: {e}; {out} gets no occupancy prior", stacklevel=2)
+    save_checkpoint(out, {**{k: v for k, v in ckpt.items() if k != OCC_PRIOR_KEY}, SENSOR_NORMS_KEY: entry, **extra})
+    entry["occ_prior_samples"] = extra[OCC_PRIOR_KEY]["samples"] if extra else 0
     return entry

@@ -62,3 +62,22 @@ def load_occ3d(path):
         mask_camera=arrays["mask_camera"].astype(bool),
         path=path,
     )
+
+
+def most_frequent_labels(occupancies):
+    """``((200, 200, 16) uint8, count)``: each voxel's most frequent label among the ``occupancies``
+    (:class:`Occupancy`, ``None`` entries skipped) that see it from a camera (``mask_camera``, the voxels the Occ3D
+    protocol scores), free where none does; ``count`` is the number of occupancies used. The no-input prior
+    (``perception.eval.prior``) and the ground fill of frames without LiDAR (``perception.runtime.occ_prior``)
+    are this, fitted on training labels. Ego frame, ``OCC3D_GRID``. Ties go to the lower label."""
+    counts = np.zeros(OCC3D_GRID.shape + (len(OCC3D_CLASSES),), np.int32)  # (NX, NY, NZ, 18) seen-voxel counts
+    used = 0
+    for occ in occupancies:
+        if occ is None:
+            continue
+        ix, iy, iz = np.nonzero(occ.mask_camera)
+        np.add.at(counts, (ix, iy, iz, occ.semantics[ix, iy, iz]), 1)
+        used += 1
+    labels = counts.argmax(-1).astype(np.uint8)  # (NX, NY, NZ)
+    labels[counts.sum(-1) == 0] = len(OCC3D_CLASSES) - 1  # never seen: free
+    return labels, used

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID
+from perception.data.occupancy import most_frequent_labels
 from perception.eval.detection import make_submission, write_submission
 from perception.eval.results_io import save_bev, save_occ
 
@@ -49,18 +50,8 @@ def fit_prior(samples, tasks=("map", "occ")) -> NoInputPrior:
         if prior.bev_samples:
             prior.bev_probs = (total / prior.bev_samples).astype(np.float32)
     if "occ" in tasks:
-        n = len(OCC3D_CLASSES)
-        counts = np.zeros(OCC3D_GRID.shape + (n,), np.int32)  # (NX, NY, NZ, 18) seen-voxel label counts
-        for s in samples:
-            occ = s.occupancy
-            if occ is None:
-                continue
-            ix, iy, iz = np.nonzero(occ.mask_camera)
-            np.add.at(counts, (ix, iy, iz, occ.semantics[ix, iy, iz]), 1)
-            prior.occ_samples += 1
+        labels, prior.occ_samples = most_frequent_labels(s.occupancy for s in samples)
         if prior.occ_samples:
-            labels = counts.argmax(-1).astype(np.uint8)  # (NX, NY, NZ)
-            labels[counts.sum(-1) == 0] = OCC3D_FREE
             prior.occ_labels = labels
     return prior
 

@@ -13,6 +13,8 @@ ego-frame occupancy.
 
 A frame that lacks a sensor is normalized with that condition's BatchNorm statistics when the checkpoint has
 them (:mod:`perception.models.sensor_norms`), or run by a fallback model (:mod:`perception.runtime.fallback`).
+With ``model.occ_prior_fill`` a fusion model's occupancy without LiDAR is completed from the training labels
+(:mod:`perception.runtime.occ_prior`).
 
 With ``model.map_memory_s`` > 0 each BEV map is fused with the earlier ones (:mod:`perception.runtime.map_memory`):
 frames then come in time order, and :meth:`Predictor.reset_memory` starts a new scene or log.
@@ -43,6 +45,7 @@ from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
 from perception.runtime.frame import Frame, check_withhold, frame_to_sample, without_cameras
 from perception.runtime.map_memory import MapMemory
+from perception.runtime.occ_prior import fill_free, load_fill
 from perception.runtime.prediction import Prediction
 from perception.runtime.ring_frame import ring_frame
 
@@ -97,6 +100,10 @@ class Predictor:
         if ckpt is not None and ckpt.get(SENSOR_NORMS_KEY) is not None:
             self.sensor_norms = SensorNorms(self.model, ckpt[SENSOR_NORMS_KEY], where=str(where_of(checkpoint)),
                                             weights=self.weights)
+        # frames without LiDAR: free voxels filled from the training labels' prior (runtime/occ_prior.py)
+        self.occ_fill_mode = self.cfg["model"].get("occ_prior_fill")
+        self.occ_fill = load_fill(self.occ_fill_mode, ckpt, self.model.head.occ if "occ" in self.tasks else None,
+                                  where=str(where_of(checkpoint)))
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
         data = self.cfg["data"]
         self.cameras = tuple(c for c in CAMERA_NAMES if c in data["cameras"])
@@ -191,9 +198,8 @@ class Predictor:
         )
 
     def _run(self, batch, notes, t0):
+        condition = sensor_condition(batch, self.model.lidar_encoder is not None, self.model.camera_encoder is not None)
         if self.sensor_norms is not None:
-            condition = sensor_condition(batch, self.model.lidar_encoder is not None,
-                                         self.model.camera_encoder is not None)
             if self.sensor_norms.use(condition) is not None:
                 notes = notes + [f"BatchNorm statistics of the {condition.replace('_', ' ')} condition"]
         t1 = time.perf_counter()
@@ -216,6 +222,10 @@ class Predictor:
             occ_labels=_to_numpy(out["occ_labels"]).astype(np.uint8) if "occ_labels" in out else None,
             warnings=notes,
         )
+        if condition == "no_lidar" and self.occ_fill is not None and pred.occ_labels is not None:
+            pred.occ_labels, filled = fill_free(pred.occ_labels, *self.occ_fill)
+            pred.warnings = pred.warnings + [f"occupancy: {filled} free voxels filled from the training prior "
+                                             f"(model.occ_prior_fill={self.occ_fill_mode})"]
         pred.timings_ms = {
             "preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (time.perf_counter() - t2) * 1e3,
         }
