@@ -264,9 +264,10 @@ def _check_model_rules(cfg: dict, filename):
     if dropout and (model["lidar"] is None or model["camera"] is None):  # the sample would keep no input it reads
         raise ValueError(f"config key data.modality_dropout in {filename}: {dropout} drops a modality of a model "
                          "with one encoder; set every rate to 0 when model.lidar or model.camera is None")
-    if model["occ_prior_fill"] is not None and (model["lidar"] is None or model["camera"] is None):
+    if model["occ_prior_fill"] is not None and (model["lidar"] is None or model["camera"] is None
+                                                or "occ" not in model["tasks"]):
         raise ValueError(f"config key model.occ_prior_fill in {filename}: it fills a fusion model's occupancy on "
-                         "frames without LiDAR; set it None when model.lidar or model.camera is None")
+                         "frames without LiDAR; set it None without model.lidar, model.camera or the 'occ' task")
     grid = occupancy_grid_name(model, filename)
     if "occ" in model["tasks"] and cfg["data"]["occ_format"] != grid:
         raise ValueError(

@@ -37,7 +37,7 @@ NEW_OPTIONS = [
     "model.camera_map_weight=0",  # the camera map loss came later (tiny: 10); this model has no camera
 ]
 # model keys added since eff7413, at the values that behave as before
-ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0}
+ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0, "occ_prior_fill": None}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from perception.config import load_config  # noqa: E402
+from perception.constants import OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID  # noqa: E402
 from perception.export.inputs import prepare_inputs  # noqa: E402
 from perception.export.onnx_export import (  # noqa: E402
     box_rows,
@@ -26,13 +27,14 @@ from perception.export.onnx_runtime import OnnxPredictor  # noqa: E402
 from perception.models import build_model  # noqa: E402
 from perception.models.sensor_norms import SENSOR_NORMS_KEY, condition_layers  # noqa: E402
 from perception.runtime import Predictor  # noqa: E402
+from perception.runtime.occ_prior import OCC_PRIOR_KEY  # noqa: E402
 from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
 
 # the map's cue refiner too, the camera's learned no-depth feature (a frame without LiDAR runs it) and the
 # training-only camera map head (not exported)
 OPTIONS = ["model.score_threshold=0.0", "model.head.map.lidar_cues=True", "model.camera.lidar_depth_dropout=0.5",
-           "model.camera_map_weight=10.0"]
+           "model.camera_map_weight=10.0", "model.occ_prior_fill='ground'"]
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +51,17 @@ def exported(tmp_path_factory):
     for p in model.refiner.out.parameters():  # and a box refiner that moves boxes
         torch.nn.init.normal_(p, std=0.05)
     torch.nn.init.normal_(model.camera_encoder.missing_depth, std=1.0)
+    model.head.occ.head.mlp[-1].bias.data[OCC3D_FREE] += 0.2  # some voxels free, for the no-LiDAR fill
     # BatchNorm statistics of the no-LiDAR condition (as perception calibrate-norms writes them), unlike the
     # trained ones, so that a frame without LiDAR must run the export's no-LiDAR graph to match PyTorch
     norms = {name: {"running_mean": m.running_mean + 0.3 * torch.randn_like(m.running_mean),
                     "running_var": m.running_var * (0.5 + torch.rand_like(m.running_var))}
              for name, m in condition_layers(model, "no_lidar").items()}
     ckpt, plain = d / "model.pth", d / "plain.pth"
-    save_checkpoint(ckpt, {"model": model.state_dict(), SENSOR_NORMS_KEY: {"conditions": {"no_lidar": norms}}})
+    ground = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8)
+    ground[:100] = OCC3D_CLASSES.index("driveable_surface")  # a prior for the no-LiDAR fill (half the grid)
+    save_checkpoint(ckpt, {"model": model.state_dict(), SENSOR_NORMS_KEY: {"conditions": {"no_lidar": norms}},
+                           OCC_PRIOR_KEY: {"labels": torch.from_numpy(ground)}})
     save_checkpoint(plain, {"model": model.state_dict()})
     files = export_onnx("configs/tiny.py", ckpt, d / "tiny.onnx", cfg_options=OPTIONS)
     return {"onnx": d / "tiny.onnx", "ckpt": ckpt, "plain": plain, "files": files, "cfg": cfg}
@@ -66,7 +72,8 @@ def test_export_writes_the_network_and_the_refiner(exported):
 
     onnx_path = str(exported["onnx"])
     assert [str(f) for f in exported["files"]] == [onnx_path, onnx_path.replace(".onnx", ".no_lidar.onnx"),
-                                                   onnx_path.replace(".onnx", ".refiner.onnx")]
+                                                   onnx_path.replace(".onnx", ".refiner.onnx"),
+                                                   onnx_path.replace(".onnx", ".occ_prior.npy")]
     proto = onnx.load(str(exported["onnx"]), load_external_data=False)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -103,6 +110,9 @@ def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported
     assert (a.occ_labels == b.occ_labels).mean() > 0.9999
     assert np.abs(trained.bev_probs - a.bev_probs).max() > 1e-2  # the statistics matter: the main graph would fail
     assert "BatchNorm statistics of the no lidar condition" in b.warnings
+    filled = [w for w in b.warnings if "from the training prior" in w]  # the fill too, from the exported prior
+    assert filled and filled == [w for w in a.warnings if "from the training prior" in w]
+    assert not filled[0].startswith("occupancy: 0 ")
     # perception export --check runs the same comparison for every condition graph
     report = check_export(exported["onnx"], checkpoint=exported["ckpt"])
     assert report["ok"] and any(line.startswith("no_lidar graph: ") for line in report["lines"]), report["lines"]

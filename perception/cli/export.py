@@ -14,7 +14,8 @@ box update (docs/benchmarks.md, "ONNX export").
 A checkpoint with BatchNorm statistics per sensor condition (`perception calibrate-norms`) also gets one graph
 per condition, OUT.no_lidar.onnx / OUT.no_cameras.onnx: the same network with that condition's statistics.
 ONNX Runtime then runs a frame without a sensor with its condition's graph, as the PyTorch path swaps the
-statistics.
+statistics. With model.occ_prior_fill and a checkpoint that carries the occupancy prior, OUT.occ_prior.npy
+holds it, and a frame without LiDAR is filled from it as in PyTorch.
 
 The file's metadata holds the resolved config, so `perception bench --backend onnxruntime OUT.onnx` and
 perception.export.onnx_runtime.OnnxPredictor need nothing else. --check runs ONNX Runtime on one synthetic

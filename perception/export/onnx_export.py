@@ -5,7 +5,8 @@ frame; the number of pillars and of pooled frustum points (and the refiner's box
 Opset 20 by default: the occupancy head samples 3D volumes (``GridSample`` on 5D inputs needs opset 20);
 a config without occupancy also exports at 17. The metadata holds what the runtime needs besides the graph:
 the resolved config, the occupancy logit shift (the head's class-prior correction, computed from buffers of
-the checkpoint), the refiner file name and the graphs per sensor condition (:func:`_export_conditions`).
+the checkpoint), the refiner file name, the graphs per sensor condition (:func:`_export_conditions`) and,
+with ``model.occ_prior_fill``, the occupancy prior's file (``OUT.occ_prior.npy``, :mod:`perception.runtime.occ_prior`).
 """
 
 import dataclasses
@@ -100,12 +101,18 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
                     ["local", "mask", "proposals", "labels"], ["residuals", "quality"],
                     {n: {0: "boxes"} for n in ("local", "mask", "proposals", "labels", "residuals", "quality")}, opset)
         files.append(path)
+    prior_file = ""
+    if predictor.occ_fill is not None:  # frames without LiDAR: the runtime fills from the training prior
+        prior_file = os.path.splitext(os.path.basename(out_path))[0] + ".occ_prior.npy"
+        np.save(os.path.join(os.path.dirname(os.path.abspath(out_path)), prior_file), predictor.occ_fill[0])
+        files.append(os.path.join(os.path.dirname(os.path.abspath(out_path)), prior_file))
     proto = onnx.load(out_path, load_external_data=False)
     meta = {
         "m3_config": config_text(predictor.cfg),
         "m3_config_file": str(getattr(predictor.cfg, "filename", "") or ""),
         "m3_refiner_file": refiner_file,
         "m3_condition_files": json.dumps(condition_files),
+        "m3_occ_prior_file": prior_file,
         "m3_inputs": json.dumps(graph.inputs),
         "m3_outputs": json.dumps(graph.outputs),
         "m3_torch": torch.__version__,

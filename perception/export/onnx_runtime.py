@@ -6,7 +6,8 @@ graph in an ``onnxruntime.InferenceSession``, then the PyTorch path's own decodi
 (``MultiTaskHead.decode``) and box refinement (``PointBoxRefiner.refine`` with the refiner's ONNX network).
 The non-learned parts come from a model built from the config stored in the file; its weights are never
 used (the occupancy head's class-prior shift, learned statistics, comes from the file's metadata). A frame
-without a sensor runs that condition's graph when the export wrote one (``OUT.<condition>.onnx``).
+without a sensor runs that condition's graph when the export wrote one (``OUT.<condition>.onnx``), and a frame
+without LiDAR gets the occupancy fill from ``OUT.occ_prior.npy`` when the config sets ``model.occ_prior_fill``.
 """
 
 import ast
@@ -23,6 +24,7 @@ from perception.export.inputs import prepare_inputs
 from perception.models import build_model
 from perception.models.timing import stage
 from perception.runtime import Predictor
+from perception.runtime.occ_prior import check_occ_prior, fill_classes
 
 
 def _session(path, device="cpu"):
@@ -152,4 +154,12 @@ class OnnxPredictor:
         predictor.torch_model = predictor.model.torch_model
         if predictor.model.condition_sessions:
             predictor.sensor_norms = _ConditionGraphs(predictor.model)
+        if meta.get("m3_occ_prior_file"):  # model.occ_prior_fill: the prior the checkpoint carried
+            prior_path = os.path.join(os.path.dirname(os.path.abspath(path)), meta["m3_occ_prior_file"])
+            if not os.path.isfile(prior_path):
+                raise FileNotFoundError(f"{path}: its occupancy prior {prior_path} is missing (perception export "
+                                        "writes it beside the .onnx file)")
+            prior = np.load(prior_path)
+            predictor.occ_fill = (check_occ_prior({"labels": torch.from_numpy(prior)}, where=str(path)),
+                                  fill_classes(cfg["model"]["occ_prior_fill"]))
         return predictor
