@@ -2,7 +2,8 @@
 # predicts the 512 x 512 x 40 OPENOCC_GRID (0.2 m, LiDAR frame; 17 classes, 0 = empty, label 255 ignored) and
 # the data section reads <openocc_root>/scene_<scene token>/occupancy/<LIDAR_TOP token>.npy per keyframe.
 _base_ = ["tiny.py"]
-model = dict(head=dict(occ=dict(grid="openocc", frame="lidar", num_classes=17, free_index=0)))
+model = dict(head=dict(occ=dict(grid="openocc", frame="lidar", num_classes=17, free_index=0)),
+             occ_prior_fill=None)  # the no-LiDAR fill's prior is fitted on Occ3D labels only
 data = dict(
     occ_format="openocc",
     # MUST be set to the nuScenes-Occupancy label folder (it holds the scene_<token>/ folders), e.g.

@@ -47,7 +47,7 @@ SCHEMA = {
         "depth_loss_weight": 1.0,  # camera LiDAR-supervised depth loss
         "camera_map_weight": 0.0,  # > 0: training-only map loss on the camera BEV alone (heads/camera_map_aux.py)
         "camera_occ_weight": 0.0,  # > 0: training-only occupancy loss on the camera BEV alone (heads/camera_occ_aux.py)
-        "occ_prior_fill": None,  # 'ground' / 'all': fill free voxels without LiDAR from a prior (runtime/occ_prior.py)
+        "occ_prior_fill": None,  # 'ground'/'all': fill free voxels without LiDAR from a prior (runtime/occ_prior.py)
     },
     "data": {
         "dataroot": REQUIRED,  # nuScenes-format dataroot
@@ -264,10 +264,6 @@ def _check_model_rules(cfg: dict, filename):
     if dropout and (model["lidar"] is None or model["camera"] is None):  # the sample would keep no input it reads
         raise ValueError(f"config key data.modality_dropout in {filename}: {dropout} drops a modality of a model "
                          "with one encoder; set every rate to 0 when model.lidar or model.camera is None")
-    if model["occ_prior_fill"] is not None and (model["lidar"] is None or model["camera"] is None
-                                                or "occ" not in model["tasks"]):
-        raise ValueError(f"config key model.occ_prior_fill in {filename}: it fills a fusion model's occupancy on "
-                         "frames without LiDAR; set it None without model.lidar, model.camera or the 'occ' task")
     grid = occupancy_grid_name(model, filename)
     if "occ" in model["tasks"] and cfg["data"]["occ_format"] != grid:
         raise ValueError(
@@ -275,6 +271,10 @@ def _check_model_rules(cfg: dict, filename):
             f"{filename}): the occupancy labels must be on the grid the head predicts; set both to 'occ3d' or both "
             f"to 'openocc' (configs/tiny_openocc.py shows the OpenOccupancy head settings)"
         )
+    if model["occ_prior_fill"] is not None and (model["lidar"] is None or model["camera"] is None
+                                                or ("occ" in model["tasks"] and grid != "occ3d")):
+        raise ValueError(f"config key model.occ_prior_fill in {filename}: it fills a fusion model's Occ3D occupancy "
+                         "on frames without LiDAR; set it None without model.lidar or model.camera, or on another grid")
 
 
 def load_config(path, overrides=None) -> Config:

@@ -23,7 +23,7 @@ TINY = REPO / "configs" / "tiny.py"
 OLD_CHECKPOINT = REPO / "tests" / "data" / "pre_head_split.pth"
 # The generator's OLD_OPTIONS in today's layout (model.head.det / .map / .occ sub-sections).
 NEW_OPTIONS = [
-    "model.camera=None", "data.cameras=()",
+    "model.camera=None", "data.cameras=()", "model.occ_prior_fill=None",
     "model.lidar.out_channels=16", "model.lidar.pillar_channels=16", "model.lidar.layer_channels=(16, 32)",
     "model.lidar.layer_nums=(1, 1)",
     "model.fusion.out_channels=16", "model.fusion.fused_channels=16", "model.fusion.backbone_channels=(16, 32)",

@@ -107,9 +107,12 @@ def test_a_prior_that_does_not_fit_is_refused_by_name(weights):
         assert Predictor(cfg, {"model": weights}).occ_fill is None
     with pytest.raises(ValueError, match="model.occ_prior_fill must be one of"):
         load_config(CONFIG, ["model.occ_prior_fill='road'"])
-    for other in ("tiny_camera.py", "tiny_lidar.py", "tiny_det.py"):  # one sensor, or no occupancy task
+    for other in ("tiny_camera.py", "tiny_lidar.py", "tiny_openocc.py"):  # one sensor, or not the Occ3D grid
         with pytest.raises(ValueError, match=f"model.occ_prior_fill in .*{other}: it fills a fusion model"):
             load_config(CONFIG.parent / other, ["model.occ_prior_fill='ground'"])
+    # no occupancy task: nothing to fill (tiny_det inherits tiny's fill)
+    det = load_config(CONFIG.parent / "tiny_det.py")
+    assert det.model.occ_prior_fill == "all" and Predictor(det, None).occ_fill is None
 
 
 def test_calibrate_norms_stores_the_training_splits_prior(synth_root, tmp_path, weights, capsys):

@@ -73,12 +73,13 @@ def fill_free(occ_labels, prior_labels, classes):
 def load_fill(mode, checkpoint, occ_task, where="the checkpoint"):
     """``(prior labels (200, 200, 16) uint8, classes)`` for a Predictor with ``model.occ_prior_fill`` = ``mode``
     (None: no fill, returns None), its loaded ``checkpoint`` dict (or None) and its model's occupancy task (None
-    without one). A mode on a model whose occupancy is not on the Occ3D grid is a ``ValueError``; a checkpoint
-    without the prior is a warning, and frames without LiDAR keep the model's occupancy."""
-    if mode is None:
+    without one: nothing to fill, as the map memory of a model without a map). A mode on a model whose occupancy
+    is not on the Occ3D grid is a ``ValueError``; a checkpoint without the prior is a warning, and frames without
+    LiDAR keep the model's occupancy."""
+    if mode is None or occ_task is None:
         return None
     classes = fill_classes(mode)
-    if occ_task is None or tuple(occ_task.grid.shape) != OCC3D_GRID.shape or occ_task.frame != "ego":
+    if tuple(occ_task.grid.shape) != OCC3D_GRID.shape or occ_task.frame != "ego":
         raise ValueError(f"model.occ_prior_fill={mode!r} needs the occupancy task on the Occ3D grid (ego frame)")
     if checkpoint is None:  # random weights (tests), or an ONNX export that brings its own prior file
         return None
