@@ -95,6 +95,7 @@ def calibrate_checkpoint(config, checkpoint, dataroot, out, version="v1.0-trainv
     ckpt = load_checkpoint(checkpoint)
     if ema and ckpt.get("ema") is None:
         raise ValueError(f"--ema: checkpoint {checkpoint} has no EMA weights (trained with train.ema=False)")
+    cfg.model["occ_prior_fill"] = None  # the estimate runs the network only; the prior is what this writes
     try:  # without an earlier entry: it is replaced, and it may fit the other weights
         predictor = Predictor(cfg, {k: v for k, v in ckpt.items() if k != SENSOR_NORMS_KEY}, use_ema=ema)
     except ValueError as e:
