@@ -104,8 +104,8 @@ def export_onnx(config, checkpoint, out_path, opset=20, cfg_options=(), predicto
     prior_file = ""
     if predictor.occ_fill is not None:  # frames without LiDAR: the runtime fills from the training prior
         prior_file = os.path.splitext(os.path.basename(out_path))[0] + ".occ_prior.npy"
-        np.save(os.path.join(os.path.dirname(os.path.abspath(out_path)), prior_file), predictor.occ_fill[0])
         files.append(os.path.join(os.path.dirname(os.path.abspath(out_path)), prior_file))
+        np.save(files[-1], predictor.occ_fill[0])
     proto = onnx.load(out_path, load_external_data=False)
     meta = {
         "m3_config": config_text(predictor.cfg),
