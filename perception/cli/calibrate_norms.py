@@ -96,6 +96,9 @@ def calibrate_checkpoint(config, checkpoint, dataroot, out, version="v1.0-trainv
     if ema and ckpt.get("ema") is None:
         raise ValueError(f"--ema: checkpoint {checkpoint} has no EMA weights (trained with train.ema=False)")
     cfg.model["occ_prior_fill"] = None  # the estimate runs the network only; the prior is what this writes
+    # The camera map head (model.camera_map_blend) keeps its trained statistics: it trained on camera BEVs with and
+    # without the LiDAR depth input (half each), and candidate H was chosen so (docs/benchmarks.md).
+    cfg.model["camera_map_blend"] = 0.0
     try:  # without an earlier entry: it is replaced, and it may fit the other weights
         predictor = Predictor(cfg, {k: v for k, v in ckpt.items() if k != SENSOR_NORMS_KEY}, use_ema=ema)
     except ValueError as e:

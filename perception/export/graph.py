@@ -47,6 +47,8 @@ def output_names(model):
             names.append("anchor_offset")
     if "map" in model.tasks:
         names.append("map_logits")
+        if model.camera_map_blend:  # the camera branch's own map head, blended in on frames without LiDAR
+            names.append("camera_map_logits")
     if "occ" in model.tasks:
         names.append("occ_logits")
     return names
@@ -114,6 +116,8 @@ class ExportGraph(nn.Module):
                 result.append(out["det"]["anchor_offset"])
         if "map" in m.tasks:
             result.append(out["map"]["logits"])
+            if "camera_map_logits" in self.outputs:
+                result.append(m.camera_map.logits_at(camera_bev, x["map_points"]))  # (1, K, 200, 200)
         if "occ" in m.tasks:
             result.append(out["occ"]["logits"])
         return tuple(result)

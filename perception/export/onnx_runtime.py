@@ -7,7 +7,8 @@ graph in an ``onnxruntime.InferenceSession``, then the PyTorch path's own decodi
 The non-learned parts come from a model built from the config stored in the file; its weights are never
 used (the occupancy head's class-prior shift, learned statistics, comes from the file's metadata). A frame
 without a sensor runs that condition's graph when the export wrote one (``OUT.<condition>.onnx``), and a frame
-without LiDAR gets the occupancy fill from ``OUT.occ_prior.npy`` when the config sets ``model.occ_prior_fill``.
+without LiDAR gets the occupancy fill from ``OUT.occ_prior.npy`` when the config sets ``model.occ_prior_fill``,
+and its map the camera map head's share (the graph's ``camera_map_logits``) with ``model.camera_map_blend``.
 """
 
 import ast
@@ -22,6 +23,7 @@ import torch
 from perception.config import _wrap
 from perception.export.inputs import prepare_inputs
 from perception.models import build_model
+from perception.models.heads.camera_map_aux import blend_camera_map, camera_map_frames
 from perception.models.timing import stage
 from perception.runtime import Predictor
 from perception.runtime.occ_prior import check_occ_prior, fill_classes
@@ -117,6 +119,9 @@ class OnnxModel:
             outputs["occ"] = {"logits": raw["occ_logits"]}
         with stage("decode"):
             results = self.head.decode(outputs, batch, self.score_threshold, max_boxes=self.max_boxes)
+            if "camera_map_logits" in raw:  # model.camera_map_blend: as M3Net.predict does
+                use = camera_map_frames(batch["lidar_mask"], batch["cam_mask"])
+                blend_camera_map(results, raw["camera_map_logits"], use, self.torch_model.camera_map_blend)
         with stage("refiner"):
             if self.refiner is not None:
                 for r, points in zip(results, self.torch_model._lidar_points(batch), strict=True):

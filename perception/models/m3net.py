@@ -23,7 +23,7 @@ from perception.config import check_head_section, head_task_section, occupancy_g
 from perception.constants import OCC_GRIDS
 from perception.models.camera.encoder import CameraEncoder
 from perception.models.fusion.neck import FusedBEVNeck
-from perception.models.heads.camera_map_aux import CameraMapAux
+from perception.models.heads.camera_map_aux import CameraMapAux, blend_camera_map, camera_map_frames
 from perception.models.heads.camera_occ_aux import CameraOccAux
 from perception.models.heads.multitask import TASK_MODULES, MultiTaskHead
 from perception.models.lidar.encoder import LidarEncoder
@@ -42,6 +42,8 @@ class M3Net(nn.Module):
       samples without LiDAR keep the first stage's boxes and scores. It needs the LiDAR encoder and the 'det'
       task (and the head's occupancy LiDAR cues the LiDAR encoder): rules checked when the config is loaded
       (``perception.config``), not here.
+    - ``camera_map_blend`` w: on a frame with cameras but no LiDAR the BEV map is ``(1 - w)`` the fused head's and
+      ``w`` the camera branch's own map head's (``camera_map``, :func:`blend_camera_map`); 0: the fused head alone.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class M3Net(nn.Module):
         refiner: nn.Module | None = None,
         camera_map: nn.Module | None = None,
         camera_occ: nn.Module | None = None,
+        camera_map_blend: float = 0.0,
     ):
         super().__init__()
         if lidar_encoder is None and camera_encoder is None:
@@ -72,6 +75,7 @@ class M3Net(nn.Module):
         self.refiner = refiner
         self.camera_map = camera_map
         self.camera_occ = camera_occ
+        self.camera_map_blend = float(camera_map_blend)
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -84,8 +88,9 @@ class M3Net(nn.Module):
                 batch["images"], batch["cam_mask"], batch["intrinsics"], batch["lidar2cam"],
                 points=batch["points"], lidar_mask=lidar_mask,
             )
-            if (self.camera_map is not None or self.camera_occ is not None) and self.training:
-                aux["camera_bev"] = camera_bev  # (B, C_c, X, Y), for the camera-alone losses in forward
+            camera_alone = self.camera_map is not None or self.camera_occ is not None
+            if camera_alone and self.training or self.camera_map_blend:
+                aux["camera_bev"] = camera_bev  # (B, C_c, X, Y): the camera-alone losses, the no-LiDAR map blend
         # A sample counts as having cameras when any of its cameras is valid.
         camera_mask = batch["cam_mask"].any(dim=1) if self.camera_encoder is not None else torch.zeros_like(lidar_mask)
         if self.lidar_encoder is None:
@@ -150,12 +155,16 @@ class M3Net(nn.Module):
     def predict(self, batch) -> list:
         """One dict per sample: ``boxes (K, 9)``, ``scores (K,)``, ``labels (K,)`` (LiDAR frame) when 'det';
         ``bev_probs (6, 200, 200)`` when 'map'; ``occ_labels (200, 200, 16)`` uint8 when 'occ'."""
-        task_bevs, _ = self.encode(batch)
+        task_bevs, aux = self.encode(batch)
         outputs = self.head(task_bevs, batch)
         # Decoding in fp32 also under fp16 / bf16 autocast: box centres in metres, sigmoid probabilities and
         # the occupancy argmax need more than bf16's 8 significant bits.
         with stage("decode"), torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
             results = self.head.decode(_float32(outputs), batch, self.score_threshold, max_boxes=self.max_boxes)
+            use = camera_map_frames(batch["lidar_mask"], batch["cam_mask"])  # (B,) cameras, no LiDAR
+            if self.camera_map_blend and bool(use.any()):
+                logits = self.camera_map(aux["camera_bev"].float(), batch["bev_aug"])  # (B, K, 200, 200)
+                blend_camera_map(results, logits, use, self.camera_map_blend)
         with stage("refiner"):
             return self.refine_boxes(results, batch)
 
@@ -254,6 +263,10 @@ def build_model(model_cfg) -> M3Net:
             raise ValueError(f"config key model.camera_map_weight in {filename}: needs model.camera and the "
                              f"'map' task, got tasks {tasks} and camera {'on' if camera else 'None'}")
         camera_map = CameraMapAux(camera.out_channels, pcr, model_cfg["camera_map_weight"])
+    blend = float(model_cfg.get("camera_map_blend") or 0.0)  # .get: configs of .onnx files exported before it
+    if not 0.0 <= blend <= 1.0 or (blend and (camera_map is None or lidar is None)):
+        raise ValueError(f"config key model.camera_map_blend in {filename}: a weight in [0, 1] of the camera map head "
+                         f"(model.camera_map_weight > 0) in a fusion model's map without LiDAR, got {blend}")
     camera_occ = None
     if float(model_cfg["camera_occ_weight"]) > 0:
         if camera is None or "occ" not in tasks:
@@ -271,4 +284,5 @@ def build_model(model_cfg) -> M3Net:
         refiner=refiner,
         camera_map=camera_map,
         camera_occ=camera_occ,
+        camera_map_blend=blend,
     )

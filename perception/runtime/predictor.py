@@ -14,7 +14,8 @@ ego-frame occupancy.
 A frame that lacks a sensor is normalized with that condition's BatchNorm statistics when the checkpoint has
 them (:mod:`perception.models.sensor_norms`), or run by a fallback model (:mod:`perception.runtime.fallback`).
 With ``model.occ_prior_fill`` a fusion model's occupancy without LiDAR is completed from the training labels
-(:mod:`perception.runtime.occ_prior`).
+(:mod:`perception.runtime.occ_prior`), and with ``model.camera_map_blend`` its map takes in the camera branch's own
+map head (``M3Net.predict``); the notes say both.
 
 With ``model.map_memory_s`` > 0 each BEV map is fused with the earlier ones (:mod:`perception.runtime.map_memory`):
 frames then come in time order, and :meth:`Predictor.reset_memory` starts a new scene or log.
@@ -102,6 +103,7 @@ class Predictor:
                                             weights=self.weights)
         # frames without LiDAR: free voxels filled from the training labels' prior (runtime/occ_prior.py)
         self.occ_fill_mode = self.cfg["model"].get("occ_prior_fill")
+        self.camera_map_blend = float(self.cfg["model"].get("camera_map_blend") or 0.0)
         self.occ_fill = load_fill(self.occ_fill_mode, ckpt, self.model.head.occ if "occ" in self.tasks else None,
                                   where=str(where_of(checkpoint)))
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
@@ -226,6 +228,9 @@ class Predictor:
             pred.occ_labels, filled = fill_free(pred.occ_labels, *self.occ_fill)
             pred.warnings = pred.warnings + [f"occupancy: {filled} free voxels filled from the training prior "
                                              f"(model.occ_prior_fill={self.occ_fill_mode})"]
+        if condition == "no_lidar" and self.camera_map_blend and pred.bev_probs is not None:  # in model.predict
+            pred.warnings = pred.warnings + [f"map: {self.camera_map_blend:g} of it from the camera branch's map head "
+                                             "(model.camera_map_blend)"]
         pred.timings_ms = {
             "preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (time.perf_counter() - t2) * 1e3,
         }

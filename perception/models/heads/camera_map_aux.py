@@ -3,8 +3,10 @@
 Why: the fusion model's map comes from LiDAR; with the map memory on, LiDAR-only scores the same BEV mIoU as
 fusion (docs/benchmarks.md), and without its LiDAR the fusion model's map falls to the no-input prior. This head
 makes the camera BEV carry the map by itself: a small conv head on the camera encoder's BEV, BEFORE the fusion,
-predicts the BEV map, with the map task's focal + Dice loss. It is not used at inference (nor exported): it only
-shapes what the camera branch learns.
+predicts the BEV map, with the map task's focal + Dice loss. At inference it is used only with
+``model.camera_map_blend`` = w > 0, on frames that have cameras but no LiDAR: the BEV map probabilities become
+``(1 - w) * fused head + w * this head`` (:func:`blend_camera_map`; chosen on val, docs/benchmarks.md candidate
+H). Frames with LiDAR keep the fused head's map alone.
 
 Frames: the camera BEV ``(B, C_c, X, Y)`` is in the augmented LiDAR frame; the logits are sampled at the cell
 centres of ``grid`` (``BEV_MAP_GRID``, original LiDAR frame) mapped through ``batch['bev_aug']``, so the
@@ -34,7 +36,12 @@ class CameraMapAux(nn.Module):
 
     def forward(self, camera_bev, bev_aug):
         pts = map_grid_points(self.grid, bev_aug.to(camera_bev.device))  # (B, NX, NY, 3) augmented frame, metres
-        return sample_bev(self.net(camera_bev), pts[..., :2], self.pc_range)  # (B, K, NX, NY)
+        return self.logits_at(camera_bev, pts)  # (B, K, NX, NY)
+
+    def logits_at(self, camera_bev, points):
+        """Logits ``(B, K, NX, NY)`` at the map-grid cell centres ``points (B, NX, NY, 3)`` (augmented LiDAR frame,
+        metres): the export's graph passes the points it is given, as the map head does."""
+        return sample_bev(self.net(camera_bev), points[..., :2], self.pc_range)
 
     def loss(self, logits, batch):
         """``weight * (focal + Dice)`` over the samples with a map label (``gt_bev_valid``) that had cameras
@@ -44,3 +51,19 @@ class CameraMapAux(nn.Module):
         if not bool(valid.any()):
             return logits.sum() * 0.0
         return self.weight * map_seg_loss(logits.float()[valid], gt[valid])
+
+
+def camera_map_frames(lidar_mask, cam_mask):
+    """``(B,)`` bool: the samples whose map takes the camera head in (cameras, no LiDAR)."""
+    return ~lidar_mask.bool() & cam_mask.bool().any(dim=1)
+
+
+def blend_camera_map(results, camera_logits, use, weight):
+    """In place: ``results[i]['bev_probs'] = (1 - weight) * it + weight * sigmoid(camera_logits[i])`` for each sample
+    ``i`` with ``use[i]`` (:func:`camera_map_frames`); both ``(K, NX, NY)`` on the map grid. Returns ``results``.
+    The PyTorch model and the ONNX runtime both call this."""
+    for r, logits, on in zip(results, camera_logits, use.tolist(), strict=True):
+        if on:
+            probs = logits.float().sigmoid().to(r["bev_probs"].device)  # (K, NX, NY)
+            r["bev_probs"] = (1.0 - weight) * r["bev_probs"] + weight * probs
+    return results
