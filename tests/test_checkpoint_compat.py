@@ -23,7 +23,7 @@ TINY = REPO / "configs" / "tiny.py"
 OLD_CHECKPOINT = REPO / "tests" / "data" / "pre_head_split.pth"
 # The generator's OLD_OPTIONS in today's layout (model.head.det / .map / .occ sub-sections).
 NEW_OPTIONS = [
-    "model.camera=None", "data.cameras=()", "model.occ_prior_fill=None",
+    "model.camera=None", "data.cameras=()", "model.occ_prior_fill=None", "model.camera_map_blend=0",
     "model.lidar.out_channels=16", "model.lidar.pillar_channels=16", "model.lidar.layer_channels=(16, 32)",
     "model.lidar.layer_nums=(1, 1)",
     "model.fusion.out_channels=16", "model.fusion.fused_channels=16", "model.fusion.backbone_channels=(16, 32)",
@@ -37,7 +37,8 @@ NEW_OPTIONS = [
     "model.camera_map_weight=0",  # the camera map loss came later (tiny: 10); this model has no camera
 ]
 # model keys added since eff7413, at the values that behave as before
-ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0, "occ_prior_fill": None}
+ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0, "occ_prior_fill": None,
+                    "camera_map_blend": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,9 @@ from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
 
 # the map's cue refiner too, the camera's learned no-depth feature (a frame without LiDAR runs it) and the
-# training-only camera map head (not exported)
+# camera map head, blended into the map of a frame without LiDAR (a graph output)
 OPTIONS = ["model.score_threshold=0.0", "model.head.map.lidar_cues=True", "model.camera.lidar_depth_dropout=0.5",
-           "model.camera_map_weight=10.0", "model.occ_prior_fill='ground'"]
+           "model.camera_map_weight=10.0", "model.occ_prior_fill='ground'", "model.camera_map_blend=0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_export_writes_the_network_and_the_refiner(exported):
     proto = onnx.load(str(exported["onnx"]), load_external_data=False)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert json.loads(meta["m3_outputs"])[-2:] == ["map_logits", "occ_logits"]
+    assert json.loads(meta["m3_outputs"])[-3:] == ["map_logits", "camera_map_logits", "occ_logits"]
 
 
 def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported):
@@ -88,7 +88,8 @@ def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported
     with torch.inference_mode():
         x = prepare_inputs(torch_pred.model, batch)
     names = ort_pred.model.outputs
-    assert set(names) >= {"heatmap", "cls_logits", "code", "cells", "labels", "heat_score", "map_logits", "occ_logits"}
+    assert set(names) >= {"heatmap", "cls_logits", "code", "cells", "labels", "heat_score", "map_logits", "occ_logits",
+                          "camera_map_logits"}
     errors = compare_outputs(reference_outputs(torch_pred.model, x, names), ort_pred.model.run_graph(x), names)
     assert all(e < 1e-3 for e in errors.values()), errors
 
@@ -110,6 +111,7 @@ def test_onnxruntime_matches_pytorch_on_every_output_and_after_decoding(exported
     assert (a.occ_labels == b.occ_labels).mean() > 0.9999
     assert np.abs(trained.bev_probs - a.bev_probs).max() > 1e-2  # the statistics matter: the main graph would fail
     assert "BatchNorm statistics of the no lidar condition" in b.warnings
+    assert "map: 0.5 of it from the camera branch's map head (model.camera_map_blend)" in b.warnings
     filled = [w for w in b.warnings if "from the training prior" in w]  # the fill too, from the exported prior
     assert filled and filled == [w for w in a.warnings if "from the training prior" in w]
     assert not filled[0].startswith("occupancy: 0 ")

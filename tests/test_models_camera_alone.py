@@ -1,7 +1,8 @@
 """What teaches the fusion model's camera branch to work without LiDAR (issue 17's no-LiDAR row):
 ``CameraEncoder(lidar_depth_dropout=p)`` (the LiDAR depth input withheld, its target kept, a learned feature for
 a camera without depth), ``model.camera_map_weight`` (:class:`CameraMapAux`, a training-only map loss on the
-camera BEV before the fusion) and ``model.camera_occ_weight`` (:class:`CameraOccAux`, the same for occupancy)."""
+camera BEV before the fusion) and ``model.camera_occ_weight`` (:class:`CameraOccAux`, the same for occupancy);
+``model.camera_map_blend``, the camera map head in the map of a frame without LiDAR."""
 
 import math
 
@@ -125,6 +126,46 @@ def test_camera_map_loss_trains_the_camera_branch_and_leaves_inference_alone(rea
     _check_camera_alone_loss(model, batch, losses, "camera_map", "bev_probs")
     with pytest.raises(ValueError, match="model.camera_map_weight"):
         build_model(load_config(REPO / "configs" / "tiny_lidar.py", ["model.camera_map_weight=1.0"]).model)
+
+
+def test_camera_map_blend_takes_the_camera_head_in_only_without_lidar(real_dir):
+    """With ``model.camera_map_blend`` w, a frame with cameras and no LiDAR gets the map ``(1 - w) * fused + w *
+    sigmoid(camera head)``; a frame with LiDAR, the boxes and the occupancy are the model's as without it."""
+    from perception.runtime import Predictor
+    from test_occ_prior import _frames  # a real LiDAR sweep + camera, and the same without the points
+
+    options = ["model.camera_map_weight=10.0", "model.map_memory_s=0", "model.score_threshold=0.0",
+               "model.occ_prior_fill=None"]
+    torch.manual_seed(0)
+    plain = build_model(load_config(REPO / "configs" / "tiny.py", [*options, "model.camera_map_blend=0"]).model)
+    torch.nn.init.normal_(plain.camera_map.net[-1].weight, std=0.5)  # a camera head whose map differs from the fused
+    blend_cfg = load_config(REPO / "configs" / "tiny.py", [*options, "model.camera_map_blend=0.25"])
+    blended = build_model(blend_cfg.model)
+    blended.load_state_dict(plain.state_dict())
+    plain.eval(), blended.eval()
+    batch = _one_sample_batch(blend_cfg, real_dir)
+    a, b = plain.predict(batch)[0], blended.predict(batch)[0]
+    assert torch.equal(b["bev_probs"], a["bev_probs"])  # with LiDAR: the fused head alone
+    no_lidar = dict(batch, lidar_mask=torch.zeros_like(batch["lidar_mask"]))
+    a, b = plain.predict(no_lidar)[0], blended.predict(no_lidar)[0]
+    with torch.no_grad():
+        camera = blended.camera_map(blended.encode(no_lidar)[1]["camera_bev"], batch["bev_aug"])[0].sigmoid()
+    torch.testing.assert_close(b["bev_probs"], 0.75 * a["bev_probs"] + 0.25 * camera)
+    assert (b["bev_probs"] - a["bev_probs"]).abs().max() > 1e-2
+    assert torch.equal(b["occ_labels"], a["occ_labels"]) and torch.equal(b["boxes"], a["boxes"])
+    # The Predictor's no-LiDAR frame says where its map came from; its frame with LiDAR does not.
+    full, without = _frames(real_dir)
+    predictor = Predictor(blend_cfg, {"model": blended.state_dict()})
+    with pytest.warns(UserWarning, match="no LiDAR points"):
+        notes = predictor.predict(without).warnings
+    assert "map: 0.25 of it from the camera branch's map head (model.camera_map_blend)" in notes
+    assert not [n for n in predictor.predict(full).warnings if n.startswith("map:")]
+    # refused: no camera map head (LiDAR-only; the loss off), a weight outside [0, 1]
+    for config, blend_options in (("tiny_lidar.py", ["model.camera_map_blend=0.5"]),
+                                  ("tiny.py", ["model.camera_map_weight=0", "model.camera_map_blend=0.5"]),
+                                  ("tiny.py", ["model.camera_map_blend=1.5"])):
+        with pytest.raises(ValueError, match="model.camera_map_blend"):
+            build_model(load_config(REPO / "configs" / config, blend_options).model)
 
 
 def _yaw(deg, t=(0.0, 0.0, 0.0)):

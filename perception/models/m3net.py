@@ -161,8 +161,8 @@ class M3Net(nn.Module):
         # the occupancy argmax need more than bf16's 8 significant bits.
         with stage("decode"), torch.autocast(device_type=batch["lidar_mask"].device.type, enabled=False):
             results = self.head.decode(_float32(outputs), batch, self.score_threshold, max_boxes=self.max_boxes)
-            use = camera_map_frames(batch["lidar_mask"], batch["cam_mask"])  # (B,) cameras, no LiDAR
-            if self.camera_map_blend and bool(use.any()):
+            use = camera_map_frames(batch["lidar_mask"], batch["cam_mask"]) if self.camera_map_blend else None  # (B,)
+            if use is not None and bool(use.any()):
                 logits = self.camera_map(aux["camera_bev"].float(), batch["bev_aug"])  # (B, K, 200, 200)
                 blend_camera_map(results, logits, use, self.camera_map_blend)
         with stage("refiner"):
