@@ -42,6 +42,10 @@ model = dict(
     # most frequent label there (perception/runtime/occ_prior.py; calibrate-norms stores it in the checkpoint).
     # Chosen on val over three seeds: no-LiDAR Occ3D mIoU 0.050 -> 0.062 (docs/benchmarks.md, candidate G).
     occ_prior_fill="all",
+    # Inference only: on a frame without LiDAR, the BEV map is 0.25 the fused head's and 0.75 the camera branch's
+    # own map head's (camera_map_weight above trains it; heads/camera_map_aux.py). Chosen on val over three seeds:
+    # no-LiDAR BEV mIoU 0.183 -> 0.204 (docs/benchmarks.md, candidate H).
+    camera_map_blend=0.75,
 )
 data = dict(
     image_size=(96, 256),

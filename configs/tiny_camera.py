@@ -6,7 +6,7 @@ _base_ = ["tiny.py"]
 # Without LiDAR there is no depth input to withhold, and the camera BEV is the fusion's only input (its map loss
 # would repeat the main one): tiny's camera-alone training options are off.
 model = dict(lidar=None, refiner=None, camera=dict(use_lidar_depth=False, lidar_depth_dropout=0.0),
-             camera_map_weight=0.0, head=dict(occ=dict(lidar_cues=False)),
+             camera_map_weight=0.0, camera_map_blend=0.0, head=dict(occ=dict(lidar_cues=False)),
              occ_prior_fill=None)  # a model without LiDAR has no "frame without LiDAR" to fill
 # No modality dropout: with one encoder, a dropped modality would leave nothing to read (config rule).
 data = dict(modality_dropout=dict(lidar=0.0, all_cameras=0.0, some_cameras=0.0))
