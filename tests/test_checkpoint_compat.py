@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception.config import MOVED_HEAD_KEYS, load_config
+from perception.config import load_config
+from perception.config_schema import MOVED_HEAD_KEYS
 from perception.models import build_model
 from perception.models.weights import HEAD_SPLIT_KEY_MAP, load_checkpoint, model_weights, upgrade_state_dict
 

@@ -108,7 +108,7 @@ def test_a_prior_that_does_not_fit_is_refused_by_name(weights):
     with pytest.raises(ValueError, match="model.occ_prior_fill must be one of"):
         load_config(CONFIG, ["model.occ_prior_fill='road'"])
     for other in ("tiny_camera.py", "tiny_lidar.py", "tiny_openocc.py"):  # one sensor, or not the Occ3D grid
-        with pytest.raises(ValueError, match=f"model.occ_prior_fill in .*{other}: it fills a fusion model"):
+        with pytest.raises(ValueError, match=f"model.occ_prior_fill in .*{other}: it changes a fusion model"):
             load_config(CONFIG.parent / other, ["model.occ_prior_fill='ground'"])
     # no occupancy task: nothing to fill (tiny_det inherits tiny's fill)
     det = load_config(CONFIG.parent / "tiny_det.py")
