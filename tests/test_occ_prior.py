@@ -65,7 +65,7 @@ def _frames(real_dir):
 
 
 def test_predictor_fills_only_frames_without_lidar(weights, real_dir):
-    options = ["model.score_threshold=0.0", "model.map_memory_s=0"]
+    options = ["model.score_threshold=0.0", "model.map_memory_s=0", "model.occ_ground_from_map=None"]  # the fill alone
     plain = Predictor(load_config(CONFIG, options), {"model": weights})
     ckpt = {"model": weights, OCC_PRIOR_KEY: {"labels": torch.from_numpy(prior_labels()), "samples": 3}}
     filled = {mode: Predictor(load_config(CONFIG, [*options, f"model.occ_prior_fill={mode!r}"]), ckpt)
