@@ -46,6 +46,10 @@ model = dict(
     # own map head's (camera_map_weight above trains it; heads/camera_map_aux.py). Chosen on val over three seeds:
     # no-LiDAR BEV mIoU 0.183 -> 0.204 (docs/benchmarks.md, candidate H).
     camera_map_blend=0.75,
+    # Inference only: on a frame without LiDAR, the occupancy's ground voxels become driveable surface where that
+    # map's drivable area is >= 0.5, else sidewalk where its walkway is (perception/runtime/occ_ground.py). Chosen
+    # on val over three seeds: no-LiDAR Occ3D mIoU 0.062 -> 0.072 (docs/benchmarks.md, candidate I).
+    occ_ground_from_map=0.5,
 )
 data = dict(
     image_size=(96, 256),

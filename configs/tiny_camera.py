@@ -7,6 +7,6 @@ _base_ = ["tiny.py"]
 # would repeat the main one): tiny's camera-alone training options are off.
 model = dict(lidar=None, refiner=None, camera=dict(use_lidar_depth=False, lidar_depth_dropout=0.0),
              camera_map_weight=0.0, camera_map_blend=0.0, head=dict(occ=dict(lidar_cues=False)),
-             occ_prior_fill=None)  # a model without LiDAR has no "frame without LiDAR" to fill
+             occ_prior_fill=None, occ_ground_from_map=None)  # a model without LiDAR has no "frame without LiDAR"
 # No modality dropout: with one encoder, a dropped modality would leave nothing to read (config rule).
 data = dict(modality_dropout=dict(lidar=0.0, all_cameras=0.0, some_cameras=0.0))

@@ -3,7 +3,7 @@
 # the data section reads <openocc_root>/scene_<scene token>/occupancy/<LIDAR_TOP token>.npy per keyframe.
 _base_ = ["tiny.py"]
 model = dict(head=dict(occ=dict(grid="openocc", frame="lidar", num_classes=17, free_index=0)),
-             occ_prior_fill=None)  # the no-LiDAR fill's prior is fitted on Occ3D labels only
+             occ_prior_fill=None, occ_ground_from_map=None)  # the no-LiDAR fill and relabel are Occ3D's
 data = dict(
     occ_format="openocc",
     # MUST be set to the nuScenes-Occupancy label folder (it holds the scene_<token>/ folders), e.g.

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception.config import MOVED_HEAD_KEYS, load_config
+from perception.config import load_config
+from perception.config_schema import MOVED_HEAD_KEYS
 from perception.models import build_model
 from perception.models.weights import HEAD_SPLIT_KEY_MAP, load_checkpoint, model_weights, upgrade_state_dict
 
@@ -24,6 +25,7 @@ OLD_CHECKPOINT = REPO / "tests" / "data" / "pre_head_split.pth"
 # The generator's OLD_OPTIONS in today's layout (model.head.det / .map / .occ sub-sections).
 NEW_OPTIONS = [
     "model.camera=None", "data.cameras=()", "model.occ_prior_fill=None", "model.camera_map_blend=0",
+    "model.occ_ground_from_map=None",
     "model.lidar.out_channels=16", "model.lidar.pillar_channels=16", "model.lidar.layer_channels=(16, 32)",
     "model.lidar.layer_nums=(1, 1)",
     "model.fusion.out_channels=16", "model.fusion.fused_channels=16", "model.fusion.backbone_channels=(16, 32)",
@@ -38,7 +40,7 @@ NEW_OPTIONS = [
 ]
 # model keys added since eff7413, at the values that behave as before
 ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0, "occ_prior_fill": None,
-                    "camera_map_blend": 0.0}
+                    "camera_map_blend": 0.0, "occ_ground_from_map": None}
 
 
 @pytest.fixture(scope="module")

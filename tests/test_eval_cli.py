@@ -93,7 +93,8 @@ def test_openocc_grid_selects_the_protocol_in_model_mode():
     from perception.eval.runner import evaluate_checkpoint, occupancy_protocol
     from perception.models import build_model
 
-    cfg = load_config(TINY, ["model.head.occ.grid='openocc'", "data.occ_format='openocc'", "model.occ_prior_fill=None"])
+    cfg = load_config(TINY, ["model.head.occ.grid='openocc'", "data.occ_format='openocc'", "model.occ_prior_fill=None",
+                             "model.occ_ground_from_map=None"])  # both change Occ3D labels only
     assert occupancy_protocol(cfg) == "openocc" and build_model(cfg.model).head.occ.grid == OPENOCC_GRID
     assert occupancy_protocol(load_config(TINY)) == "occ3d"
     with pytest.raises(ValueError, match=r"model\.head\.occ\.grid"):

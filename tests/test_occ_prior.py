@@ -65,7 +65,7 @@ def _frames(real_dir):
 
 
 def test_predictor_fills_only_frames_without_lidar(weights, real_dir):
-    options = ["model.score_threshold=0.0", "model.map_memory_s=0"]
+    options = ["model.score_threshold=0.0", "model.map_memory_s=0", "model.occ_ground_from_map=None"]  # the fill alone
     plain = Predictor(load_config(CONFIG, options), {"model": weights})
     ckpt = {"model": weights, OCC_PRIOR_KEY: {"labels": torch.from_numpy(prior_labels()), "samples": 3}}
     filled = {mode: Predictor(load_config(CONFIG, [*options, f"model.occ_prior_fill={mode!r}"]), ckpt)
@@ -108,7 +108,7 @@ def test_a_prior_that_does_not_fit_is_refused_by_name(weights):
     with pytest.raises(ValueError, match="model.occ_prior_fill must be one of"):
         load_config(CONFIG, ["model.occ_prior_fill='road'"])
     for other in ("tiny_camera.py", "tiny_lidar.py", "tiny_openocc.py"):  # one sensor, or not the Occ3D grid
-        with pytest.raises(ValueError, match=f"model.occ_prior_fill in .*{other}: it fills a fusion model"):
+        with pytest.raises(ValueError, match=f"model.occ_prior_fill in .*{other}: it changes a fusion model"):
             load_config(CONFIG.parent / other, ["model.occ_prior_fill='ground'"])
     # no occupancy task: nothing to fill (tiny_det inherits tiny's fill)
     det = load_config(CONFIG.parent / "tiny_det.py")

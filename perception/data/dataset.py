@@ -23,7 +23,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from perception.config import OCC_FORMATS  # occupancy GT formats ('occ3d', 'openocc'), config data.occ_format
+from perception.config_schema import OCC_FORMATS  # occupancy GT formats ('occ3d', 'openocc'), config data.occ_format
 from perception.constants import (
     BEV_MAP_CLASSES,
     BEV_MAP_GRID,

@@ -15,7 +15,8 @@ A frame that lacks a sensor is normalized with that condition's BatchNorm statis
 them (:mod:`perception.models.sensor_norms`), or run by a fallback model (:mod:`perception.runtime.fallback`).
 With ``model.occ_prior_fill`` a fusion model's occupancy without LiDAR is completed from the training labels
 (:mod:`perception.runtime.occ_prior`), and with ``model.camera_map_blend`` its map takes in the camera branch's own
-map head (``M3Net.predict``); the notes say both.
+map head (``M3Net.predict``) and with ``model.occ_ground_from_map`` the occupancy's ground classes follow that map
+(:mod:`perception.runtime.occ_ground`); the notes say each.
 
 With ``model.map_memory_s`` > 0 each BEV map is fused with the earlier ones (:mod:`perception.runtime.map_memory`):
 frames then come in time order, and :meth:`Predictor.reset_memory` starts a new scene or log.
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from perception.config import load_config
-from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES
+from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, CAMERA_NAMES, DETECTION_CLASSES, OCC3D_GRID
 from perception.data.augment import image_aug_params
 from perception.data.collate import collate, to_device
 from perception.data.inputs import inference_item
@@ -46,6 +47,7 @@ from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
 from perception.runtime.frame import Frame, check_withhold, frame_to_sample, without_cameras
 from perception.runtime.map_memory import MapMemory
+from perception.runtime.occ_ground import ground_from_map
 from perception.runtime.occ_prior import fill_free, load_fill
 from perception.runtime.prediction import Prediction
 from perception.runtime.ring_frame import ring_frame
@@ -106,6 +108,9 @@ class Predictor:
         self.camera_map_blend = float(self.cfg["model"].get("camera_map_blend") or 0.0)
         self.occ_fill = load_fill(self.occ_fill_mode, ckpt, self.model.head.occ if "occ" in self.tasks else None,
                                   where=str(where_of(checkpoint)))
+        # ... and their ground voxels' classes from the BEV map (runtime/occ_ground.py); with both tasks on Occ3D
+        both = {"map", "occ"} <= set(self.tasks) and self.model.head.occ.grid is OCC3D_GRID
+        self.occ_ground_t = self.cfg["model"].get("occ_ground_from_map") if both else None
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
         data = self.cfg["data"]
         self.cameras = tuple(c for c in CAMERA_NAMES if c in data["cameras"])
@@ -144,6 +149,18 @@ class Predictor:
             pred.bev_probs, note = self.map_memory.update(pred.bev_probs, lidar2world, stamp_us)
             pred.warnings = list(pred.warnings) + ([note] if note else [])
             pred.timings_ms["postprocess"] = pred.timings_ms.get("postprocess", 0.0) + (time.perf_counter() - t0) * 1e3
+        return pred
+
+    def _ground_from_map(self, pred, used_lidar, lidar2ego):
+        """Without LiDAR (``model.occ_ground_from_map``): the ground voxels' classes from the map ``pred`` reports
+        (after the memory; :func:`ground_from_map`), in place and noted. Returns ``pred``."""
+        if self.occ_ground_t is None or used_lidar or pred.occ_labels is None or pred.bev_probs is None:
+            return pred
+        t0 = time.perf_counter()
+        pred.occ_labels, changed = ground_from_map(pred.occ_labels, pred.bev_probs, lidar2ego, self.occ_ground_t)
+        pred.warnings = list(pred.warnings) + [f"occupancy: {changed} ground voxels relabelled from the BEV map "
+                                               f"(model.occ_ground_from_map={self.occ_ground_t:g})"]
+        pred.timings_ms["postprocess"] = pred.timings_ms.get("postprocess", 0.0) + (time.perf_counter() - t0) * 1e3
         return pred
 
     # ------------------------------------------------------------------ fallback models
@@ -256,7 +273,8 @@ class Predictor:
         if not use_lidar and not use_cams:
             return self._empty(notes)  # no map evidence: the memory is left as it is
         batch, _ = self.batch_for(sample, has_lidar)
-        return self._remember(self._run(batch, notes, t0), lidar2world, sample.timestamp)
+        pred = self._remember(self._run(batch, notes, t0), lidar2world, sample.timestamp)
+        return self._ground_from_map(pred, use_lidar, sample.lidar2ego)
 
     def predict_sample(self, sample: Sample, withhold=()) -> Prediction:
         """Run on a dataset :class:`Sample` (evaluation), through the same test-time transform.
@@ -277,4 +295,5 @@ class Predictor:
             return self._empty(notes)  # no map evidence: the memory is left as it is
         batch, problems = self.withheld_batch(sample, withhold)
         notes += [message for kind, _, message in problems if kind != "camera_missing"]
-        return self._remember(self._run(batch, notes, t0), sample.lidar2global, sample.timestamp)
+        pred = self._remember(self._run(batch, notes, t0), sample.lidar2global, sample.timestamp)
+        return self._ground_from_map(pred, use_lidar, sample.lidar2ego)

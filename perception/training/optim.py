@@ -2,7 +2,7 @@
 
 import torch
 
-from perception.config import SCHEDULES
+from perception.config_schema import SCHEDULES
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from perception.config import REQUIRED, SCHEMA
+from perception.config_schema import REQUIRED, SCHEMA
 from perception.data.collate import to_device
 from perception.models.precision import autocast_dtype
 from perception.models.weights import upgrade_state_dict
@@ -75,7 +75,7 @@ def _worker_init(worker_id):
 class Trainer:
     """Runs ``train_cfg['epochs']`` epochs (or stops after ``max_steps`` optimizer steps).
 
-    - ``train_cfg``: the validated ``train`` section of the config (:data:`perception.config.SCHEMA`).
+    - ``train_cfg``: the validated ``train`` section of the config (:data:`perception.config_schema.SCHEMA`).
     - ``config_dict``: the whole config as plain dicts, stored in every checkpoint.
     - ``ctx``: :class:`DistContext` (rank, world size, device); the default is one CPU process.
     """
