@@ -80,7 +80,7 @@ def test_only_ground_voxels_change_drivable_before_walkway_at_the_threshold():
 def test_predictor_relabels_only_frames_without_lidar(weights, real_dir):  # noqa: F811
     options = ["model.score_threshold=0.0", "model.occ_prior_fill=None", "model.camera_map_blend=0",
                "model.map_memory_s=0"]
-    plain = Predictor(load_config(CONFIG, options), {"model": weights})
+    plain = Predictor(load_config(CONFIG, [*options, "model.occ_ground_from_map=None"]), {"model": weights})
     full, no_lidar = _frames(real_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

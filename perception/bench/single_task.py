@@ -16,7 +16,7 @@ from perception.models.weights import load_checkpoint, model_weights
 def single_task_configs(config):
     """``{task: config}`` of the single-task counterparts: ``<name>_<task>.py`` beside the config when it
     exists (``tiny_det.py``, ...), else the config itself with ``model.tasks=(task,)`` (and no box refiner
-    without 'det', no camera map loss without 'map'). Each value is ``(path, cfg_options)``."""
+    without 'det', no camera map loss nor its no-LiDAR blend without 'map'). Each value is ``(path, cfg_options)``."""
     cfg = load_config(config)
     base, ext = os.path.splitext(str(config))
     out = {}
@@ -31,7 +31,7 @@ def single_task_configs(config):
             if task != "occ" and head_task_section(cfg.model, "occ").get("lidar_cues"):
                 options.append("model.head.occ.lidar_cues=False")
             if task != "map" and float(cfg.model.camera_map_weight) > 0:  # the camera map loss needs 'map'
-                options.append("model.camera_map_weight=0")
+                options += ["model.camera_map_weight=0", "model.camera_map_blend=0"]  # and so does its blend
             out[task] = (str(config), options)
     return out
 

@@ -109,7 +109,7 @@ class Predictor:
         self.occ_fill = load_fill(self.occ_fill_mode, ckpt, self.model.head.occ if "occ" in self.tasks else None,
                                   where=str(where_of(checkpoint)))
         # ... and their ground voxels' classes from the BEV map (runtime/occ_ground.py); with both tasks on Occ3D
-        both = {"map", "occ"} <= set(self.tasks) and self.model.head.occ.grid is OCC3D_GRID
+        both = {"map", "occ"} <= set(self.tasks) and self.model.head.occ.grid == OCC3D_GRID
         self.occ_ground_t = self.cfg["model"].get("occ_ground_from_map") if both else None
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
         data = self.cfg["data"]
