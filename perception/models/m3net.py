@@ -266,7 +266,8 @@ def build_model(model_cfg) -> M3Net:
     blend = float(model_cfg.get("camera_map_blend") or 0.0)  # .get: configs of .onnx files exported before it
     if not 0.0 <= blend <= 1.0 or (blend and (camera_map is None or lidar is None)):
         raise ValueError(f"config key model.camera_map_blend in {filename}: a weight in [0, 1] of the camera map head "
-                         f"(model.camera_map_weight > 0) in a fusion model's map without LiDAR, got {blend}")
+                         f"(model.camera_map_weight > 0) in a fusion model's map without LiDAR, got {blend}; set "
+                         "model.camera_map_blend=0 with model.camera_map_weight=0 or without model.lidar")
     camera_occ = None
     if float(model_cfg["camera_occ_weight"]) > 0:
         if camera is None or "occ" not in tasks:
