@@ -2,7 +2,8 @@
 
 - The node's boxes, BEV map and occupancy for a keyframe equal ``Predictor.predict_sample`` on the same
   dataset sample: message conversion, calibration, sweep accumulation and camera association lose nothing.
-- Bad messages, a camera that stops, a LiDAR that stops: reported on /diagnostics, the node goes on.
+- Bad messages, a camera that stops, a LiDAR that stops: reported on /diagnostics, the node goes on; without a
+  fallback the fusion model runs the camera-triggered frames with its calibrated no-LiDAR steps.
 - Bad parameters: one log line, exit code 2.
 """
 
@@ -297,6 +298,76 @@ def test_node_survives_bad_input_and_sensor_dropouts(bus, rig_yaml, real_dir, tm
     assert text.count("pointcloud_no_xyz") == 1, "each kind of bad input is logged once"
     assert text.count("native bf16") == (precision == "fp32"), "the bf16 fallback is logged once, or not at all"
     assert text.count("warm-up frame") == 1  # the shipped default: one synthetic frame through the models at start
+    assert "Traceback" not in text and code == 0
+
+
+def test_lidar_silence_runs_the_fusion_model_without_lidar_with_its_calibrated_steps(bus, rig_yaml, real_dir,
+                                                                                     tmp_path):
+    """No fallback set: once the LiDAR is silent, the camera-triggered frames run the fusion model itself, with the
+    no-LiDAR BatchNorm statistics and the occupancy prior its (calibrated) checkpoint carries and tiny's no-LiDAR
+    steps (camera map blend, prior fill, ground from the map), each named on /diagnostics; outputs keep coming."""
+    from perception.constants import OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID
+    from perception.models.sensor_norms import SENSOR_NORMS_KEY, condition_layers
+    from perception.runtime.occ_prior import OCC_PRIOR_KEY
+
+    torch.manual_seed(0)
+    model = build_model(load_config(CONFIG, FAST.split()).model)
+    model.head.occ.head.mlp[-1].bias.data[OCC3D_FREE] += 0.2  # a random head that calls some voxels free
+    model.camera_map.net[-1].bias.data[BEV_MAP_CLASSES.index("drivable_area")] = 3.0  # a camera head sure of road
+    norms = {name: {"running_mean": m.running_mean.clone(), "running_var": m.running_var * 1.5}
+             for name, m in condition_layers(model, "no_lidar").items()}
+    prior = np.full(OCC3D_GRID.shape, OCC3D_FREE, np.uint8)
+    prior[:, :, 2] = OCC3D_CLASSES.index("terrain")  # a ground layer for the fill, and so for the relabel
+    checkpoint = tmp_path / "calibrated.pth"
+    save_checkpoint(checkpoint, {"model": model.state_dict(), SENSOR_NORMS_KEY: {"conditions": {"no_lidar": norms}},
+                                 OCC_PRIOR_KEY: {"labels": torch.from_numpy(prior)}})
+    for topic, kind in {"/perception/occupancy": PointCloud2, "/diagnostics": DiagnosticArray}.items():
+        bus.subscribe(topic, kind)
+    log = tmp_path / "node.log"
+    node = start_node("ros_nodes.perception_node", {
+        "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml),
+        "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST,
+        **RELIABLE_NODE}, log)
+    sensors = Sensors(bus, real_dir)
+    try:
+        inputs_topics = ["/LIDAR_TOP", "/odom", "/CAM_FRONT/image_rect_compressed", "/CAM_FRONT_LEFT/image_rect"]
+        assert bus.wait_for(lambda: all(bus.node.count_subscribers(t) for t in inputs_topics), 60, [node])
+
+        def answered(stamp, timeout=30):
+            return bus.wait_for(lambda: latest(bus, "/perception/occupancy", stamp) is not None, timeout, [node])
+
+        def inputs():
+            found = [m for m in (diagnostics_values(d, ": inputs") for d in bus.messages("/diagnostics")) if m]
+            return found[-1] if found else {}
+
+        def notes():
+            return inputs().get("_message", "")
+
+        assert answered(sensors.frame(), 60), log.read_text()[-3000:]
+        for _ in range(5):  # the cameras flow once DDS has matched their publishers (as in the test above)
+            assert answered(sensors.frame())
+            if inputs().get("camera CAM_FRONT") == "ok" and inputs().get("camera CAM_FRONT_LEFT") == "ok":
+                break
+        # the LiDAR stops (silent by the wall clock too), then 1.5 s of camera stamps without it: past
+        # lidar_timeout (1 s), CAM_FRONT (lidar_down_camera 'auto') triggers the frames
+        assert bus.wait_for(lambda: inputs().get("lidar", "").startswith("no message for"), 15), inputs()
+        for _ in range(15):
+            last = sensors.cameras_only()
+        assert answered(last), log.read_text()[-3000:]
+
+        steps = ("BatchNorm statistics of the no lidar condition", "map: 0.75 of it from the camera branch's map head",
+                 "free voxels filled from the training prior", "ground voxels relabelled from the BEV map")
+        assert bus.wait_for(lambda: all(step in notes() for step in steps), 10), notes()
+        counts = [int(note.split()[1]) for note in notes().split("; ") if note.startswith("occupancy: ")]
+        # the fill gave the prior's terrain layer (40000 voxels) to the free ones; the camera head's road, blended
+        # into the map (0.75 x sigmoid(3) > 0.5 everywhere), then turned the terrain into driveable surface
+        assert len(counts) == 2 and counts[0] > 0 and counts[1] >= counts[0] * 0.9, notes()
+        latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
+        assert latency[-1]["fallback"] == "none"  # the fusion model itself ran the camera-triggered frame
+        assert node.poll() is None
+    finally:
+        code = stop(node)
+    text = log.read_text()
     assert "Traceback" not in text and code == 0
 
 
