@@ -18,8 +18,9 @@ into the LiDAR frame by ``inv(lidar2ego)`` and falls in one map cell; columns ou
 import numpy as np
 
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, OCC3D_CLASSES, OCC3D_GRID
+from perception.runtime.occ_prior import fill_classes
 
-GROUND = tuple(OCC3D_CLASSES.index(n) for n in ("driveable_surface", "other_flat", "sidewalk", "terrain"))
+GROUND = fill_classes("ground")  # the label values of the ground classes, as the prior's 'ground' fill has them
 # map class -> the Occ3D ground class it decides, in order of precedence
 MAP_TO_GROUND = (("drivable_area", "driveable_surface"), ("walkway", "sidewalk"))
 

@@ -105,7 +105,7 @@ class Predictor:
                                             weights=self.weights)
         # frames without LiDAR: free voxels filled from the training labels' prior (runtime/occ_prior.py)
         self.occ_fill_mode = self.cfg["model"].get("occ_prior_fill")
-        self.camera_map_blend = float(self.cfg["model"].get("camera_map_blend") or 0.0)
+        self.camera_map_blend = self.model.camera_map_blend  # applied in M3Net.predict; here for the note
         self.occ_fill = load_fill(self.occ_fill_mode, ckpt, self.model.head.occ if "occ" in self.tasks else None,
                                   where=str(where_of(checkpoint)))
         # ... and their ground voxels' classes from the BEV map (runtime/occ_ground.py); with both tasks on Occ3D
