@@ -16,6 +16,7 @@ from pathlib import Path
 from learn_synthetic import mean_std
 
 PRIOR, FUSION, LIDAR, CAMERA = "no-input prior", "fusion", "LiDAR only", "camera only"
+CALIBRATED_PRIOR = "no-input prior, calibrated on val"  # its BEV raster with per-class offsets (candidate J)
 NO_LIDAR, FRONT, FRONT3 = "fusion, no LiDAR", "fusion, front region", "fusion, front 3 cameras, front region"
 
 
@@ -27,26 +28,34 @@ def stats(runs, row, key):
     return m, s
 
 
-def judge(runs):
-    """[(target, measured, met)] for the eight v2 targets, from ``{row: [per-seed record]}``."""
-    def mean(row, key):
-        return stats(runs, row, key)[0]
-
-    prior_bev, prior_occ = mean(PRIOR, "bev_miou"), mean(PRIOR, "occ_miou")
+def prior_targets(runs, prior_row=PRIOR):
+    """[(target, measured, met)] for the three targets read against the no-input prior ``prior_row``."""
+    prior_bev, prior_occ = stats(runs, prior_row, "bev_miou")[0], stats(runs, PRIOR, "occ_miou")[0]
     out = []
     for key, label, prior, margin in (("bev_miou", "BEV mIoU", prior_bev, 0.15),
                                       ("occ_miou", "Occ3D mIoU", prior_occ, 0.10)):
         m, s = stats(runs, FUSION, key)
         out.append((f"fusion {label} >= prior + {margin:.2f} = {prior + margin:.3f}",
                     f"{m:.3f} ± {s:.3f} (prior {m - prior:+.3f})", m >= prior + margin))
+    cm, cs = stats(runs, CAMERA, "bev_miou")
+    out.append((f"camera-only BEV mIoU minus its std >= prior + 0.05 = {prior_bev + 0.05:.3f}",
+                f"{cm:.3f} - {cs:.3f} = {cm - cs:.3f}", cm - cs >= prior_bev + 0.05))
+    return out
+
+
+def judge(runs):
+    """[(target, measured, met)] for the eight v2 targets, from ``{row: [per-seed record]}``."""
+    def mean(row, key):
+        return stats(runs, row, key)[0]
+
+    against_prior = prior_targets(runs)
+    out = against_prior[:2]
     for key, label in (("mAP", "mAP"), ("car_ap", "car AP"), ("occ_miou", "Occ3D mIoU")):
         lm, ls = stats(runs, LIDAR, key)
         fm, fs = stats(runs, FUSION, key)
         out.append((f"fusion {label} > LiDAR-only mean + its seed std = {lm + ls:.3f}",
                     f"{fm:.3f} ± {fs:.3f} against {lm:.3f} ± {ls:.3f} (margin {fm - lm:+.3f})", fm > lm + ls))
-    cm, cs = stats(runs, CAMERA, "bev_miou")
-    out.append((f"camera-only BEV mIoU minus its std >= prior + 0.05 = {prior_bev + 0.05:.3f}",
-                f"{cm:.3f} - {cs:.3f} = {cm - cs:.3f}", cm - cs >= prior_bev + 0.05))
+    out.append(against_prior[2])
     ratios = {k: mean(NO_LIDAR, k) / mean(CAMERA, k) for k in ("bev_miou", "occ_miou")}
     out.append(("fusion without LiDAR >= 80 % of camera-only (BEV, Occ3D)",
                 f"BEV {mean(NO_LIDAR, 'bev_miou'):.3f} against {mean(CAMERA, 'bev_miou'):.3f} "
@@ -67,7 +76,8 @@ def load_runs(path, prior_path=None):
             raise SystemExit(f"{p} is scored on {s.get('scored_on')!r}: the targets are judged on the test set")
     runs = dict(summaries[0][1]["runs"])
     if prior_path:
-        runs[PRIOR] = summaries[1][1]["runs"].get(PRIOR, [])
+        for row in (PRIOR, CALIBRATED_PRIOR):
+            runs[row] = summaries[1][1]["runs"].get(row, [])
     return runs
 
 
@@ -81,6 +91,11 @@ def main(argv=None):
     print("| target | measured (mean over seeds) | status |\n|---|---|---|")
     for target, measured, met in judge(runs):
         print(f"| {target} | {measured} | {'met' if met else '**not met**'} |")
+    if runs.get(CALIBRATED_PRIOR):  # the BEV targets once more, against the stronger, calibrated prior (candidate J)
+        print(f"\nAgainst the {CALIBRATED_PRIOR} (BEV only; the Occ3D prior is unchanged):\n"
+              "| target | measured (mean over seeds) | status |\n|---|---|---|")
+        for target, measured, met in (t for i, t in enumerate(prior_targets(runs, CALIBRATED_PRIOR)) if i != 1):
+            print(f"| {target} | {measured} | {'met' if met else '**not met**'} |")
     print(f"\nseeds per model: {seeds}")
     if min(len(v) for v in seeds.values()) < 3:
         print("fewer than 3 training seeds in a model's row: a pilot, not a result (the protocol asks >= 3)")

@@ -17,6 +17,7 @@ Units: metres for ranges and cells, pixels ``(H, W)`` for image sizes, seconds f
 
 import ast
 import copy
+import math
 from pathlib import Path
 
 from mmengine.config import Config as MMConfig
@@ -29,7 +30,7 @@ from perception.config_schema import (
     SCHEDULES,
     SCHEMA,
 )
-from perception.constants import DEFAULT_OCC_GRID, OCC_GRIDS, TASKS
+from perception.constants import BEV_MAP_CLASSES, DEFAULT_OCC_GRID, OCC_GRIDS, TASKS
 
 
 class Config(dict):
@@ -202,6 +203,12 @@ def _check_model_rules(cfg: dict, filename):
     if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
         raise ValueError(f"config key model.occ_ground_from_map in {filename}: a map probability in (0, 1] or None, "
                          f"got {threshold!r}")
+    offsets = model["map_logit_offsets"]  # runtime/map_offsets.py
+    if offsets is not None and ("map" not in model["tasks"] or not isinstance(offsets, (list, tuple))
+                                or len(offsets) != len(BEV_MAP_CLASSES)
+                                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in offsets)):
+        raise ValueError(f"config key model.map_logit_offsets in {filename}: one finite logit per map class "
+                         f"{list(BEV_MAP_CLASSES)} (needs the 'map' task) or None, got {offsets!r}")
 
 
 def load_config(path, overrides=None) -> Config:

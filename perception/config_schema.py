@@ -34,6 +34,7 @@ SCHEMA = {
         "camera_occ_weight": 0.0,  # > 0: training-only occupancy loss on the camera BEV alone (heads/camera_occ_aux.py)
         "occ_prior_fill": None,  # 'ground'/'all': fill free voxels without LiDAR from a prior (runtime/occ_prior.py)
         "occ_ground_from_map": None,  # T: no-LiDAR ground voxels take the map class >= T (runtime/occ_ground.py)
+        "map_logit_offsets": None,  # 6 logits added to the map of frames with LiDAR (runtime/map_offsets.py)
     },
     "data": {
         "dataroot": REQUIRED,  # nuScenes-format dataroot

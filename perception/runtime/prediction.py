@@ -22,3 +22,15 @@ class Prediction:
     timings_ms: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     model: str = "main"
+
+
+def empty_prediction(notes, bev_shape=None, occ_shape=None, free_index=0):
+    """The result of a frame with no usable modality: no boxes, zero BEV probabilities ``bev_shape`` (None: no map
+    task), an all-free occupancy ``occ_shape`` filled with ``free_index`` (None: no occupancy task)."""
+    return Prediction(
+        boxes=np.zeros((0, 9), np.float32), scores=np.zeros((0,), np.float32), labels=np.zeros((0,), np.int64),
+        class_names=[], bev_probs=None if bev_shape is None else np.zeros(bev_shape, np.float32),
+        occ_labels=None if occ_shape is None else np.full(occ_shape, free_index, np.uint8),
+        timings_ms={"preprocess": 0.0, "model": 0.0, "postprocess": 0.0},
+        warnings=notes + ["no usable modality: empty result"],
+    )

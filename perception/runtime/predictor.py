@@ -16,7 +16,8 @@ them (:mod:`perception.models.sensor_norms`), or run by a fallback model (:mod:`
 With ``model.occ_prior_fill`` a fusion model's occupancy without LiDAR is completed from the training labels
 (:mod:`perception.runtime.occ_prior`), and with ``model.camera_map_blend`` its map takes in the camera branch's own
 map head (``M3Net.predict``) and with ``model.occ_ground_from_map`` the occupancy's ground classes follow that map
-(:mod:`perception.runtime.occ_ground`); the notes say each.
+(:mod:`perception.runtime.occ_ground`); the notes say each. With ``model.map_logit_offsets`` the map of a frame
+that ran with LiDAR is calibrated per class last (:mod:`perception.runtime.map_offsets`).
 
 With ``model.map_memory_s`` > 0 each BEV map is fused with the earlier ones (:mod:`perception.runtime.map_memory`):
 frames then come in time order, and :meth:`Predictor.reset_memory` starts a new scene or log.
@@ -47,9 +48,10 @@ from perception.runtime.device import resolve_device
 from perception.runtime.fallback import choose_fallback, fallback_problem, run_fallback
 from perception.runtime.frame import Frame, check_withhold, frame_to_sample, without_cameras
 from perception.runtime.map_memory import MapMemory
+from perception.runtime.map_offsets import offset_map
 from perception.runtime.occ_ground import ground_from_map
 from perception.runtime.occ_prior import fill_free, load_fill
-from perception.runtime.prediction import Prediction
+from perception.runtime.prediction import Prediction, empty_prediction
 from perception.runtime.ring_frame import ring_frame
 
 
@@ -111,6 +113,7 @@ class Predictor:
         # ... and their ground voxels' classes from the BEV map (runtime/occ_ground.py); with both tasks on Occ3D
         both = {"map", "occ"} <= set(self.tasks) and self.model.head.occ.grid == OCC3D_GRID
         self.occ_ground_t = self.cfg["model"].get("occ_ground_from_map") if both else None
+        self.map_offsets = self.cfg["model"].get("map_logit_offsets")  # frames with LiDAR (runtime/map_offsets.py)
         # The test-time transform's settings (what M3Dataset(training=False) would use for this config).
         data = self.cfg["data"]
         self.cameras = tuple(c for c in CAMERA_NAMES if c in data["cameras"])
@@ -151,15 +154,18 @@ class Predictor:
             pred.timings_ms["postprocess"] = pred.timings_ms.get("postprocess", 0.0) + (time.perf_counter() - t0) * 1e3
         return pred
 
-    def _ground_from_map(self, pred, used_lidar, lidar2ego):
-        """Without LiDAR (``model.occ_ground_from_map``): the ground voxels' classes from the map ``pred`` reports
-        (after the memory; :func:`ground_from_map`), in place and noted. Returns ``pred``."""
-        if self.occ_ground_t is None or used_lidar or pred.occ_labels is None or pred.bev_probs is None:
-            return pred
-        t0 = time.perf_counter()
-        pred.occ_labels, changed = ground_from_map(pred.occ_labels, pred.bev_probs, lidar2ego, self.occ_ground_t)
-        pred.warnings = list(pred.warnings) + [f"occupancy: {changed} ground voxels relabelled from the BEV map "
-                                               f"(model.occ_ground_from_map={self.occ_ground_t:g})"]
+    def _finish(self, pred, used_lidar, lidar2ego):
+        """The map-reading last steps, in place and noted (timed as post-processing); returns ``pred``. Without
+        LiDAR (``model.occ_ground_from_map``): the ground voxels' classes from the map ``pred`` reports (after the
+        memory; :func:`ground_from_map`). With LiDAR (``model.map_logit_offsets``): the map's per-class offsets
+        (:func:`offset_map`)."""
+        t0, ground = time.perf_counter(), self.occ_ground_t is not None and not used_lidar
+        if ground and pred.occ_labels is not None and pred.bev_probs is not None:
+            pred.occ_labels, changed = ground_from_map(pred.occ_labels, pred.bev_probs, lidar2ego, self.occ_ground_t)
+            pred.warnings = list(pred.warnings) + [f"occupancy: {changed} ground voxels relabelled from the BEV map "
+                                                   f"(model.occ_ground_from_map={self.occ_ground_t:g})"]
+        if self.map_offsets is not None and used_lidar and pred.bev_probs is not None:
+            pred.bev_probs = offset_map(pred.bev_probs, self.map_offsets)
         pred.timings_ms["postprocess"] = pred.timings_ms.get("postprocess", 0.0) + (time.perf_counter() - t0) * 1e3
         return pred
 
@@ -206,15 +212,9 @@ class Predictor:
 
     def _empty(self, notes):
         """The result of a frame with no usable modality (no boxes, zero BEV, all-free occupancy)."""
-        notes = notes + ["no usable modality: empty result"]
-        timings = {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
-        bev = np.zeros((len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape, np.float32) if "map" in self.tasks else None
-        head = self.model.head  # all-free volume on the configured occupancy grid (Occ3D or OpenOccupancy)
-        occ = np.full(head.occ.grid.shape, head.occ.free_index, np.uint8) if "occ" in self.tasks else None
-        return Prediction(
-            boxes=np.zeros((0, 9), np.float32), scores=np.zeros((0,), np.float32), labels=np.zeros((0,), np.int64),
-            class_names=[], bev_probs=bev, occ_labels=occ, timings_ms=timings, warnings=notes,
-        )
+        occ = self.model.head.occ if "occ" in self.tasks else None  # the configured grid: Occ3D or OpenOccupancy
+        return empty_prediction(notes, (len(BEV_MAP_CLASSES),) + BEV_MAP_GRID.shape if "map" in self.tasks else None,
+                                occ.grid.shape if occ else None, occ.free_index if occ else 0)
 
     def _run(self, batch, notes, t0):
         condition = sensor_condition(batch, self.model.lidar_encoder is not None, self.model.camera_encoder is not None)
@@ -274,7 +274,7 @@ class Predictor:
             return self._empty(notes)  # no map evidence: the memory is left as it is
         batch, _ = self.batch_for(sample, has_lidar)
         pred = self._remember(self._run(batch, notes, t0), lidar2world, sample.timestamp)
-        return self._ground_from_map(pred, use_lidar, sample.lidar2ego)
+        return self._finish(pred, use_lidar, sample.lidar2ego)
 
     def predict_sample(self, sample: Sample, withhold=()) -> Prediction:
         """Run on a dataset :class:`Sample` (evaluation), through the same test-time transform.
@@ -296,4 +296,4 @@ class Predictor:
         batch, problems = self.withheld_batch(sample, withhold)
         notes += [message for kind, _, message in problems if kind != "camera_missing"]
         pred = self._remember(self._run(batch, notes, t0), sample.lidar2global, sample.timestamp)
-        return self._ground_from_map(pred, use_lidar, sample.lidar2ego)
+        return self._finish(pred, use_lidar, sample.lidar2ego)

@@ -1,0 +1,33 @@
+"""Per-class logit offsets of the BEV map on frames with LiDAR: a calibration chosen on val.
+
+Why. The map head is trained with focal + Dice losses and its map is then averaged over past frames (the map
+memory): both pull the probabilities towards the middle, and on the learning benchmark's val set five of the six
+classes score their best IoU at the lowest threshold the BEVFusion protocol tries (0.35). A user thresholding
+the map at 0.5 gets too little of those classes. ``model.map_logit_offsets`` = ``(b_1, ..., b_6)`` (logits, in
+``BEV_MAP_CLASSES`` order) shifts each class: ``p' = sigmoid(logit(p) + b_k)``, monotone per class, so it moves
+the operating point and nothing else (a cell's order among the cells of its class is kept).
+
+When. The last step of a frame that ran this model with LiDAR (after the map memory; the offsets were chosen on
+the remembered map of full frames, ``benchmarks/choose_map_offsets.py``). A frame without LiDAR keeps its map as
+it is: its map comes from other steps (the camera map blend) and was chosen without offsets; a fallback model's
+map is that model's.
+"""
+
+import numpy as np
+
+_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before the logit (0 and 1 have none)
+
+
+def offset_map(probs, offsets):
+    """``probs (6, NX, NY)`` in [0, 1], ``offsets`` 6 logits -> ``(6, NX, NY)`` float32 ``sigmoid(logit(p) + b)``;
+    a class with offset 0 is returned as it is (bit for bit)."""
+    probs = np.asarray(probs, np.float32)
+    offsets = np.asarray(offsets, np.float64)
+    if offsets.shape != (probs.shape[0],):
+        raise ValueError(f"map offsets: {probs.shape[0]} classes in the map, {offsets.shape} offsets")
+    out = probs.copy()
+    for k in np.flatnonzero(offsets):
+        p = np.clip(probs[k].astype(np.float64), _EPS, 1.0 - _EPS)
+        out[k] = 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offsets[k])))
+    return out
+
