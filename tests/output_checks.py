@@ -20,6 +20,13 @@ def check_outputs(topic_messages, expected, lidar_frame="LIDAR_TOP", ego_frame="
     """``topic_messages``: output topic (``/perception/...``) -> message of one frame; ``expected``: the
     ``Predictor.predict_sample`` result for the same sample. Boxes to 2 mm and 2 mrad, BEV grids to one
     percent step, occupancy labels on all but 1e-4 of the voxels (near-ties in the argmax)."""
+    check_boxes(topic_messages, expected, lidar_frame)
+    check_map(topic_messages, expected)
+    check_occupancy(topic_messages, expected, ego_frame)
+
+
+def check_boxes(topic_messages, expected, lidar_frame="LIDAR_TOP"):
+    """The markers' boxes against ``expected.boxes`` (LiDAR frame): 2 mm and 2 mrad; at least one box."""
     markers = topic_messages["/perception/markers"]
     assert markers.markers[0].action == Marker.DELETEALL and markers.markers[0].header.frame_id == lidar_frame
     got, yaws = markers_boxes(markers)
@@ -28,10 +35,18 @@ def check_outputs(topic_messages, expected, lidar_frame="LIDAR_TOP", ego_frame="
     np.testing.assert_allclose(got[order_got], expected.boxes[order_exp, :6], atol=2e-3)
     yaw_err = np.angle(np.exp(1j * (yaws[order_got] - expected.boxes[order_exp, 6])))
     assert np.abs(yaw_err).max() < 2e-3
+
+
+def check_map(topic_messages, expected):
+    """Each class's BEV grid (percent) against ``expected.bev_probs``, to one percent step."""
     for c, name in enumerate(BEV_MAP_CLASSES):
         grid = topic_messages[f"/perception/bev/{name}"]
         data = np.asarray(grid.data, np.int16).reshape(grid.info.height, grid.info.width).T  # [ix, iy]
         assert np.abs(data - np.round(100 * expected.bev_probs[c])).max() <= 1, name
+
+
+def check_occupancy(topic_messages, expected, ego_frame="base_link"):
+    """The occupancy cloud (Occ3D, ego frame) against ``expected.occ_labels`` on all but 1e-4 of the voxels."""
     occ = topic_messages["/perception/occupancy"]
     assert occ.header.frame_id == ego_frame
     fields = pointcloud2_fields(occ)

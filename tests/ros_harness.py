@@ -5,6 +5,7 @@ Every test session uses its own ``ROS_DOMAIN_ID`` (from the pid) so parallel run
 hear each other; the node processes get it through their environment.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN_ID = 100 + os.getpid() % 100
+
+
+@contextlib.contextmanager
+def node_threads():
+    """Run the test's own reference inference with the node processes' one thread (``ros_env``): a random model's
+    near-tied scores and argmaxes can fall the other way when a reduction is split over more threads."""
+    import torch  # here: the harness itself needs no torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def ros_env():

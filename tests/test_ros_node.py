@@ -7,6 +7,7 @@
 - Bad parameters: one log line, exit code 2.
 """
 
+import warnings
 
 import numpy as np
 import pytest
@@ -16,11 +17,11 @@ from nav_msgs.msg import OccupancyGrid, Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from output_checks import check_outputs, markers_boxes
+from output_checks import check_map, check_occupancy, check_outputs, markers_boxes
 from perception.config import load_config
 from perception.constants import BEV_MAP_CLASSES
 from perception.data import build_index, load_info_file
-from perception.data.io import load_points
+from perception.data.io import load_image, load_points
 from perception.data.scene_stream import SceneStream
 from perception.models import build_model
 from perception.models.precision import autocast_dtype
@@ -34,9 +35,10 @@ from perception.ros.pointcloud import make_pointcloud2, points_to_pointcloud2
 from perception.ros.stamps import make_header, stamp_to_ns
 from perception.ros.transforms import matrix_to_odometry
 from perception.runtime import Predictor
+from perception.runtime.frame import CameraFrame, Frame
 from perception.synth.generate import generate_dataset
 from perception.training.checkpoint import save_checkpoint
-from ros_harness import REPO, Bus, diagnostics_values, start_node, stop
+from ros_harness import REPO, Bus, diagnostics_values, node_threads, start_node, stop
 
 CONFIG = str(REPO / "configs" / "tiny.py")
 LIDAR_CONFIG = str(REPO / "configs" / "tiny_lidar.py")
@@ -110,7 +112,8 @@ def test_node_output_equals_predict_sample(bus, scene, tiny_random_checkpoint, t
     inputs = [diagnostics_values(m, ": inputs") for m in bus.messages("/diagnostics")]
     seen = next(v for v in reversed(inputs) if v and "sweeps_merged" in v)
     assert seen["sweeps_merged"] == "1" and all(seen[f"camera {c}"] == "ok" for c in last.cameras), seen
-    expected = Predictor(load_config(CONFIG, ["model.map_memory_s=0"]), checkpoint).predict_sample(last)
+    with node_threads():
+        expected = Predictor(load_config(CONFIG, ["model.map_memory_s=0"]), checkpoint).predict_sample(last)
 
     check_outputs({t: latest(bus, t, stamp) for t in topics if t != "/diagnostics"}, expected)
 
@@ -305,7 +308,9 @@ def test_lidar_silence_runs_the_fusion_model_without_lidar_with_its_calibrated_s
                                                                                      tmp_path):
     """No fallback set: once the LiDAR is silent, the camera-triggered frames run the fusion model itself, with the
     no-LiDAR BatchNorm statistics and the occupancy prior its (calibrated) checkpoint carries and tiny's no-LiDAR
-    steps (camera map blend, prior fill, ground from the map), each named on /diagnostics; outputs keep coming."""
+    steps (camera map blend, prior fill, ground from the map), each named on /diagnostics; outputs keep coming, and
+    the last camera-triggered frame's map and occupancy equal ``Predictor.predict`` on the same frame built by hand
+    (map memory off, so that the frame alone decides them)."""
     from perception.constants import OCC3D_CLASSES, OCC3D_FREE, OCC3D_GRID
     from perception.models.sensor_norms import SENSOR_NORMS_KEY, condition_layers
     from perception.runtime.occ_prior import OCC_PRIOR_KEY
@@ -321,12 +326,15 @@ def test_lidar_silence_runs_the_fusion_model_without_lidar_with_its_calibrated_s
     checkpoint = tmp_path / "calibrated.pth"
     save_checkpoint(checkpoint, {"model": model.state_dict(), SENSOR_NORMS_KEY: {"conditions": {"no_lidar": norms}},
                                  OCC_PRIOR_KEY: {"labels": torch.from_numpy(prior)}})
-    for topic, kind in {"/perception/occupancy": PointCloud2, "/diagnostics": DiagnosticArray}.items():
+    topics = {"/perception/occupancy": PointCloud2, "/diagnostics": DiagnosticArray}
+    topics.update({f"/perception/bev/{c}": OccupancyGrid for c in BEV_MAP_CLASSES})
+    for topic, kind in topics.items():
         bus.subscribe(topic, kind)
     log = tmp_path / "node.log"
+    options = f"{FAST} model.map_memory_s=0"
     node = start_node("ros_nodes.perception_node", {
         "config": CONFIG, "checkpoint": str(checkpoint), "calibration": str(rig_yaml),
-        "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": FAST,
+        "cameras": "CAM_FRONT CAM_FRONT_LEFT", "raw_cameras": "CAM_FRONT_LEFT", "cfg_options": options,
         **RELIABLE_NODE}, log)
     sensors = Sensors(bus, real_dir)
     try:
@@ -364,11 +372,24 @@ def test_lidar_silence_runs_the_fusion_model_without_lidar_with_its_calibrated_s
         assert len(counts) == 2 and counts[0] > 0 and counts[1] >= counts[0] * 0.9, notes()
         latency = [d for d in (diagnostics_values(m, ": latency") for m in bus.messages("/diagnostics")) if d]
         assert latency[-1]["fallback"] == "none"  # the fusion model itself ran the camera-triggered frame
+        assert bus.wait_for(lambda: all(latest(bus, t, last) for t in topics if t != "/diagnostics"), 10)
         assert node.poll() is None
     finally:
         code = stop(node)
     text = log.read_text()
     assert "Traceback" not in text and code == 0
+    # The same frame by hand: both cameras as Sensors.cameras_only sends them (the rig: identity lidar2ego, L2C
+    # for both; CAM_FRONT_LEFT's intrinsics scaled to its 160 x 90 image), no points, the pose odometry gave.
+    cameras = {"CAM_FRONT": CameraFrame(load_image(str(real_dir / IMAGE)), K, L2C),
+               "CAM_FRONT_LEFT": CameraFrame(sensors.rgb, K * [[0.1], [0.1], [1]], L2C)}
+    frame = Frame(points=np.zeros((0, 4), np.float32), cameras=cameras, lidar2ego=np.eye(4), ego2world=np.eye(4),
+                  timestamp=last // 1000)
+    with warnings.catch_warnings(), node_threads():
+        warnings.simplefilter("ignore")  # "no LiDAR points": this frame has none on purpose
+        expected = Predictor(load_config(CONFIG, options.split()), str(checkpoint)).predict(frame)
+    assert all(any(step in note for note in expected.warnings) for step in steps), expected.warnings
+    check_map({t: latest(bus, t, last) for t in topics if t.startswith("/perception/bev/")}, expected)
+    check_occupancy({"/perception/occupancy": latest(bus, "/perception/occupancy", last)}, expected)
 
 
 # ---------------------------------------------------------------------------------------------- start-up errors
