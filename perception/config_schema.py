@@ -30,6 +30,7 @@ SCHEMA = {
         "map_memory_s": 0.0,  # BEV map: time constant (s) of the running mean over past frames (runtime/map_memory.py)
         "depth_loss_weight": 1.0,  # camera LiDAR-supervised depth loss
         "camera_map_weight": 0.0,  # > 0: training-only map loss on the camera BEV alone (heads/camera_map_aux.py)
+        "lidar_map_weight": 0.0,  # > 0: training-only map loss on the LiDAR BEV alone (heads/camera_map_aux.py)
         "camera_map_blend": 0.0,  # w of the camera map head in the map without LiDAR (heads/camera_map_aux.py)
         "camera_occ_weight": 0.0,  # > 0: training-only occupancy loss on the camera BEV alone (heads/camera_occ_aux.py)
         "occ_prior_fill": None,  # 'ground'/'all': fill free voxels without LiDAR from a prior (runtime/occ_prior.py)

@@ -1,6 +1,6 @@
 """What teaches the fusion model's camera branch to work without LiDAR (issue 17's no-LiDAR row):
 ``CameraEncoder(lidar_depth_dropout=p)`` (the LiDAR depth input withheld, its target kept, a learned feature for
-a camera without depth), ``model.camera_map_weight`` (:class:`CameraMapAux`, a training-only map loss on the
+a camera without depth), ``model.camera_map_weight`` (:class:`BranchMapAux`, a training-only map loss on the
 camera BEV before the fusion) and ``model.camera_occ_weight`` (:class:`CameraOccAux`, the same for occupancy);
 ``model.camera_map_blend``, the camera map head in the map of a frame without LiDAR."""
 
@@ -14,7 +14,7 @@ from perception.config import load_config
 from perception.constants import BEV_MAP_CLASSES, BEV_MAP_GRID, DEFAULT_OCC_GRID, OCC3D_FREE, OCC_GRIDS
 from perception.models import build_model
 from perception.models.camera.encoder import CameraEncoder
-from perception.models.heads.camera_map_aux import CameraMapAux
+from perception.models.heads.camera_map_aux import BranchMapAux
 from test_models_camera import _tiny_setup
 from test_training import REPO, _one_sample_batch
 
@@ -97,7 +97,7 @@ def test_camera_map_logits_follow_the_bev_augmentation():
     """A camera BEV rotated by the augmentation (+90 deg about z) gives the same map logits on the original-frame
     grid as the unrotated one with no augmentation."""
     pcr = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
-    head = CameraMapAux(len(BEV_MAP_CLASSES), pcr, weight=1.0)
+    head = BranchMapAux(len(BEV_MAP_CLASSES), pcr, weight=1.0)
     head.net = nn.Identity()  # logits = the BEV itself
     n = 64
     plain = torch.rand(1, len(BEV_MAP_CLASSES), n, n)  # (1, 6, X, Y), original LiDAR frame

@@ -23,7 +23,7 @@ from perception.config import check_head_section, head_task_section, occupancy_g
 from perception.constants import OCC_GRIDS
 from perception.models.camera.encoder import CameraEncoder
 from perception.models.fusion.neck import FusedBEVNeck
-from perception.models.heads.camera_map_aux import CameraMapAux, blend_camera_map, camera_map_frames
+from perception.models.heads.camera_map_aux import blend_camera_map, build_branch_map, camera_map_frames
 from perception.models.heads.camera_occ_aux import CameraOccAux
 from perception.models.heads.multitask import TASK_MODULES, MultiTaskHead
 from perception.models.lidar.encoder import LidarEncoder
@@ -44,6 +44,7 @@ class M3Net(nn.Module):
       (``perception.config``), not here.
     - ``camera_map_blend`` w: on a frame with cameras but no LiDAR the BEV map is ``(1 - w)`` the fused head's and
       ``w`` the camera branch's own map head's (``camera_map``, :func:`blend_camera_map`); 0: the fused head alone.
+    - ``lidar_map``: a training-only map head on the LiDAR BEV alone (``'lidar_map'`` in the losses).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class M3Net(nn.Module):
         camera_map: nn.Module | None = None,
         camera_occ: nn.Module | None = None,
         camera_map_blend: float = 0.0,
+        lidar_map: nn.Module | None = None,
     ):
         super().__init__()
         if lidar_encoder is None and camera_encoder is None:
@@ -76,6 +78,7 @@ class M3Net(nn.Module):
         self.camera_map = camera_map
         self.camera_occ = camera_occ
         self.camera_map_blend = float(camera_map_blend)
+        self.lidar_map = lidar_map
 
     def encode(self, batch):
         """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
@@ -91,6 +94,9 @@ class M3Net(nn.Module):
             camera_alone = self.camera_map is not None or self.camera_occ is not None
             if camera_alone and self.training or self.camera_map_blend:
                 aux["camera_bev"] = camera_bev  # (B, C_c, X, Y): the camera-alone losses, the no-LiDAR map blend
+        if self.lidar_map is not None and self.training:  # (B, C_l, X, Y): the LiDAR-alone map loss
+            aux = {} if aux is None else aux
+            aux["lidar_bev"] = lidar_bev
         # A sample counts as having cameras when any of its cameras is valid.
         camera_mask = batch["cam_mask"].any(dim=1) if self.camera_encoder is not None else torch.zeros_like(lidar_mask)
         if self.lidar_encoder is None:
@@ -111,7 +117,10 @@ class M3Net(nn.Module):
             task_bevs, aux = self.encode(batch)
             outputs = self.head(task_bevs, batch)
             camera_bev = aux.pop("camera_bev", None) if aux is not None else None
-            camera_map = camera_occ = None
+            lidar_bev = aux.pop("lidar_bev", None) if aux is not None else None
+            camera_map = camera_occ = lidar_map = None
+            if self.lidar_map is not None:  # (B, K, 200, 200) on BEV_MAP_GRID, from the LiDAR BEV alone
+                lidar_map = self.lidar_map(lidar_bev, batch["bev_aug"])
             if self.camera_map is not None:  # (B, K, 200, 200) on BEV_MAP_GRID, from the camera BEV alone
                 camera_map = self.camera_map(camera_bev, batch["bev_aug"])
             if self.camera_occ is not None:  # (B, C, ...) at the occupancy task's voxels, camera BEV alone
@@ -122,6 +131,8 @@ class M3Net(nn.Module):
                     losses["depth"] = self.depth_loss_weight * self.camera_encoder.depth_loss(_float32(aux))
                 if camera_map is not None:
                     losses["camera_map"] = self.camera_map.loss(camera_map.float(), batch)
+                if lidar_map is not None:
+                    losses["lidar_map"] = self.lidar_map.loss(lidar_map.float(), batch)
                 if camera_occ is not None:
                     logits, labels, mask = camera_occ
                     losses["camera_occ"] = self.camera_occ.loss(logits, labels, mask, batch["cam_mask"])
@@ -257,12 +268,7 @@ def build_model(model_cfg) -> M3Net:
     if model_cfg["refiner"] is not None:  # needs model.lidar and 'det' (perception.config checks it)
         refiner = _construct(PointBoxRefiner, dict(model_cfg["refiner"]), "refiner", filename,
                              point_channels=lidar.in_channels)
-    camera_map = None
-    if float(model_cfg["camera_map_weight"]) > 0:
-        if camera is None or "map" not in tasks:
-            raise ValueError(f"config key model.camera_map_weight in {filename}: needs model.camera and the "
-                             f"'map' task, got tasks {tasks} and camera {'on' if camera else 'None'}")
-        camera_map = CameraMapAux(camera.out_channels, pcr, model_cfg["camera_map_weight"])
+    camera_map = build_branch_map(model_cfg, "camera", camera, pcr, filename)
     blend = float(model_cfg.get("camera_map_blend") or 0.0)  # .get: configs of .onnx files exported before it
     if not 0.0 <= blend <= 1.0 or (blend and (camera_map is None or lidar is None)):
         raise ValueError(f"config key model.camera_map_blend in {filename}: a weight in [0, 1] of the camera map head "
@@ -277,6 +283,7 @@ def build_model(model_cfg) -> M3Net:
         camera_occ = CameraOccAux(camera.out_channels, pcr, model_cfg["camera_occ_weight"],
                                   num_classes=occ.num_classes, free_index=occ.free_index,
                                   ignore_index=occ.ignore_index, class_weights=occ.class_weights)
+    lidar_map = build_branch_map(model_cfg, "lidar", lidar, pcr, filename)  # built last: the others' init is kept
     return M3Net(
         tasks, lidar, camera, neck, head,
         score_threshold=model_cfg["score_threshold"],
@@ -286,4 +293,5 @@ def build_model(model_cfg) -> M3Net:
         camera_map=camera_map,
         camera_occ=camera_occ,
         camera_map_blend=blend,
+        lidar_map=lidar_map,
     )

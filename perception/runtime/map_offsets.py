@@ -1,13 +1,14 @@
 """Per-class logit offsets of the BEV map on frames with LiDAR: a calibration chosen on val.
 
 Why. The map head is trained with focal + Dice losses and its map is then averaged over past frames (the map
-memory): both pull the probabilities towards the middle, and on the learning benchmark's val set five of the six
-classes score their best IoU at the lowest threshold the BEVFusion protocol tries (0.35). A user thresholding
-the map at 0.5 gets too little of those classes. ``model.map_logit_offsets`` = ``(b_1, ..., b_6)`` (logits, in
-``BEV_MAP_CLASSES`` order) shifts each class: ``p' = sigmoid(logit(p) + b_k)``, monotone per class, so it moves
-the operating point and nothing else (a cell's order among the cells of its class is kept).
+memory): both can pull the probabilities towards the middle, so that a class scores its best IoU below the
+thresholds the BEVFusion protocol tries (0.35 to 0.65) and a user thresholding the map at 0.5 gets too little of
+it. ``model.map_logit_offsets`` = ``(b_1, ..., b_6)`` (logits, in ``BEV_MAP_CLASSES`` order) shifts each class:
+``p' = sigmoid(logit(p) + b_k)``, monotone per class, so it moves the operating point and nothing else (a cell's
+order among the cells of its class is kept). On the learning benchmark the fusion models' val gained nothing
+from it, so ``tiny`` leaves it off; the no-input prior's raster gains much (docs/benchmarks.md, candidate J).
 
-When. The last step of a frame that ran this model with LiDAR (after the map memory; the offsets were chosen on
+When. The last step of a frame that ran this model with LiDAR (after the map memory; the offsets are chosen on
 the remembered map of full frames, ``benchmarks/choose_map_offsets.py``). A frame without LiDAR keeps its map as
 it is: its map comes from other steps (the camera map blend) and was chosen without offsets; a fallback model's
 map is that model's.
@@ -30,4 +31,3 @@ def offset_map(probs, offsets):
         p = np.clip(probs[k].astype(np.float64), _EPS, 1.0 - _EPS)
         out[k] = 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + offsets[k])))
     return out
-
