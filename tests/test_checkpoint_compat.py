@@ -40,7 +40,8 @@ NEW_OPTIONS = [
 ]
 # model keys added since eff7413, at the values that behave as before
 ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0, "occ_prior_fill": None,
-                    "camera_map_blend": 0.0, "occ_ground_from_map": None}
+                    "camera_map_blend": 0.0, "occ_ground_from_map": None, "map_logit_offsets": None,
+                    "lidar_map_weight": 0.0}
 
 
 @pytest.fixture(scope="module")
