@@ -81,7 +81,8 @@ class M3Net(nn.Module):
         self.lidar_map = lidar_map
 
     def encode(self, batch):
-        """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, camera aux dict or None)."""
+        """Batch -> (``{task: (B, C, X, Y)}`` task BEV maps, aux dict or None: the camera encoder's, and in training
+        with ``lidar_map`` the LiDAR BEV as ``'lidar_bev'``)."""
         lidar_mask = batch["lidar_mask"]
         lidar_bev = camera_bev = aux = None
         if self.lidar_encoder is not None:
