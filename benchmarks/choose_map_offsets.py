@@ -35,16 +35,17 @@ from perception.runtime.map_offsets import offset_map
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("config")
+    p.add_argument("config", help="the fusion config (its model.map_logit_offsets are turned off here)")
     p.add_argument("checkpoints", nargs="*", help="one per training seed")
     p.add_argument("--prior-bev", help="a saved no-input prior .npz (key bev_probs): score it instead of models")
     p.add_argument("--dataroot", required=True, help="the learning benchmark's val dataroot")
-    p.add_argument("--version", default="v1.0-trainval")
-    p.add_argument("--split", default="val")
-    p.add_argument("--out", required=True)
+    p.add_argument("--version", default="v1.0-trainval", help="nuScenes version folder (default v1.0-trainval)")
+    p.add_argument("--split", default="val", help="split name in that dataroot (default val)")
+    p.add_argument("--out", required=True, help="folder for summary.json (and the split's index)")
     p.add_argument("--offsets", default="-3,-2.5,-2,-1.5,-1,-0.75,-0.5,-0.25,0.25,0.5,0.75,1,1.5,2,2.5,3",
-                   help="candidate logits (0 is always one)")
-    p.add_argument("--tolerance", type=float, default=0.001)
+                   help="candidate logits, comma-separated (0 is always one)")
+    p.add_argument("--tolerance", type=float, default=0.001,
+                   help="mean IoU within which of a class's best the offset closest to 0 wins (default 0.001)")
     p.add_argument("--bf16", action="store_true", help="the model under bf16 autocast (as perception eval --bf16)")
     return p.parse_args(argv)
 
