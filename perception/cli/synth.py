@@ -11,7 +11,8 @@ def add_parser(subparsers):
         help="generate a synthetic nuScenes-format dataset (LiDAR, 6 cameras, boxes, map, Occ3D labels)",
         description="Write a complete nuScenes-format dataroot (13 v1.0 tables, LiDAR keyframes + sweeps, six "
         "cameras' JPEGs at keyframes and sweeps, map expansion, Occ3D labels) from a simulated street scene. Same "
-        "arguments and seed give byte-identical files.",
+        "arguments and seed give byte-identical files on one kind of CPU; another instruction set (AVX-512 against "
+        "AVX2) moves a few label cells and float bits (docs/benchmarks.md).",
     )
     p.add_argument("--out", required=True, help="output dataroot folder (created)")
     p.add_argument("--scenes", type=int, default=2, help="number of scenes (>= 1; ~80%% train, >= 1 val)")

@@ -233,7 +233,7 @@ def generate_dataset(out, scenes=2, samples_per_scene=4, seed=0, version="v1.0-t
         out: output folder (created; existing files with the same names are overwritten).
         scenes: number of scenes (>= 1); names come from the official ``version`` split lists.
         samples_per_scene: keyframes per scene (>= 2, 2 Hz).
-        seed: the same arguments and seed write byte-identical files.
+        seed: the same arguments and seed write byte-identical files on one kind of CPU (docs/benchmarks.md).
         version: ``v1.0-trainval``, ``v1.0-mini`` or ``v1.0-test`` (test scene names, empty
             ``sample_annotation`` and ``instance`` tables and no Occ3D labels, like the real test set).
         sweeps_per_sample: LiDAR sweeps before each keyframe (0-19).
