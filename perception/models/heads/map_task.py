@@ -25,9 +25,10 @@ class MapTask(nn.Module):
     - ``lidar_cues``: a refiner corrects the logits from per-cell cues of the raw LiDAR points on ``grid``
       (:mod:`perception.models.heads.map_lidar_cues`: point count, intensity, height at 0.5 m); needs
       ``train_stride`` 1 (its convolutions must see the grid they see at inference).
-    - ``aux_blend`` w in [0, 1], inference only: the map logits become ``(1 - w)`` the query head's and ``w`` the
-      auxiliary prediction's (the class embeddings dotted with the per-pixel embedding, which picks the queries and
-      has its own loss, ``map_aux``); 0: the query head alone. Training and the losses do not see it.
+    - ``aux_blend`` w in [0, 1], inference only: the map logits become ``(1 - w)`` the query head's (refined, with
+      ``lidar_cues``) and ``w`` the auxiliary prediction's (the class embeddings dotted with the per-pixel
+      embedding, which picks the queries and has its own loss, ``map_aux``); 0: the query head alone. Training and
+      the losses do not see it.
 
     Sub-modules (construction order = order of the random parameter init): ``queries``, ``head``[, ``refiner``].
     """
