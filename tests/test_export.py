@@ -32,10 +32,11 @@ from perception.runtime.ring_frame import ring_frame  # noqa: E402
 from perception.training.checkpoint import save_checkpoint  # noqa: E402
 
 # the map's cue refiner too, the camera's learned no-depth feature (a frame without LiDAR runs it) and the
-# camera map head, blended into the map of a frame without LiDAR (a graph output)
+# camera map head, blended into the map of a frame without LiDAR (a graph output); the map head's two predictions
+# blended per class (in the graph)
 OPTIONS = ["model.score_threshold=0.0", "model.head.map.lidar_cues=True", "model.camera.lidar_depth_dropout=0.5",
            "model.camera_map_weight=10.0", "model.occ_prior_fill='ground'", "model.camera_map_blend=0.5",
-           "model.occ_ground_from_map=0.5"]
+           "model.occ_ground_from_map=0.5", "model.head.map.aux_blend=(0.5, 1.0, 0.5, 0.5, 0.0, 0.5)"]
 
 
 @pytest.fixture(scope="module")

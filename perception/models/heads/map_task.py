@@ -25,10 +25,10 @@ class MapTask(nn.Module):
     - ``lidar_cues``: a refiner corrects the logits from per-cell cues of the raw LiDAR points on ``grid``
       (:mod:`perception.models.heads.map_lidar_cues`: point count, intensity, height at 0.5 m); needs
       ``train_stride`` 1 (its convolutions must see the grid they see at inference).
-    - ``aux_blend`` w in [0, 1], inference only: the map logits become ``(1 - w)`` the query head's (refined, with
-      ``lidar_cues``) and ``w`` the auxiliary prediction's (the class embeddings dotted with the per-pixel
-      embedding, which picks the queries and has its own loss, ``map_aux``); 0: the query head alone. Training and
-      the losses do not see it.
+    - ``aux_blend`` w in [0, 1], or one w per class (``BEV_MAP_CLASSES`` order), inference only: class k's logits
+      become ``(1 - w_k)`` the query head's (refined, with ``lidar_cues``) and ``w_k`` the auxiliary prediction's
+      (the class embeddings dotted with the per-pixel embedding, which picks the queries and has its own loss,
+      ``map_aux``); 0: the query head alone. On every frame; training and the losses do not see it.
 
     Sub-modules (construction order = order of the random parameter init): ``queries``, ``head``[, ``refiner``].
     """
@@ -38,14 +38,12 @@ class MapTask(nn.Module):
     def __init__(self, d_model, point_cloud_range, grid=BEV_MAP_GRID, num_strips=5, train_stride=1,
                  lidar_cues=False, aux_blend=0.0):
         super().__init__()
-        if not 0.0 <= float(aux_blend) <= 1.0:
-            raise ValueError(f"model.head.map.aux_blend must be a weight in [0, 1], got {aux_blend}")
         if int(train_stride) < 1:
             raise ValueError(f"model.head.map.train_stride must be >= 1, got {train_stride}")
         if lidar_cues and int(train_stride) != 1:
             raise ValueError(f"model.head.map.lidar_cues needs model.head.map.train_stride=1, got {train_stride}")
         self.grid, self.pc_range, self.train_stride = grid, list(point_cloud_range), int(train_stride)
-        self.aux_blend = float(aux_blend)
+        self.aux_blend = blend_weights(aux_blend, len(BEV_MAP_CLASSES))  # K floats in [0, 1]
         self.queries = MapQueryInit(d_model, num_strips, len(BEV_MAP_CLASSES))
         self.head = MapHead(d_model, point_cloud_range, num_strips, len(BEV_MAP_CLASSES))
         self.refiner = MapCueRefiner(len(BEV_MAP_CLASSES)) if lidar_cues else None
@@ -98,8 +96,9 @@ class MapTask(nn.Module):
         if self.refiner is not None:
             out["base_logits"] = out["logits"]
             out["logits"] = self.refiner(out["logits"], cues)  # (B, K, NX, NY)
-        if self.aux_blend and not self.training:  # (B, K, NX, NY): the two map predictions' logits blended
-            out["logits"] = torch.lerp(out["logits"], out["aux_logits"], self.aux_blend)
+        if any(self.aux_blend) and not self.training:  # (B, K, NX, NY): the two map predictions' logits blended
+            w = out["logits"].new_tensor(self.aux_blend).view(1, -1, 1, 1)  # (1, K, 1, 1), one weight per class
+            out["logits"] = torch.lerp(out["logits"], out["aux_logits"], w)
         if subgrid is not None:
             out["subgrid"] = subgrid
         return out
@@ -128,3 +127,15 @@ class MapTask(nn.Module):
         """Per sample ``{'bev_probs' (K, NX, NY)}``: sigmoid of the logits (the detection settings are unused)."""
         probs = outputs["logits"].sigmoid()  # (B, K, NX, NY)
         return [{"bev_probs": p} for p in probs]
+
+
+def blend_weights(value, num_classes):
+    """``model.head.map.aux_blend`` (one weight, or one per class) -> a tuple of ``num_classes`` floats in [0, 1]."""
+    values = list(value) if isinstance(value, list | tuple) else [value] * num_classes
+    if len(values) != num_classes:
+        raise ValueError(f"model.head.map.aux_blend needs one weight or {num_classes} (one per map class: "
+                         f"{', '.join(BEV_MAP_CLASSES)}), got {len(values)}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"model.head.map.aux_blend must be a weight in [0, 1], got {v!r}")
+    return tuple(float(v) for v in values)

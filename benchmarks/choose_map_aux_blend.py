@@ -1,0 +1,60 @@
+"""Choose ``model.head.map.aux_blend`` per map class on VAL from scored runs (candidate O, docs/benchmarks.md).
+
+Input: a JSON whose ``per_seed[seed][w]['bev_per_class']`` holds each map class's val IoU for the models scored
+with ``model.head.map.aux_blend = w`` (one weight for every class), e.g.
+``benchmarks/results/choose_map_aux_blend_val.json`` (candidate N's runs). A class's IoU depends on its own
+weight only (the map memory and the BEVFusion thresholds act per class), so the per-class choice composes:
+
+- per class, the weight with the best IoU averaged over the seeds; weights within ``--tie`` of the best go to
+  the one closest to 0 (the query head alone, as shipped before);
+- printed: the chosen vector (``BEV_MAP_CLASSES`` order), and per seed the mIoU it composes to against w = 0.
+
+    python benchmarks/choose_map_aux_blend.py benchmarks/results/choose_map_aux_blend_val.json
+"""
+
+import argparse
+import json
+
+from perception.constants import BEV_MAP_CLASSES
+
+
+def choose(per_seed, tie=0.001):
+    """``per_seed {seed: {w: {'bev_per_class': {class: IoU}}}}`` -> (weights tuple, {seed: (mIoU at w=0, mIoU
+    chosen)}). Weights are the keys' floats; every seed must hold every weight."""
+    seeds = sorted(per_seed)
+    weights = sorted({float(w) for w in per_seed[seeds[0]]})
+    keys = {float(w): w for w in per_seed[seeds[0]]}
+    for s in seeds:
+        if sorted(float(w) for w in per_seed[s]) != weights:
+            raise ValueError(f"seed {s}: weights {sorted(per_seed[s])}, seed {seeds[0]} has {weights}")
+    iou = {(s, w, c): per_seed[s][keys[w]]["bev_per_class"][c] for s in seeds for w in weights for c in BEV_MAP_CLASSES}
+    chosen = []
+    for c in BEV_MAP_CLASSES:
+        mean = {w: sum(iou[s, w, c] for s in seeds) / len(seeds) for w in weights}
+        best = max(mean.values())
+        chosen.append(min((w for w in weights if mean[w] >= best - tie), key=abs))
+    per = {s: (sum(iou[s, 0.0, c] for c in BEV_MAP_CLASSES) / len(BEV_MAP_CLASSES),
+               sum(iou[s, w, c] for w, c in zip(chosen, BEV_MAP_CLASSES, strict=True)) / len(BEV_MAP_CLASSES))
+           for s in seeds}
+    return tuple(chosen), per
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scores", help="JSON with per_seed[seed][w]['bev_per_class'] (val)")
+    ap.add_argument("--tie", type=float, default=0.001, help="IoU within which the weight closest to 0 wins")
+    args = ap.parse_args(argv)
+    with open(args.scores) as f:
+        data = json.load(f)
+    if "val" not in str(data.get("scored_on", "")):
+        raise SystemExit(f"{args.scores}: scored_on must say val (choosing on another set is refused)")
+    chosen, per = choose(data["per_seed"], args.tie)
+    print("model.head.map.aux_blend=" + repr(chosen).replace(" ", ""))
+    for s, (base, got) in per.items():
+        print(f"seed {s}: BEV mIoU {base:.4f} -> {got:.4f} ({got - base:+.4f})")
+    gain = sum(g - b for b, g in per.values()) / len(per)
+    print(f"mean gain {gain:+.4f}")
+
+
+if __name__ == "__main__":
+    main()
