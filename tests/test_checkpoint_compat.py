@@ -37,6 +37,7 @@ NEW_OPTIONS = [
     "model.head.map.train_stride=2",  # tiny's value at eff7413 (tiny trains on the full grid since 19ceba5)
     "model.map_memory_s=0",  # the BEV map memory came later (tiny: 8 s); 0 predicts as the old code did
     "model.camera_map_weight=0",  # the camera map loss came later (tiny: 10); this model has no camera
+    "model.head.map.aux_blend=0",  # the map's blend of its two predictions came later (tiny: per class)
 ]
 # model keys added since eff7413, at the values that behave as before
 ADDED_MODEL_KEYS = {"map_memory_s": 0.0, "camera_map_weight": 0.0, "camera_occ_weight": 0.0, "occ_prior_fill": None,
@@ -66,6 +67,7 @@ def test_the_new_layout_config_is_the_old_one(old):
     new = load_config(TINY, NEW_OPTIONS).to_dict()["model"]
     assert "num_det_queries" in stored["head"] and "det" not in stored["head"]
     assert new["head"]["occ"].pop("grid") == "occ3d"  # named in today's base config, the old default
+    assert new["head"]["map"].pop("aux_blend") == 0  # added since (see NEW_OPTIONS): 0 predicts as before
     assert _flat_to_sections(stored["head"]) == new["head"]
     rest = {k: v for k, v in new.items() if k != "head"}
     assert {k: rest.pop(k) for k in ADDED_MODEL_KEYS} == ADDED_MODEL_KEYS
