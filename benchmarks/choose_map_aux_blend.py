@@ -6,7 +6,8 @@ with ``model.head.map.aux_blend = w`` (one weight for every class), e.g.
 weight only (the map memory and the BEVFusion thresholds act per class), so the per-class choice composes:
 
 - per class, the weight with the best IoU averaged over the seeds; weights within ``--tie`` of the best go to
-  the one closest to 0 (the query head alone, as shipped before);
+  the one closest to 0 (the query head alone, as shipped before): candidate J's rule, its own function
+  (``choose_map_offsets.choose``);
 - printed: the chosen vector (``BEV_MAP_CLASSES`` order), and per seed the mIoU it composes to against w = 0.
 
     python benchmarks/choose_map_aux_blend.py benchmarks/results/choose_map_aux_blend_val.json
@@ -14,6 +15,8 @@ weight only (the map memory and the BEVFusion thresholds act per class), so the 
 
 import argparse
 import json
+
+from choose_map_offsets import choose as closest_to_0_within  # benchmarks/ is on sys.path when run as a script
 
 from perception.constants import BEV_MAP_CLASSES
 
@@ -27,15 +30,13 @@ def choose(per_seed, tie=0.001):
     for s in seeds:
         if sorted(float(w) for w in per_seed[s]) != weights:
             raise ValueError(f"seed {s}: weights {sorted(per_seed[s])}, seed {seeds[0]} has {weights}")
-    iou = {(s, w, c): per_seed[s][keys[w]]["bev_per_class"][c] for s in seeds for w in weights for c in BEV_MAP_CLASSES}
-    chosen = []
-    for c in BEV_MAP_CLASSES:
-        mean = {w: sum(iou[s, w, c] for s in seeds) / len(seeds) for w in weights}
-        best = max(mean.values())
-        chosen.append(min((w for w in weights if mean[w] >= best - tie), key=abs))
-    per = {s: (sum(iou[s, 0.0, c] for c in BEV_MAP_CLASSES) / len(BEV_MAP_CLASSES),
-               sum(iou[s, w, c] for w, c in zip(chosen, BEV_MAP_CLASSES, strict=True)) / len(BEV_MAP_CLASSES))
-           for s in seeds}
+    curves = {s: {w: per_seed[s][keys[w]]["bev_per_class"] for w in weights} for s in seeds}  # {seed: {w: {c: IoU}}}
+    chosen = closest_to_0_within(list(curves.values()), weights, tie)
+
+    def miou(curve, per_class):
+        return sum(curve[w][c] for w, c in zip(per_class, BEV_MAP_CLASSES, strict=True)) / len(BEV_MAP_CLASSES)
+
+    per = {s: (miou(c, [0.0] * len(BEV_MAP_CLASSES)), miou(c, chosen)) for s, c in curves.items()}
     return tuple(chosen), per
 
 

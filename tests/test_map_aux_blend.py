@@ -40,8 +40,8 @@ def test_inference_blends_the_two_predictions(blend):
     torch.testing.assert_close(got["aux_logits"], want["aux_logits"])
     w = torch.tensor(blend).view(1, -1, 1, 1)  # (1, 1 or K, 1, 1)
     torch.testing.assert_close(got["logits"], (1 - w) * want["logits"] + w * want["aux_logits"])
-    for k in range(len(BEV_MAP_CLASSES)):  # each class its own weight: 0 keeps the query head's, 1 takes the aux's
-        wk = float(w.flatten()[k if w.numel() > 1 else 0])
+    per_class = w.expand(1, len(BEV_MAP_CLASSES), 1, 1).flatten().tolist()  # K weights
+    for k, wk in enumerate(per_class):  # each class its own weight: 0 keeps the query head's, 1 takes the aux's
         if wk in (0.0, 1.0):
             torch.testing.assert_close(got["logits"][:, k], (want["aux_logits"] if wk else want["logits"])[:, k])
     probs = blended.map.decode(got)[0]["bev_probs"]  # the decoded map is the blend's sigmoid
