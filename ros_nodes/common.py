@@ -1,7 +1,10 @@
 """What the two nodes share: declaring ROS parameters from one schema (name -> (default, description)), as
-Autoware nodes keep a parameter schema beside the node, and running a node until Ctrl-C. A wrong parameter or
-input is a :class:`BadParameter`: the node logs it in one line and exits 2 instead of starting half-configured.
+Autoware nodes keep a parameter schema beside the node, running a node until Ctrl-C, and a publish that waits
+out a refused write. A wrong parameter or input is a :class:`BadParameter`: the node logs it in one line and exits
+2 instead of starting half-configured.
 """
+
+import time
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
@@ -9,6 +12,11 @@ from rclpy.context import Context
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
+
+try:
+    from rclpy._rclpy_pybind11 import RCLError  # what rclpy raises when the middleware refuses a write
+except ImportError:  # an rclpy without that module: its publish raises a RuntimeError subclass
+    RCLError = RuntimeError
 
 EXIT_OK = 0
 EXIT_BAD_START = 2
@@ -34,6 +42,28 @@ def declare_parameters(node, schema, numeric=()):
             raise BadParameter(f"parameter {name} must be a number, got {value!r}")
         values[name] = float(value)
     return values
+
+
+def publish_retrying(publisher, msg, within_s=1.0, pause_s=0.01):
+    """``publisher.publish(msg)``, tried again every ``pause_s`` while the middleware refuses it, for at most
+    ``within_s`` seconds. Returns the number of refused tries (0: delivered at once); raises the last refusal when
+    the time is up.
+
+    Fast DDS refuses a write ("cannot publish data") when a RELIABLE writer's history is full of samples a
+    subscriber has not acknowledged yet and its blocking time (100 ms) has run out: large images in a burst, or a
+    loaded machine whose subscriber acknowledges late. The sample is not lost, only not accepted yet, so a sender
+    that must deliver everything (a log player in reliable mode) waits a little and tries again instead of dying."""
+    deadline = time.monotonic() + within_s
+    refused = 0
+    while True:
+        try:
+            publisher.publish(msg)
+            return refused
+        except RCLError:
+            refused += 1
+            if time.monotonic() + pause_s > deadline:
+                raise
+            time.sleep(pause_s)
 
 
 def run_node(name, build, args=None):

@@ -48,7 +48,7 @@ from perception.ros.image import intrinsics_to_camera_info, jpeg_bytes_to_compre
 from perception.ros.pointcloud import points_to_pointcloud2
 from perception.ros.stamps import make_header
 from perception.ros.transforms import matrix_to_odometry
-from ros_nodes.common import BadParameter, declare_parameters, run_node
+from ros_nodes.common import BadParameter, RCLError, declare_parameters, publish_retrying, run_node
 
 ACK_TIMEOUT_S = 10.0  # at the end, how long reliable subscribers may take to acknowledge the last messages
 LOOP_GAP_S = 0.05  # dataset seconds between the last message of a pass and the first of the next (one sweep)
@@ -272,7 +272,7 @@ class SensorPlayer:
         wall_start_ns = time.time_ns()
         passes, warned_behind = 0, False
         while True:
-            published, skipped, late = 0, 0, 0.0
+            published, skipped, retried, late = 0, 0, 0, 0.0
             for item in self.plan:
                 if p["use_sim_stamps"]:
                     stamp_ns = item.record.stamp_ns
@@ -288,11 +288,18 @@ class SensorPlayer:
                 if not self._sleep_until(executor, due):
                     return False
                 late = max(late, time.monotonic() - due)
-                self._publisher(item).publish(msg)
+                try:  # a reliable subscriber that acknowledges late: wait for it (up to 1 s), never die of it
+                    retried += publish_retrying(self._publisher(item), msg, within_s=1.0)
+                except RCLError as e:
+                    self.log.warning(f"skipped {item.kind} {item.record.channel} {item.record.timestamp_us}: "
+                                     f"the middleware refused it for 1 s ({e})")
+                    skipped += 1
+                    continue
                 published += 1
             passes += 1
             self.log.info(f"scene {stream.scene_name}: pass {passes} done ({n_lidar} LiDAR, "
-                          f"{len(stream) - n_lidar} camera records, {published} messages, {skipped} skipped; "
+                          f"{len(stream) - n_lidar} camera records, {published} messages, {skipped} skipped, "
+                          f"{retried} writes retried; "
                           f"max lateness {late * 1000:.0f} ms)")
             if not p["loop"]:
                 break
