@@ -40,16 +40,21 @@ def choose(per_seed, tie=0.001):
     return tuple(chosen), per
 
 
+def load_val_scores(path):
+    """The JSON at ``path``; refused unless its ``scored_on`` says val (a choice is never made on test)."""
+    with open(path) as f:
+        data = json.load(f)
+    if "val" not in str(data.get("scored_on", "")):
+        raise SystemExit(f"{path}: scored_on must say val (choosing on another set is refused)")
+    return data
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scores", help="JSON with per_seed[seed][w]['bev_per_class'] (val)")
     ap.add_argument("--tie", type=float, default=0.001, help="IoU within which the weight closest to 0 wins")
     args = ap.parse_args(argv)
-    with open(args.scores) as f:
-        data = json.load(f)
-    if "val" not in str(data.get("scored_on", "")):
-        raise SystemExit(f"{args.scores}: scored_on must say val (choosing on another set is refused)")
-    chosen, per = choose(data["per_seed"], args.tie)
+    chosen, per = choose(load_val_scores(args.scores)["per_seed"], args.tie)
     print("model.head.map.aux_blend=" + repr(chosen).replace(" ", ""))
     for s, (base, got) in per.items():
         print(f"seed {s}: BEV mIoU {base:.4f} -> {got:.4f} ({got - base:+.4f})")
