@@ -48,7 +48,7 @@ from perception.ros.node_status import node_statuses
 from perception.ros.outputs import diagnostics_message
 from perception.ros.stamps import header_stamp_ns
 from perception.runtime import Predictor, add_fallback_models
-from ros_nodes.common import BadParameter, declare_parameters, run_node
+from ros_nodes.common import BadParameter, RCLError, declare_parameters, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -343,7 +343,11 @@ class PerceptionNode:
 
     # ------------------------------------------------------------------ diagnostics
     def publish_diagnostics(self):
-        self.diag_pub.publish(diagnostics_message(time.time_ns(), self.node.get_name(), self.diagnostics()))
+        try:
+            self.diag_pub.publish(diagnostics_message(time.time_ns(), self.node.get_name(), self.diagnostics()))
+        except RCLError as e:  # a write the middleware refused (a late subscriber): never fatal, the next one is fresh
+            if self.node.context.ok():
+                self.node.get_logger().warning(f"/diagnostics not published: {e}", throttle_duration_sec=10.0)
 
     def diagnostics(self):
         """Three statuses: inputs (sensors present, stale, malformed), latency (ms per stage), frames."""
