@@ -22,7 +22,8 @@ time. QoS: sensor-data QoS (best effort) for LiDAR and images, or reliable depth
 ``reliable_sensors:=true`` (best effort can drop large messages); reliable depth 50 for camera_info and odometry.
 Reliable DDS does not deliver to a subscriber what was published before it matched: ``start_delay`` (and
 ``wait_for_subscribers:=N``, which waits until the LiDAR and odometry topics have N subscribers each) lets them
-connect.
+connect. A write the middleware refuses (a reliable subscriber that acknowledges late: Fast DDS gives up after
+its blocking time) is tried again for up to 1 s, then skipped with a warning; the pass's log line counts both.
 With ``loop:=false`` the node exits 0 at the end of the scene, after reliable subscribers acknowledged the last
 messages (at most 10 s: a writer repairs losses only while it exists); a bad dataroot, unknown scene or
 invalid parameter is logged in one line and exits 2. SIGINT / SIGTERM stop it cleanly (exit 0).
