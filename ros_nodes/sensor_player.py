@@ -292,6 +292,8 @@ class SensorPlayer:
                 try:  # a reliable subscriber that acknowledges late: wait for it (up to 1 s), never die of it
                     retried += publish_retrying(self._publisher(item), msg, within_s=1.0)
                 except RCLError as e:
+                    if not self.node.context.ok():  # Ctrl-C / SIGTERM while publishing: shutting down, not a refusal
+                        return False
                     self.log.warning(f"skipped {item.kind} {item.record.channel} {item.record.timestamp_us}: "
                                      f"the middleware refused it for 1 s ({e})")
                     skipped += 1
