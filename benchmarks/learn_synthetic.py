@@ -27,7 +27,7 @@ Protocol (docs/benchmarks.md, "Learning on synthetic data"):
     python benchmarks/learn_synthetic.py --out outputs/learn_v2 --seeds 0,1,2 --minutes 30
     # the docs' protocol: the step counts 30 minutes gave on the 2-core VM, so that a seed's number does not
     # depend on how loaded the shared machine was while it trained (--minutes only caps a run)
-    python benchmarks/learn_synthetic.py --out outputs/learn_v2 --steps fusion=759,lidar=1141,camera=1126 --minutes 60
+    python benchmarks/learn_synthetic.py --out outputs/learn_v2 --steps fusion=1753,lidar=2148,camera=1199 --minutes 60
 """
 
 import argparse
