@@ -139,11 +139,13 @@ def trained_steps(work_dir):
 
 def undertrained_note(steps, planned, minutes):
     """A warning when the checkpoint trained fewer than ``planned`` steps (the ``--max-minutes`` cap cut it on a
-    slow or loaded machine): its scores then say little about the model. None when it trained them all."""
+    slow or loaded machine, or it is a cached checkpoint of an earlier demo that planned fewer steps): its scores
+    then say little about the model. None when it trained them all."""
     if steps is None or steps >= planned:
         return None
-    return (f"the checkpoint trained {steps} of {planned} steps (--max-minutes {minutes:g} cut it: the machine is "
-            f"slower or busier than the defaults assume); the scores below are of an undertrained model. "
+    return (f"the checkpoint trained {steps} of {planned} steps (--max-minutes {minutes:g} cut it, the machine being "
+            f"slower or busier than the defaults assume, or it is cached from an earlier demo that planned fewer "
+            f"steps); the scores below are of an undertrained model. "
             f"Run `perception demo --retrain` on an idle machine, or raise --max-minutes.")
 
 
